@@ -1,0 +1,141 @@
+"""What an experiment's run(config, ctx) is given: seeded RNG, cache, progress, upstream results,
+file outputs, checkpoints for resuming, and a place to record fingerprints (generation settings)."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from claims.errors import ExperimentError
+from claims.node import Node
+from claims.progress import log, progress
+from claims.result import Result
+from claims.store import Store, atomic_write_bytes, atomic_write_json
+
+T = TypeVar("T")
+
+
+class Upstream:
+    """A finished upstream result, with access to its large files in the blob cache."""
+
+    def __init__(self, name: str, node: Node, result: Result, store: Store):
+        self.name, self.node, self.result, self._store = name, node, result, store
+
+    def file(self, name: str) -> Path:
+        sha = self.result.files.get(name)
+        if sha is None:
+            raise ExperimentError(f"upstream {self.name!r} ({self.node.label}) has no file {name!r}")
+        path = self._store.verified_blob(sha)
+        if path is None:
+            raise ExperimentError(f"upstream {self.name!r} file {name!r} is not in the local cache")
+        return path
+
+    def arrays(self, name: str) -> dict[str, np.ndarray]:
+        with np.load(self.file(name), allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+
+    def json(self, name: str) -> Any:
+        return json.loads(self.file(name).read_text())
+
+
+class Checkpoint:
+    """Partial work of one run, keyed by the run's cache key: a mapping of step -> JSON or arrays.
+
+        ckpt = ctx.checkpoint("generations")
+        for i, batch in enumerate(batches):
+            if i not in ckpt:
+                ckpt[i] = do_work(batch)     # saved atomically; survives an interruption
+            out.extend(ckpt[i])
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def _path(self, step: Any, suffix: str) -> Path:
+        return self.folder / f"{step}{suffix}"
+
+    def __contains__(self, step: Any) -> bool:
+        return self._path(step, ".json").exists() or self._path(step, ".npz").exists()
+
+    def __getitem__(self, step: Any) -> Any:
+        if self._path(step, ".npz").exists():
+            with np.load(self._path(step, ".npz"), allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        return json.loads(self._path(step, ".json").read_text())
+
+    def __setitem__(self, step: Any, value: Any) -> None:
+        if isinstance(value, dict) and value and all(isinstance(v, np.ndarray) for v in value.values()):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.folder, suffix=".npz", delete=False) as tmp:
+                np.savez(tmp, **value)
+            Path(tmp.name).replace(self._path(step, ".npz"))
+        else:
+            atomic_write_json(self._path(step, ".json"), value)
+
+    def steps(self) -> list[str]:
+        return sorted(p.stem for p in self.folder.glob("*.*")) if self.folder.is_dir() else []
+
+
+class Context:
+    def __init__(self, node: Node, key: str, store: Store, upstream: dict[str, Upstream]):
+        self.node = node
+        self.key = key
+        self.config = node.config
+        self.seed = int(self.config.get("seed", 0))
+        self.rng = np.random.default_rng(self.seed)
+        self.cache_dir = store.cache
+        self._store = store
+        self._upstream = upstream
+        self.files: dict[str, str] = {}
+        self.recorded: dict[str, Any] = {}
+
+    # ---- reading ----------------------------------------------------------------------------
+    def upstream(self, name: str) -> Upstream:
+        if name not in self._upstream:
+            raise ExperimentError(
+                f"{self.node.label}: no upstream named {name!r} (requires() declares: {sorted(self._upstream)})"
+            )
+        return self._upstream[name]
+
+    # ---- writing large outputs ----------------------------------------------------------------
+    def save_arrays(self, name: str, **arrays: np.ndarray) -> str:
+        """Store arrays as one .npz in the blob cache; the result lists it under `files`."""
+        self._store.cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=self._store.cache, suffix=".npz", delete=False) as tmp:
+            np.savez_compressed(tmp, **arrays)
+        return self._register(name, Path(tmp.name))
+
+    def save_json(self, name: str, data: Any) -> str:
+        """Store a JSON document (e.g. all generations) in the blob cache."""
+        path = self._store.cache / f".{self.key[:12]}.{name}.json.tmp"
+        atomic_write_bytes(path, json.dumps(data, sort_keys=True).encode())
+        final = path.with_name(path.name.removesuffix(".tmp"))
+        path.replace(final)
+        return self._register(name, final)
+
+    def _register(self, name: str, path: Path) -> str:
+        if name in self.files:
+            raise ExperimentError(f"{self.node.label}: file {name!r} saved twice")
+        sha = self._store.put_blob(path)
+        self.files[name] = sha
+        return sha
+
+    # ---- long work -------------------------------------------------------------------------
+    def progress(self, iterable: Iterable[T], total: int | None = None, desc: str | None = None) -> Iterator[T]:
+        return progress(iterable, total=total, desc=desc or self.node.experiment.rpartition(".")[2])
+
+    def checkpoint(self, name: str) -> Checkpoint:
+        return Checkpoint(self._store.checkpoint_dir(self.key) / name)
+
+    def record(self, **fingerprints: Any) -> None:
+        """Record settings a reader must see in provenance (e.g. generation settings)."""
+        json.dumps(fingerprints)  # must be plain data
+        self.recorded.update(fingerprints)
+
+    def log(self, message: str) -> None:
+        log(f"  {self.node.experiment}: {message}")

@@ -1,0 +1,44 @@
+"""One error base for the engine; each domain has its own subclass.
+
+Exit codes (documented in `python -m claims --help`):
+  0  every selected claim stands (or is listed as blocked / not applicable with its reason)
+  1  a claim failed: an assertion is false, a result lacks its interval, an experiment raised,
+     or a result is stale under --no-run
+  2  the input is wrong: a malformed spec, an unknown claim id, a bad option
+"""
+
+from __future__ import annotations
+
+import click
+
+
+class ClaimsError(click.ClickException):
+    """Base of every error the engine reports to a user (no traceback)."""
+
+    exit_code = 2
+
+
+class SpecError(ClaimsError):
+    """A claim spec is malformed: the message names file, line and field."""
+
+
+class ExpressionError(ClaimsError):
+    """An assertion or statement cannot be evaluated (unknown name, bad syntax)."""
+
+
+class ExperimentError(ClaimsError):
+    """An experiment module is missing, lacks `run`, raised, or returned a bad result."""
+
+    exit_code = 1
+
+
+class CacheError(ClaimsError):
+    """An artifact or its provenance is missing, stale or corrupt."""
+
+    exit_code = 1
+
+
+class BuildError(ClaimsError):
+    """The site or paper could not be built."""
+
+    exit_code = 1

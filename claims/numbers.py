@@ -1,0 +1,60 @@
+"""Finding numbers in text, and rendering statements whose numbers all come from results."""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Mapping
+from typing import Any
+
+from claims.errors import ExpressionError
+
+#: A standalone number: not glued to letters (L1, 270M, gemma-3 are names, not quantities).
+NUMBER = re.compile(r"(?<![\w.\-/])[-+−]?\d+(?:[.,]\d+)*(?:\s?(?:%|pp|x|×))?(?![\w])")
+_FIELD = re.compile(r"^(?P<name>[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*)(?P<index>(?:\[\d+\])*)$")
+
+
+def find_numbers(text: str) -> list[re.Match[str]]:
+    return list(NUMBER.finditer(text))
+
+
+class StatementFormatter(string.Formatter):
+    """str.format over a namespace, allowing only names, dotted names and integer indices."""
+
+    def __init__(self, namespace: Mapping[str, Any], where: str):
+        self.namespace = namespace
+        self.where = where
+
+    def get_field(self, field_name: str, args: Any, kwargs: Any) -> tuple[Any, str]:
+        match = _FIELD.match(field_name.strip())
+        if not match:
+            raise ExpressionError(f"{self.where}: {{{field_name}}} is not a plain name or name[index]")
+        value: Any = self.namespace
+        for part in match["name"].split("."):
+            if not isinstance(value, Mapping) or part not in value:
+                raise ExpressionError(f"{self.where}: the result has no {match['name']!r}")
+            value = value[part]
+        for index in re.findall(r"\[(\d+)\]", match["index"]):
+            try:
+                value = value[int(index)]
+            except (IndexError, KeyError, TypeError):
+                raise ExpressionError(f"{self.where}: cannot index {match['name']} with [{index}]") from None
+        if value is None:
+            raise ExpressionError(f"{self.where}: {field_name} is missing (None) in the result")
+        return value, field_name
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        try:
+            return super().format_field(value, format_spec)
+        except (ValueError, TypeError) as exc:
+            raise ExpressionError(f"{self.where}: cannot format {value!r} with {format_spec!r}: {exc}") from None
+
+
+def render_statement(template: str, namespace: Mapping[str, Any], where: str) -> str:
+    return StatementFormatter(namespace, where).format(" ".join(template.split()))
+
+
+def literal_numbers(template: str) -> list[str]:
+    """Numbers typed into a statement's text (outside {fields}): each one is a hand-typed number."""
+    literal = "".join(text for text, *_ in string.Formatter().parse(template))
+    return [m.group(0) for m in find_numbers(literal)]

@@ -1,0 +1,232 @@
+"""Provenance: what code, config, inputs and packages produced a result, and nothing secret.
+
+The code fingerprint covers the experiment module and every project module it imports,
+transitively, found by reading `import` statements (nothing is executed). The engine package
+`claims` is left out: it is the harness, not the experiment.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+#: Packages whose versions enter every cache key (numerics can change with them).
+KEY_PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "transformers", "sae-lens")
+#: Packages recorded in every sidecar (not in the key unless a module lists them).
+RECORDED_PACKAGES = (*KEY_PACKAGES, "safetensors", "peft", "accelerate", "gguf", "tokenizers", "bergson")
+ENGINE_PACKAGE = "claims"
+
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION", re.I)
+_SECRET_VALUE = re.compile(
+    r"^(sk-|sk_|hf_|ghp_|gho_|github_pat_|xox[bp]-|AKIA|ya29\.)|^[A-Za-z0-9_\-]{32,}$|^[A-Za-z0-9+/]{40,}={0,2}$"
+)
+_RECORDED_ENV = re.compile(r"^(CLAIMS_|HF_|TRANSFORMERS_|OMP_|MKL_|CUDA_|TORCH_|OPENAI_|PYTHONHASHSEED$)")
+REDACTED = "<redacted>"
+
+
+def canonical_json(data: Any) -> str:
+    """The one serialisation that keys are computed from: sorted keys, no whitespace."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# code fingerprint
+
+
+def _module_path(name: str, root: Path) -> Path | None:
+    base = root.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imports(path: Path, module: str) -> Iterable[str]:
+    """Module names a file imports, including every parent package of each."""
+    tree = ast.parse(path.read_bytes(), filename=str(path))
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base_parts = parts[: len(parts) - node.level + 1] if node.level > 1 else parts
+                base = ".".join(p for p in base_parts if p)
+                base = f"{base}.{node.module}" if node.module else base
+            else:
+                base = node.module or ""
+            yield base
+            for alias in node.names:
+                yield f"{base}.{alias.name}"
+
+
+def project_modules(module: str, root: Path) -> dict[str, Path]:
+    """The module and the project modules it imports, transitively: name -> file."""
+    found: dict[str, Path] = {}
+    stack = [module]
+    while stack:
+        name = stack.pop()
+        if not name or name in found:
+            continue
+        parts = name.split(".")
+        if parts[0] == ENGINE_PACKAGE:
+            continue
+        # importing a.b.c runs a/__init__.py and a/b/__init__.py too
+        stack.extend(".".join(parts[:i]) for i in range(1, len(parts)))
+        path = _module_path(name, root)
+        if path is None:
+            continue
+        found[name] = path
+        stack.extend(_imports(path, name))
+    return found
+
+
+@functools.lru_cache(maxsize=4096)
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
+    return sha256_file(Path(path))
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file, memoised within the process on (path, mtime, size)."""
+    stat = path.stat()
+    return _file_digest(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+def code_files(module: str, root: Path) -> dict[str, str]:
+    """Relative path -> sha256 for the experiment module and the project code it imports."""
+    return {
+        path.relative_to(root).as_posix(): file_digest(path)
+        for path in sorted(project_modules(module, root).values())
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# environment
+
+
+def package_versions(names: Iterable[str]) -> dict[str, str]:
+    out = {}
+    for name in sorted(set(names)):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def git_state(root: Path) -> dict[str, Any]:
+    """Commit and dirtiness of the project checkout (None outside a git repository)."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        )
+        if commit.returncode != 0:
+            return {"commit": None, "dirty": None}
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root, capture_output=True, text=True, timeout=10,
+        )
+        return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def platform_info() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "system": platform.system(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# redaction
+
+
+def looks_secret(name: str, value: str) -> bool:
+    return bool(_SECRET_NAME.search(name)) or bool(_SECRET_VALUE.search(value.strip()))
+
+
+def recorded_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment variables that can change results, with secret-looking values redacted."""
+    environ = os.environ if environ is None else environ
+    return {
+        k: (REDACTED if looks_secret(k, v) else v)
+        for k, v in sorted(environ.items())
+        if _RECORDED_ENV.match(k)
+    }
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """Command-line arguments with values of secret-looking options or values redacted."""
+    out: list[str] = []
+    redact_next = False
+    for arg in argv:
+        if redact_next:
+            out.append(REDACTED)
+            redact_next = False
+        elif arg.startswith("-") and "=" in arg:
+            key, _, value = arg.partition("=")
+            out.append(f"{key}={REDACTED}" if looks_secret(key, value) else arg)
+        elif arg.startswith("-") and _SECRET_NAME.search(arg):
+            out.append(arg)
+            redact_next = True
+        else:
+            out.append(REDACTED if looks_secret("", arg) else arg)
+    return out
+
+
+class PathScrubber:
+    """Replaces machine-specific absolute paths with portable placeholders."""
+
+    def __init__(self, root: Path, cache: Path):
+        pairs = [
+            (str(cache.resolve()), "$CLAIMS_CACHE"),
+            (str(root.resolve()), "."),
+            (sys.prefix, "<venv>"),
+            (str(Path.home()), "~"),
+        ]
+        # longest first so that nested locations are replaced by their most specific name
+        self.pairs = sorted({p for p in pairs if p[0] not in ("", "/")}, key=lambda p: -len(p[0]))
+
+    def __call__(self, data: Any) -> Any:
+        if isinstance(data, str):
+            for old, new in self.pairs:
+                data = data.replace(old, new)
+            return data
+        if isinstance(data, dict):
+            return {k: self(v) for k, v in data.items()}
+        if isinstance(data, list | tuple):
+            return [self(v) for v in data]
+        return data

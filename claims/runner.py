@@ -1,0 +1,255 @@
+"""Run-or-reuse over the experiment DAG.
+
+A node is fresh when its stored sidecar carries the key computed now from (code, config, inputs,
+upstream outputs, package versions) and the stored result matches the sidecar's hash. Otherwise
+it is missing, stale (with what changed) or corrupt, and `ensure` reruns it under a per-node
+file lock, after making its upstream fresh. Two processes asking for the same node: one runs,
+the other waits for the lock, finds the node fresh and reuses it.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from claims import provenance as prov
+from claims.context import Context, Upstream
+from claims.errors import ExperimentError
+from claims.experiment import input_fingerprints, key_packages, load_module, upstream_nodes
+from claims.node import Node
+from claims.progress import log
+from claims.project import Project
+from claims.result import Result
+from claims.store import Store
+
+#: Bump when the meaning of a stored result changes, so that every key changes deliberately.
+ENGINE_KEY_VERSION = 1
+
+
+@dataclass
+class NodeState:
+    node: Node
+    state: str  # fresh | missing | stale | corrupt
+    reason: str = ""
+    key: str | None = None
+    result: Result | None = None
+    sidecar: dict[str, Any] | None = None
+    upstream: dict[str, Node] = field(default_factory=dict)
+
+    @property
+    def fresh(self) -> bool:
+        return self.state == "fresh"
+
+
+class Interrupted(BaseException):
+    """Raised in place of SIGTERM so that a killed run is recorded as interrupted."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Runner:
+    def __init__(self, project: Project):
+        self.project = project
+        self.store = Store(project)
+        self._states: dict[Node, NodeState] = {}
+        self.ran: list[Node] = []
+        self.reused: list[Node] = []
+
+    # ---- assessing -------------------------------------------------------------------------
+    def key_material(self, node: Node, upstream: dict[str, NodeState]) -> dict[str, Any]:
+        return {
+            "engine": ENGINE_KEY_VERSION,
+            "experiment": node.experiment,
+            "config": node.config,
+            "code": prov.code_files(node.experiment, self.project.root),
+            "inputs": input_fingerprints(node),
+            "upstream": {name: s.sidecar["output"]["sha256"] for name, s in sorted(upstream.items())},
+            "packages": prov.package_versions((*prov.KEY_PACKAGES, *key_packages(node))),
+        }
+
+    def assess(self, node: Node) -> NodeState:
+        """Fresh, missing, stale or corrupt, and why (memoised for this run)."""
+        if node in self._states:
+            return self._states[node]
+        load_module(node.experiment, node.label)
+        edges = upstream_nodes(node)
+        ups = {name: self.assess(up) for name, up in edges.items()}
+        not_fresh = {name: s for name, s in ups.items() if not s.fresh}
+        stored = self.store.read(node)
+        if not_fresh:
+            name, s = next(iter(not_fresh.items()))
+            state = NodeState(node, "stale", f"upstream {name!r} is {s.state}", upstream=edges)
+            state.sidecar = stored.sidecar if stored else None
+        else:
+            material = self.key_material(node, ups)
+            key = prov.sha256_text(prov.canonical_json(material))
+            if stored is None:
+                state = NodeState(node, "missing", "never run", key, upstream=edges)
+            elif stored.problem:
+                state = NodeState(node, "corrupt", stored.problem, key, sidecar=stored.sidecar, upstream=edges)
+            elif stored.sidecar.get("key") != key:
+                why = describe_change(stored.sidecar.get("key_material", {}), material)
+                state = NodeState(node, "stale", why, key, stored.result, stored.sidecar, edges)
+            else:
+                state = NodeState(node, "fresh", "", key, stored.result, stored.sidecar, edges)
+        self._states[node] = state
+        return state
+
+    def closure(self, nodes: list[Node]) -> list[Node]:
+        """Nodes and everything upstream of them, upstream first."""
+        order: list[Node] = []
+        seen: set[Node] = set()
+
+        def visit(n: Node) -> None:
+            if n in seen:
+                return
+            seen.add(n)
+            for up in self.assess(n).upstream.values():
+                visit(up)
+            order.append(n)
+
+        for n in nodes:
+            visit(n)
+        return order
+
+    # ---- running ---------------------------------------------------------------------------
+    def ensure(self, node: Node, force: bool = False, need_files: bool = False) -> NodeState:
+        """Make a node fresh (running it and its stale upstream) and return its state."""
+        state = self.assess(node)
+        if state.fresh and not force and not (need_files and self._files_missing(state)):
+            if node not in self.reused and node not in self.ran:
+                self.reused.append(node)
+                log(f"reused {node.label} (key {state.key[:12]})")
+            return state
+        ups = {name: self.ensure(up, need_files=True) for name, up in state.upstream.items()}
+        if not state.fresh and ups:
+            self._states.pop(node, None)
+            state = self.assess(node)
+            if state.fresh and not force and not (need_files and self._files_missing(state)):
+                log(f"reused {node.label} (key {state.key[:12]}): its upstream reran with identical output")
+                self.reused.append(node)
+                return state
+        with self.store.lock(node):
+            # another process may have produced it while we waited for the lock
+            self._states.pop(node, None)
+            state = self.assess(node)
+            if state.fresh and not force and not (need_files and self._files_missing(state)):
+                log(f"reused {node.label} (key {state.key[:12]}), made by another run")
+                self.reused.append(node)
+                return state
+            return self._run(node, ups)
+
+    def _files_missing(self, state: NodeState) -> bool:
+        return any(self.store.verified_blob(sha) is None for sha in state.result.files.values())
+
+    def _run(self, node: Node, ups: dict[str, NodeState]) -> NodeState:
+        module = load_module(node.experiment, node.label)
+        material = self.key_material(node, ups)
+        key = prov.sha256_text(prov.canonical_json(material))
+        upstream = {name: Upstream(name, s.node, s.result, self.store) for name, s in ups.items()}
+        ctx = Context(node, key, self.store, upstream)
+        scrub = prov.PathScrubber(self.project.root, self.project.cache_dir)
+        record: dict[str, Any] = {
+            "experiment": node.experiment,
+            "config_hash": node.config_hash,
+            "key": key,
+            "lifecycle": [{"status": "running", "at": _now()}],
+        }
+        self.store.write_run_record(node, record)
+        log(f"running {node.label} ...")
+        started = time.monotonic()
+        previous = signal.getsignal(signal.SIGTERM)
+        try:
+            signal.signal(signal.SIGTERM, _raise_interrupted)
+        except ValueError:  # not the main thread
+            previous = None
+        try:
+            raw = module.run(node.config, ctx)
+        except (KeyboardInterrupt, Interrupted):
+            record["lifecycle"].append({"status": "interrupted", "at": _now()})
+            record["checkpoint"] = scrub(str(self.store.checkpoint_dir(key)))
+            self.store.write_run_record(node, record)
+            log(f"interrupted {node.label}: partial work kept for resuming")
+            raise
+        except Exception as exc:
+            tb = scrub(traceback.format_exc())
+            record["lifecycle"].append({"status": "failed", "at": _now(), "error": f"{type(exc).__name__}: {exc}"})
+            record["traceback"] = tb
+            self.store.write_run_record(node, record)
+            raise ExperimentError(
+                f"{node.label} raised {type(exc).__name__}: {exc} "
+                f"(traceback in {scrub(str(self.store.run_record_path(node)))})"
+            ) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        wall = time.monotonic() - started
+        result = self._validated(node, raw, ctx, record)
+        record["lifecycle"].append({"status": "completed", "at": _now()})
+        sidecar = scrub({
+            "experiment": node.experiment,
+            "config": node.config,
+            "config_hash": node.config_hash,
+            "key": key,
+            "key_material": material,
+            "code_hash": prov.sha256_text(prov.canonical_json(material["code"])),
+            "seed": ctx.seed,
+            "recorded": ctx.recorded,
+            "fingerprints": {k: prov.sha256_text(prov.canonical_json(v))[:16] for k, v in ctx.recorded.items()},
+            "upstream": {n: {"experiment": s.node.experiment, "config_hash": s.node.config_hash,
+                             "sha256": s.sidecar["output"]["sha256"]} for n, s in ups.items()},
+            "packages": prov.package_versions(prov.RECORDED_PACKAGES + key_packages(node)),
+            "platform": prov.platform_info(),
+            "environment": prov.recorded_environment(),
+            "git": prov.git_state(self.project.root),
+            "wall_time_s": round(wall, 3),
+            "lifecycle": record["lifecycle"],
+        })
+        self.store.write(node, result, sidecar)
+        self.store.write_run_record(node, record)
+        self.store.clear_checkpoint(key)
+        log(f"ran {node.label} in {wall:.1f}s (key {key[:12]})")
+        self.ran.append(node)
+        self._states.pop(node, None)
+        return self.assess(node)
+
+    def _validated(self, node: Node, raw: Any, ctx: Context, record: dict[str, Any]) -> Result:
+        try:
+            result = raw if isinstance(raw, Result) else Result.model_validate(raw)
+            result = result.model_copy(update={"files": {**result.files, **ctx.files}})
+            prov.canonical_json(result.model_dump(mode="json"))
+        except (ValidationError, ValueError, TypeError) as exc:
+            message = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+            record["lifecycle"].append({"status": "failed", "at": _now(), "error": f"bad result: {message}"})
+            self.store.write_run_record(node, record)
+            raise ExperimentError(f"{node.label} returned an invalid result: {message}") from None
+        return result
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(f"signal {signum}")
+
+
+def describe_change(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """Name what differs between two key materials: 'code changed: pipeline/x.py', ..."""
+    if not old:
+        return "sidecar has no key material"
+    changes = []
+    for part in ("engine", "experiment", "config"):
+        if old.get(part) != new.get(part):
+            changes.append(f"{part} changed")
+    for part in ("code", "inputs", "upstream", "packages"):
+        a, b = old.get(part, {}), new.get(part, {})
+        names = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        if names:
+            shown = ", ".join(names[:3]) + (f" (+{len(names) - 3} more)" if len(names) > 3 else "")
+            changes.append(f"{part} changed: {shown}")
+    return "; ".join(changes) or "key differs"

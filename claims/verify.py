@@ -1,0 +1,193 @@
+"""Checking claims: run or reuse their experiments, then apply the rules of DESIGN.md.
+
+1 spec valid   2 modules import   3 metric carries its interval at the stated level
+4 provenance matches (else stale)   5 assert and control assert hold   6 statement renders,
+with every number coming from the result.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from claims import expr
+from claims.errors import ClaimsError
+from claims.experiment import make_node
+from claims.node import Node
+from claims.numbers import literal_numbers, render_statement
+from claims.project import Project
+from claims.result import Result
+from claims.runner import NodeState, Runner
+from claims.spec import ClaimSpec
+
+STANDING = "verified"
+
+
+@dataclass
+class Outcome:
+    id: str
+    title: str
+    kind: str
+    status: str  # verified | failed | stale | error | blocked | not_applicable
+    headline: bool
+    section: str
+    statement: str = ""
+    metric: str = ""
+    value: float | None = None
+    ci: list[float] | None = None
+    level: float | None = None
+    n: int | None = None
+    unit: str = ""
+    method: str = ""
+    assertion: dict[str, Any] = field(default_factory=dict)
+    control: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    reason: str = ""
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    figure: str | None = None
+    depends_on: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _node_info(runner: Runner, state: NodeState) -> dict[str, Any]:
+    store = runner.store
+    return {
+        "experiment": state.node.experiment,
+        "config_hash": state.node.config_hash,
+        "config": state.node.config,
+        "state": state.state,
+        "reason": state.reason,
+        "key": state.key,
+        "result": runner.project.rel(store.result_path(state.node)),
+        "provenance": runner.project.rel(store.sidecar_path(state.node)),
+    }
+
+
+def check_interval(spec: ClaimSpec, result: Result) -> list[str]:
+    """Rule 3: the metric exists and carries the interval the spec asks for."""
+    names = result.namespace()
+    if spec.metric not in result.estimates:
+        if spec.kind == "count" and isinstance(names.get(spec.metric), int):
+            return []
+        return [f"metric {spec.metric!r} is not an estimate in the result (has: {sorted(result.estimates)})"]
+    est = result.estimates[spec.metric]
+    if spec.kind == "count":
+        return [] if est.value is not None and float(est.value).is_integer() else [
+            f"metric {spec.metric!r} is not a whole count ({est.value})"]
+    problems = []
+    if spec.kind == "estimate" and (est.value is None or math.isnan(est.value)):
+        problems.append(f"metric {spec.metric!r} has no point estimate")
+    if est.ci is None:
+        problems.append(f"metric {spec.metric!r} has no interval (a bare point estimate cannot stand)")
+    elif abs((est.level or 0) - spec.uncertainty.level) > 1e-9:
+        problems.append(f"metric {spec.metric!r} interval level is {est.level}, the spec asks {spec.uncertainty.level}")
+    elif not (est.method == spec.uncertainty.method or est.method.startswith(spec.uncertainty.method + "-")):
+        problems.append(f"metric {spec.metric!r} interval method is {est.method!r}, the spec asks {spec.uncertainty.method!r}")
+    return problems
+
+
+class Verifier:
+    def __init__(self, project: Project, *, run: bool = True, rerun: bool = False):
+        self.project = project
+        self.runner = Runner(project)
+        self.run = run
+        self.rerun = rerun
+
+    def where(self, spec: ClaimSpec, field_name: str) -> str:
+        return f"{self.project.rel(self.project.specs_dir / (spec.id + '.yaml'))}: {field_name}"
+
+    def nodes(self, spec: ClaimSpec) -> dict[str, Node]:
+        nodes = {"main": make_node(spec.experiment, spec.config, self.where(spec, "experiment"))}
+        if spec.control_spec:
+            c = spec.control_spec
+            nodes["control"] = make_node(c.experiment, c.config, self.where(spec, "control.experiment"))
+        return nodes
+
+    def state(self, node: Node) -> NodeState:
+        if self.run:
+            return self.runner.ensure(node, force=self.rerun and node not in self.runner.ran)
+        return self.runner.assess(node)
+
+    def check(self, spec: ClaimSpec) -> Outcome:
+        out = Outcome(spec.id, spec.title, spec.kind, "failed", spec.headline, spec.section,
+                      metric=spec.metric, figure=spec.figure, depends_on=list(spec.depends_on))
+        if spec.status != "required":
+            out.status, out.reason = spec.status, spec.reason or ""
+            return out
+        out.control = ({"none": True, "why": spec.why_no_control} if spec.control == "none"
+                       else {"experiment": spec.control.experiment, "description": spec.control.description,
+                             "assert": spec.control.assert_})
+        try:
+            states = {role: self.state(node) for role, node in self.nodes(spec).items()}
+        except ClaimsError as exc:
+            out.status = "error"
+            out.problems.append(exc.message)
+            return out
+        out.nodes = {role: _node_info(self.runner, s) for role, s in states.items()}
+        stale = {role: s for role, s in states.items() if not s.fresh}
+        if stale:
+            out.status = "stale"
+            out.problems += [f"{role} {s.node.label} is {s.state}: {s.reason}" for role, s in stale.items()]
+            return out
+        self.evaluate(spec, out, states)
+        return out
+
+    def evaluate(self, spec: ClaimSpec, out: Outcome, states: dict[str, NodeState]) -> None:
+        result = states["main"].result
+        namespace = result.namespace()
+        if spec.uncertainty:
+            namespace.setdefault("level", spec.uncertainty.level)
+        out.problems += check_interval(spec, result)
+        est = result.estimates.get(spec.metric)
+        if est is not None:
+            out.value, out.ci, out.level, out.n = est.value, list(est.ci) if est.ci else None, est.level, est.n
+            out.unit, out.method = est.unit, est.method
+        elif spec.kind == "count":
+            out.value = namespace.get(spec.metric)
+        if "control" in states:
+            control_result = states["control"].result
+            control_ns = control_result.namespace()
+            namespace["control"] = control_ns
+            cest = control_result.estimates.get(spec.metric)
+            if cest is not None:
+                out.control.update(value=cest.value, ci=list(cest.ci) if cest.ci else None, n=cest.n,
+                                   level=cest.level, unit=cest.unit)
+            holds = self._holds(spec.control.assert_, namespace, self.where(spec, "control.assert"), out)
+            out.control["holds"] = holds
+            if holds is False:
+                out.problems.append(f"control assertion is false: {spec.control.assert_}")
+        holds = self._holds(spec.assert_, namespace, self.where(spec, "assert"), out)
+        out.assertion = {"expr": spec.assert_, "holds": holds}
+        if holds is False:
+            out.problems.append(f"assertion is false: {spec.assert_}")
+        typed = literal_numbers(spec.statement)
+        if typed:
+            out.problems.append(f"statement has hand-typed numbers {typed}: cite result fields instead")
+        try:
+            out.statement = render_statement(spec.statement, namespace, self.where(spec, "statement"))
+        except ClaimsError as exc:
+            out.problems.append(exc.message)
+        out.status = STANDING if not out.problems else "failed"
+
+    @staticmethod
+    def _holds(source: str, namespace: dict[str, Any], where: str, out: Outcome) -> bool | None:
+        try:
+            return bool(expr.evaluate(source, namespace, where))
+        except ClaimsError as exc:
+            out.problems.append(exc.message)
+            return None
+
+
+def verify(project: Project, specs: dict[str, ClaimSpec], *, run: bool = True, rerun: bool = False) -> tuple[list[Outcome], Runner]:
+    verifier = Verifier(project, run=run, rerun=rerun)
+    outcomes = {spec_id: verifier.check(spec) for spec_id, spec in specs.items()}
+    for outcome in outcomes.values():
+        for dep in outcome.depends_on:
+            dep_status = outcomes[dep].status if dep in outcomes else "not checked in this run"
+            if outcome.status == STANDING and dep_status != STANDING:
+                outcome.status = "failed"
+                outcome.problems.append(f"depends on {dep!r}, which is {dep_status}")
+    return list(outcomes.values()), verifier.runner

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import importlib
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+sys.dont_write_bytecode = True  # fixture modules are rewritten within one second in some tests
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path_factory, monkeypatch):
+    """Every test gets its own cache, quiet progress bars, and a clean import state."""
+    monkeypatch.setenv("CLAIMS_CACHE", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("CI", "1")
+    modules, path = set(sys.modules), list(sys.path)
+    yield
+    for name in set(sys.modules) - modules:
+        if name.startswith("fx_"):
+            del sys.modules[name]
+    sys.path[:] = path
+    importlib.invalidate_caches()
+
+
+class FixtureProject:
+    """A throwaway claims project written from dicts: specs, experiment modules, content."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        (root / "specs").mkdir(parents=True, exist_ok=True)
+        (root / "pyproject.toml").write_text(
+            '[tool.claims]\nspecs = "specs"\nartifacts = "artifacts"\ncontent = "content"\n'
+        )
+
+    def write(self, relpath: str, text: str) -> Path:
+        path = self.root / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip())
+        return path
+
+    def spec(self, claim_id: str, text: str) -> Path:
+        return self.write(f"specs/{claim_id}.yaml", text)
+
+    def module(self, name: str, text: str) -> Path:
+        path = self.write(f"{name.replace('.', '/')}.py", text)
+        for mod in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+            del sys.modules[mod]
+        importlib.invalidate_caches()
+        return path
+
+    @property
+    def project(self):
+        from claims.project import Project
+
+        project = Project.at(self.root)
+        project.activate()
+        return project
+
+    def calls(self, name: str) -> int:
+        """How many times a fixture experiment's run() executed (they count in the cache)."""
+        from claims.project import Project
+
+        path = Project.at(self.root).cache_dir / "calls" / name
+        return len(path.read_text()) if path.exists() else 0
+
+
+@pytest.fixture
+def fx(tmp_path) -> FixtureProject:
+    return FixtureProject(tmp_path / "proj")
+
+
+# Experiment modules used across the engine tests. Each counts its calls in $CLAIMS_CACHE/calls/.
+MEAN = '''
+import os
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from claims import Estimate, Result
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    shift: float = 1.0
+    n: int = 200
+    seed: int = 0
+    with_ci: bool = True
+
+
+def count(name):
+    calls = Path(os.environ["CLAIMS_CACHE"]) / "calls" / name
+    calls.parent.mkdir(parents=True, exist_ok=True)
+    with open(calls, "a") as f:
+        f.write("x")
+
+
+def run(config, ctx):
+    count(__name__)
+    x = ctx.rng.normal(config["shift"], 1.0, size=config["n"])
+    half = 1.96 * x.std(ddof=1) / np.sqrt(len(x))
+    ci = (float(x.mean() - half), float(x.mean() + half)) if config["with_ci"] else None
+    est = Estimate(value=float(x.mean()), ci=ci, level=0.95 if ci else None, n=len(x), method="analytic-normal")
+    return Result(estimates={"mean": est}, values={"n_draws": len(x)})
+'''
+
+MEAN_SPEC = """
+id: {id}
+title: Mean shift
+statement: The mean is {{mean:.2f}} ({{level:.0%}} CI {{mean_ci[0]:.2f}} to {{mean_ci[1]:.2f}}, n = {{mean_n}}).
+experiment: fx_mean
+config: {{shift: {shift}}}
+metric: mean
+uncertainty: {{method: analytic, level: 0.95}}
+assert: "mean_ci[0] > 0"
+control:
+  experiment: fx_mean
+  config: {{shift: 0.0}}
+  assert: "mean_ci[0] > control.mean_ci[1]"
+"""
+
+
+@pytest.fixture
+def mean_project(fx) -> FixtureProject:
+    fx.module("fx_mean", MEAN)
+    fx.spec("mean-shift", MEAN_SPEC.format(id="mean-shift", shift=1.0))
+    return fx
