@@ -40,6 +40,11 @@ def canonical_json(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+def cache_key(material: dict[str, Any]) -> str:
+    """The cache key: sha256 of the canonical JSON of (code, config, inputs, upstream, packages)."""
+    return sha256_text(canonical_json(material))
+
+
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -90,7 +90,7 @@ class Runner:
             state.sidecar = stored.sidecar if stored else None
         else:
             material = self.key_material(node, ups)
-            key = prov.sha256_text(prov.canonical_json(material))
+            key = prov.cache_key(material)
             if stored is None:
                 state = NodeState(node, "missing", "never run", key, upstream=edges)
             elif stored.problem:
@@ -153,7 +153,7 @@ class Runner:
     def _run(self, node: Node, ups: dict[str, NodeState]) -> NodeState:
         module = load_module(node.experiment, node.label)
         material = self.key_material(node, ups)
-        key = prov.sha256_text(prov.canonical_json(material))
+        key = prov.cache_key(material)
         upstream = {name: Upstream(name, s.node, s.result, self.store) for name, s in ups.items()}
         ctx = Context(node, key, self.store, upstream)
         scrub = prov.PathScrubber(self.project.root, self.project.cache_dir)
