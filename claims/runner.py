@@ -218,8 +218,11 @@ class Runner:
         self.store.clear_checkpoint(key)
         log(f"ran {node.label} in {wall:.1f}s (key {key[:12]})")
         self.ran.append(node)
-        self._states.pop(node, None)
-        return self.assess(node)
+        # fresh for the key it ran under (re-assessing could see code edited during the run)
+        state = NodeState(node, "fresh", "", key, result, self.store.read(node).sidecar,
+                          {name: s.node for name, s in ups.items()})
+        self._states[node] = state
+        return state
 
     def _validated(self, node: Node, raw: Any, ctx: Context, record: dict[str, Any]) -> Result:
         try:

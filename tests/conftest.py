@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -8,6 +9,12 @@ from pathlib import Path
 import pytest
 
 sys.dont_write_bytecode = True  # fixture modules are rewritten within one second in some tests
+
+# Tests get throwaway experiment caches, but share the dequantized model (minutes to rebuild).
+os.environ.setdefault(
+    "CLAIMS_MODEL_CACHE",
+    str(Path(os.environ.get("CLAIMS_CACHE") or Path.home() / ".cache" / "claims-interp").expanduser() / "models"),
+)
 
 
 @pytest.fixture(autouse=True)

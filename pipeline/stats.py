@@ -1,0 +1,117 @@
+"""Interval estimates for claims, via scipy (bootstrap, binomial intervals) and scikit-learn.
+
+Every function returns a `claims.Estimate`: the value, its interval at the stated level, its n,
+the method, and what n counts. Proportions use intervals that stay inside [0, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy import stats
+
+from claims import Estimate
+
+N_RESAMPLES = 2000
+
+
+def proportion(successes: int, n: int, level: float = 0.95, unit: str = "items") -> Estimate:
+    """A proportion with its Wilson score interval (stays in [0, 1], sane at 0 and n)."""
+    if n == 0:
+        return Estimate(value=None, ci=None, level=None, n=0, method="wilson", unit=unit)
+    ci = stats.binomtest(int(successes), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    return Estimate(value=successes / n, ci=(float(ci.low), float(ci.high)), level=level, n=int(n),
+                    method="wilson", unit=unit)
+
+
+def bootstrap_items(
+    statistic: Callable[[np.ndarray], float],
+    n: int,
+    *,
+    level: float = 0.95,
+    seed: int = 0,
+    unit: str = "items",
+    method: str = "percentile",
+    n_resamples: int = N_RESAMPLES,
+) -> Estimate:
+    """Bootstrap a statistic of item indices: resampling rows keeps paired measurements together
+    (the same item across alphas, or across two probes). `statistic(idx)` gets an index array."""
+    value = float(statistic(np.arange(n)))
+    res = stats.bootstrap(
+        (np.arange(n),),
+        lambda idx: statistic(idx.astype(int)),
+        vectorized=False,
+        paired=False,
+        confidence_level=level,
+        n_resamples=n_resamples,
+        method=method,
+        random_state=np.random.default_rng(seed),
+    )
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return Estimate(value=value, ci=(min(low, value), max(high, value)), level=level, n=n,
+                    method=f"bootstrap-{method}", unit=unit)
+
+
+def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """P(score_pos > score_neg) + half the ties: the AUROC (Mann-Whitney), averaged over columns
+    when scores are (n, m) (e.g. one column per random seed)."""
+    diff = pos[:, None, ...] - neg[None, :, ...]
+    return float(((diff > 0).mean(axis=(0, 1)) + 0.5 * (diff == 0).mean(axis=(0, 1))).mean())
+
+
+def auroc(y_true: np.ndarray, scores: np.ndarray, *, level: float = 0.95, seed: int = 0,
+          unit: str = "questions", n_resamples: int = N_RESAMPLES) -> Estimate:
+    """AUROC with a class-stratified percentile bootstrap over items: each class is resampled on its
+    own, so no resample lacks a class. `scores` (n,) or (n, m): with m columns the statistic is the
+    mean AUROC over columns, and items are resampled jointly across them (paired)."""
+    y_true = np.asarray(y_true).astype(bool)
+    scores = np.asarray(scores, dtype=float)
+    pos, neg = scores[y_true], scores[~y_true]
+    value = _auc(pos, neg)
+    res = stats.bootstrap(
+        (np.arange(len(pos)), np.arange(len(neg))),
+        lambda i, j: _auc(pos[i.astype(int)], neg[j.astype(int)]),
+        vectorized=False, paired=False, confidence_level=level, n_resamples=n_resamples,
+        method="percentile", random_state=np.random.default_rng(seed),
+    )
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return Estimate(value=value, ci=(min(low, value), max(high, value)), level=level, n=len(y_true),
+                    method="bootstrap-stratified-percentile", unit=unit)
+
+
+def auroc_difference(y_true: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray, *, level: float = 0.95,
+                     seed: int = 0, unit: str = "questions") -> Estimate:
+    """AUROC(a) - AUROC(b) on the same items, with a paired, class-stratified bootstrap; b may be
+    (n, m), read as the mean AUROC of m scorers (e.g. random-neuron probes over seeds)."""
+    y_true = np.asarray(y_true).astype(bool)
+    a, b = np.asarray(scores_a, dtype=float), np.asarray(scores_b, dtype=float)
+    pa, na, pb, nb = a[y_true], a[~y_true], b[y_true], b[~y_true]
+
+    def diff(i: np.ndarray, j: np.ndarray) -> float:
+        i, j = i.astype(int), j.astype(int)
+        return _auc(pa[i], na[j]) - _auc(pb[i], nb[j])
+
+    value = diff(np.arange(len(pa)), np.arange(len(na)))
+    res = stats.bootstrap((np.arange(len(pa)), np.arange(len(na))), diff, vectorized=False, paired=False,
+                          confidence_level=level, n_resamples=N_RESAMPLES, method="percentile",
+                          random_state=np.random.default_rng(seed))
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return Estimate(value=value, ci=(min(low, value), max(high, value)), level=level, n=len(y_true),
+                    method="bootstrap-paired-stratified-percentile", unit=unit)
+
+
+def slope(alphas: np.ndarray, outcomes: np.ndarray) -> float:
+    """OLS slope of the per-alpha mean of `outcomes` (items x alphas) on alpha."""
+    means = np.nanmean(outcomes, axis=0)
+    a = np.asarray(alphas, dtype=float)
+    return float(np.polyfit(a, means, 1)[0])
+
+
+def min_detectable_difference(n: int, p0: float = 0.5, *, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Smallest difference in a proportion detectable between two independent arms of n items
+    each (two-sided normal approximation at p0): what a null result can rule out."""
+    if n <= 0:
+        return float("nan")
+    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
+    return float(z * np.sqrt(2 * p0 * (1 - p0) / n))
