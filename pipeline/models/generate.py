@@ -157,6 +157,9 @@ def generate(
     rng_devices = (
         [device.index or 0] if device.type == "cuda" else []
     )  # forked so the caller's RNG is untouched
+    if do_sample:
+        return _sample(loaded, encoded, max_new_tokens, temperature, top_p, seed, num_samples, batch_size,
+                       stop_strings, progress)
     for b, batch in enumerate(progress(batches) if progress else batches):
         input_ids, attention_mask = _left_pad([encoded[p] for p, _ in batch], config.pad_token_id)
         prompt_len = input_ids.shape[1]
@@ -174,4 +177,32 @@ def generate(
             results.append(
                 Generation(text=text, token_ids=ids, finish_reason=reason, prompt_index=p, sample_index=s)
             )
+    return results
+
+
+def _sample(loaded: LoadedModel, encoded: list[list[int]], max_new_tokens: int, temperature: float, top_p: float,
+            seed: int, num_samples: int, batch_size: int, stop_strings: Sequence[str],
+            progress: Callable[[Iterable[Any]], Iterable[Any]] | None) -> list[Generation]:
+    """Sampling through pipeline.models.sampling: one prefill per prompt serves its samples."""
+    import torch
+
+    from pipeline.models.sampling import sample_batch, stop_token_ids
+
+    tok = loaded.tokenizer
+    eos = _eos_ids(loaded)
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    stop_ids = stop_token_ids(tok, stop_strings)
+    per_batch = max(1, batch_size // num_samples)  # prompts per batch; each brings num_samples rows
+    starts = range(0, len(encoded), per_batch)
+    results: list[Generation] = []
+    for b, start in enumerate(progress(starts) if progress else starts):
+        input_ids, attention_mask = _left_pad(encoded[start : start + per_batch], pad_id)
+        generator = torch.Generator().manual_seed(batch_seed(seed, b))
+        with torch.inference_mode():
+            rows = sample_batch(loaded, input_ids.to(loaded.device), attention_mask.to(loaded.device), num_samples,
+                                max_new_tokens, temperature, top_p, generator, stop_ids, eos)
+        for r, ids in enumerate(rows):
+            text, kept, reason = _finish(ids, tok, eos, stop_strings)
+            results.append(Generation(text=text, token_ids=kept, finish_reason=reason,
+                                      prompt_index=start + r // num_samples, sample_index=r % num_samples))
     return results
