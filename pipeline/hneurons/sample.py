@@ -11,8 +11,7 @@ from collections import Counter
 from typing import Any
 
 from claims import Result
-from pipeline import stats
-from pipeline.hneurons.config import QuestionsConfig, SampleConfig
+from pipeline.hneurons.config import QuestionsConfig
 from pipeline.hneurons.config import SampleConfig as Config
 
 QUESTIONS_PER_CHUNK = 16  # the unit of checkpointing
@@ -76,28 +75,5 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     for row, prompt in zip(rows, prompts, strict=True):
         row["prompt"] = prompt
     ctx.save_json("labels", rows)
-    return summarize(rows, cfg)
-
-
-def summarize(rows: list[dict[str, Any]], cfg: SampleConfig) -> Result:
-    n = len(rows)
-    labels = Counter(r["label"] for r in rows)
-    faithful, hallucinated = labels["faithful"], labels["hallucinated"]
-    labelled = faithful + hallucinated
-    samples = [c for r in rows for c in r["correct"]]
-    truncated = sum(f == "length" for r in rows for f in r["finish"])
-    families: dict[str, dict[str, int]] = {}
-    for r in rows:
-        fam = families.setdefault(r["family"], {"questions": 0, "faithful": 0, "hallucinated": 0, "dropped": 0})
-        fam["questions"] += 1
-        fam[r["label"] or "dropped"] += 1
-    return Result(
-        estimates={
-            "sample_accuracy": stats.proportion(sum(samples), len(samples), unit="sampled answers"),
-            "consistency_rate": stats.proportion(labelled, n, unit="questions"),
-            "hallucination_share": stats.proportion(hallucinated, labelled, unit="labelled questions"),
-        },
-        values={"n_questions": n, "n_faithful": faithful, "n_hallucinated": hallucinated,
-                "n_dropped": n - labelled, "n_labelled": labelled, "k": cfg.k,
-                "n_samples": len(samples), "n_truncated": truncated, "families": families},
-    )
+    return Result(values={"n_questions": len(rows), "n_labelled": sum(r["label"] is not None for r in rows),
+                          "model_id": lm.model_id})
