@@ -164,11 +164,15 @@ def coverage(project: Project, json_path: Path | None) -> None:
 @click.option("--strict", is_flag=True, help="Fail when a claim is not verified or any warning is raised.")
 @click.pass_obj
 def build_site(project: Project, strict: bool) -> None:
-    """Render the static site to build/site/ from build/verify.json, content/ and templates/.
+    """Render the static site to build/site/ from the claims, content/ and templates/.
+
+    Every claim is checked again without running anything, so the site cannot disagree with the
+    artifacts: a claim that is not verified is shown as failed, stale or error, never as standing.
+    Unchanged pages are not rendered again. Also writes build/site/claims.json (every claim as data).
 
     \b
     Example:
-      python -m claims verify && python -m claims build-site
+      python -m claims verify && python -m claims build-site --strict
     """
     from site_build.build import build
 
@@ -180,7 +184,8 @@ def build_site(project: Project, strict: bool) -> None:
 @click.option("--strict", is_flag=True, help="Fail when a claim is not verified or any warning is raised.")
 @click.pass_obj
 def build_paper(project: Project, strict: bool) -> None:
-    """Assemble the paper (HTML and Markdown) to build/paper/ with every number from a verified claim.
+    """Assemble the paper from content/paper/*.md to build/paper/: paper.html (standalone), paper.md,
+    and paper.pdf where WeasyPrint is installed. Every number comes from a claim, checked now.
 
     \b
     Example:

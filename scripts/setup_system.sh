@@ -1,13 +1,22 @@
 #!/bin/sh
-# System packages the tests use, from Debian's registry: Chromium for the headless site test.
-# Skipped quietly when already present; needs root (as on CI machines of this kind) otherwise.
+# System packages from Debian's registry: Chromium for the headless site test, and pango for
+# WeasyPrint (the paper's PDF). Skipped quietly when already present; needs root (as on CI
+# machines of this kind) otherwise. Without them the browser test is skipped and the paper is
+# built without its PDF (with a note).
 set -e
-if command -v chromium >/dev/null 2>&1; then exit 0; fi
+PATH="$PATH:/sbin:/usr/sbin"
+missing=""
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+for lib in libpango-1.0 libpangoft2-1.0; do
+  ldconfig -p 2>/dev/null | grep -q "$lib.so" || missing="$missing $lib-0"
+done
+[ -z "$missing" ] && exit 0
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-  echo "installing Debian's chromium for the browser test ..."
-  (apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 \
-    || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends chromium >/dev/null)) \
-    || echo "warning: could not install chromium; the browser test will be skipped" >&2
+  echo "installing from Debian:$missing ..."
+  # shellcheck disable=SC2086  # the package list is meant to split
+  (apt-get install -y -qq --no-install-recommends $missing >/dev/null 2>&1 \
+    || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends $missing >/dev/null)) \
+    || echo "warning: could not install$missing; the browser test or the paper's PDF will be skipped" >&2
 else
-  echo "note: chromium not installed (needs root); the browser test will be skipped" >&2
+  echo "note:$missing not installed (needs root); the browser test or the paper's PDF will be skipped" >&2
 fi

@@ -1,0 +1,101 @@
+"""A claim's dossier: what its page shows, from its outcome and its provenance sidecars.
+
+The provenance table of each run (the claim's experiment, and its control) lists the code that
+made it (each file with its sha256, linked to a rendered copy of the source inside the site),
+the config, the inputs and the model fingerprint, package versions, seed, run time and commit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from claims.project import Project
+from claims.provenance import sha256_file
+from site_build.records import ClaimRecord, NodeRecord, completed_at
+
+
+def source_href(relpath: str) -> str:
+    return f"source/{relpath}.html"
+
+
+def _model(node: NodeRecord) -> Any:
+    """The model behind a run, as its experiment fingerprinted it (inputs), recorded it or configured it."""
+    material = (node.sidecar or {}).get("key_material", {})
+    for where in (material.get("inputs", {}), (node.sidecar or {}).get("recorded", {}), node.config):
+        for name in ("model", "weights", "profile"):
+            if where.get(name) is not None:
+                return where[name]
+    return None
+
+
+def _code(project: Project, node: NodeRecord, root: str) -> list[dict[str, Any]]:
+    rows = []
+    for relpath, sha in sorted(node.code.items()):
+        path = project.root / relpath
+        current = sha256_file(path) if path.is_file() else None
+        rows.append({"path": relpath, "sha256": sha, "current": current, "changed": current != sha,
+                     "href": root + source_href(relpath) if current else None})
+    return rows
+
+
+def _run(project: Project, node: NodeRecord, root: str) -> dict[str, Any]:
+    sidecar = node.sidecar or {}
+    material = sidecar.get("key_material", {})
+    main_file = node.experiment.replace(".", "/")
+    code = _code(project, node, root)
+    source = next((c for c in code if c["path"] in (f"{main_file}.py", f"{main_file}/__init__.py")), None)
+    model = _model(node)
+    return {
+        "role": node.role,
+        "experiment": node.experiment,
+        "source": source,
+        "state": node.state,
+        "reason": node.reason,
+        "fresh": node.fresh,
+        "config": json.dumps(node.config, indent=2, sort_keys=True),
+        "config_hash": node.config_hash,
+        "key": node.key,
+        "code_hash": sidecar.get("code_hash"),
+        "code": code,
+        "inputs": {k: v for k, v in sorted(material.get("inputs", {}).items())},
+        "model": json.dumps(model, indent=2, sort_keys=True) if isinstance(model, dict | list) else model,
+        "model_block": isinstance(model, dict | list),
+        "upstream": sorted(sidecar.get("upstream", {}).items()),
+        "packages": sorted(sidecar.get("packages", {}).items()),
+        "seed": sidecar.get("seed"),
+        "recorded": {k: v for k, v in sorted(sidecar.get("recorded", {}).items())},
+        "wall_time_s": sidecar.get("wall_time_s"),
+        "completed": completed_at(sidecar),
+        "git": sidecar.get("git") or {},
+        "platform": sidecar.get("platform") or {},
+        "result_path": node.result_path,
+        "result_sha256": (sidecar.get("output") or {}).get("sha256"),
+        "provenance_path": node.provenance_path,
+    }
+
+
+def dossier(project: Project, record: ClaimRecord, root: str, figure: str | None) -> dict[str, Any]:
+    """Everything the claim page template shows, as plain data."""
+    o = record.outcome
+    control = o.control or {}
+    return {
+        "record": record,
+        "o": o,
+        "spec": record.spec,
+        "fmt": record.value_format,
+        "figure": figure,
+        "figure_note": _figure_note(record, figure),
+        "control": control,
+        "runs": [_run(project, node, root) for node in record.nodes.values()],
+        "template_statement": " ".join(record.spec.statement.split()),
+    }
+
+
+def _figure_note(record: ClaimRecord, figure: str | None) -> str:
+    if figure:
+        return ""
+    main = record.nodes.get("main")
+    if main is not None and not main.fresh:
+        return "Chart withheld: the result is not fresh, so it would show numbers that do not stand."
+    return ""

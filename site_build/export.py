@@ -1,0 +1,43 @@
+"""claims.json beside the site: every claim as data, for other tools to read.
+
+Shape (format 1):
+  {"format": 1, "results_as_of": "YYYY-MM-DD" | null,
+   "claims": [{"id", "title", "status", "required", "headline", "section", "kind", "statement",
+               "metric", "value", "ci", "level", "n", "unit", "method", "assertion", "control",
+               "problems", "reason", "depends_on", "page", "figure",
+               "provenance": {"key": <main run's cache key>,
+                              "runs": {role: {experiment, config_hash, key, state, code_hash,
+                                              result, provenance}}}}]}
+A claim that is not verified keeps its status beside its numbers: a reader of the export must
+check `status == "verified"` before treating a value as standing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from site_build.records import ClaimRecord, Study
+
+
+def claim_entry(record: ClaimRecord, figure: str | None) -> dict[str, Any]:
+    o = record.outcome
+    runs = {}
+    for role, node in record.nodes.items():
+        runs[role] = {"experiment": node.experiment, "config_hash": node.config_hash, "key": node.key,
+                      "state": node.state, "code_hash": (node.sidecar or {}).get("code_hash"),
+                      "result": node.result_path, "provenance": node.provenance_path}
+    return {
+        "id": o.id, "title": o.title, "status": o.status, "required": record.required,
+        "headline": o.headline, "section": o.section, "kind": o.kind, "statement": o.statement,
+        "metric": o.metric, "value": o.value, "ci": o.ci, "level": o.level, "n": o.n, "unit": o.unit,
+        "method": o.method, "assertion": o.assertion, "control": o.control, "problems": o.problems,
+        "reason": o.reason, "depends_on": o.depends_on, "page": f"claims/{o.id}.html", "figure": figure,
+        "provenance": {"key": record.provenance_key, "runs": runs},
+    }
+
+
+def export(study: Study, figures: dict[str, str | None]) -> bytes:
+    data = {"format": 1, "results_as_of": study.results_as_of,
+            "claims": [claim_entry(r, figures.get(r.id)) for r in study.records]}
+    return (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")

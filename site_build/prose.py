@@ -1,0 +1,132 @@
+"""Content files: Markdown with claim references, rendered for the site, the paper and paper.md.
+
+A content file may start with YAML front matter (`title:`, `nav:`). Its body is a Jinja template
+(autoescape on in HTML mode) evaluated with `claim`, `cite` and `figure` (see references.py), then
+Markdown through markdown-it-py with tables, footnotes, strikethrough and heading anchors;
+links to `other.md` become `other.html`.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from claims.errors import BuildError
+from site_build.references import FILTERS, Citations
+
+_FRONT = re.compile(r"\A---\n(.*?\n)---\n", re.S)
+_MD_LINK = re.compile(r"^(?![a-z][a-z0-9+.-]*:|/|#)(?P<path>[^#?]*)\.md(?P<rest>[#?].*)?$", re.I)
+
+
+@dataclass
+class Prose:
+    """One content file: where it is, its front matter, and its Jinja + Markdown body."""
+
+    path: Path
+    rel: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    body: str = ""
+
+    @property
+    def title(self) -> str:
+        if self.meta.get("title"):
+            return str(self.meta["title"])
+        heading = re.search(r"^# (.+)$", self.body, re.M)
+        return heading.group(1).strip() if heading else self.path.stem.replace("-", " ").title()
+
+    @property
+    def source(self) -> str:
+        return self.body
+
+
+def read(path: Path, rel: str) -> Prose:
+    """Read a content file; front matter lines become blank so that line numbers stay right."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BuildError(f"{rel}: cannot read: {exc}") from None
+    meta: dict[str, Any] = {}
+    match = _FRONT.match(text)
+    if match:
+        try:
+            meta = yaml.safe_load(match.group(1)) or {}
+        except yaml.YAMLError as exc:
+            raise BuildError(f"{rel}:1: invalid front matter: {exc}") from None
+        if not isinstance(meta, dict):
+            raise BuildError(f"{rel}:1: front matter must be a mapping (title: ..., nav: ...)")
+        text = "\n" * match.group(0).count("\n") + text[match.end():]
+    return Prose(path, rel, meta, text)
+
+
+@functools.cache
+def _jinja(mode: str) -> Any:
+    import jinja2
+
+    env = jinja2.Environment(autoescape=(mode == "html"), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True)
+    env.filters.update(FILTERS)
+    return env
+
+
+def _template_line(exc: BaseException, name: str) -> int | None:
+    lineno = getattr(exc, "lineno", None)
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == name:
+            lineno = tb.tb_lineno
+        tb = tb.tb_next
+    return lineno
+
+
+def expand(prose: Prose, cit: Citations) -> str:
+    """Evaluate the claim references of a content file (the Jinja step)."""
+    import jinja2
+
+    env = _jinja(cit.mode)
+    try:
+        # compiled under the content file's name, so that errors can say file:line
+        code = env.compile(prose.source, name=prose.rel, filename=prose.rel)
+        template = env.template_class.from_code(env, code, env.make_globals(None))
+        return template.render(**cit.globals())
+    except jinja2.TemplateSyntaxError as exc:
+        raise BuildError(f"{prose.rel}:{exc.lineno}: {exc.message}") from None
+    except (jinja2.TemplateError, TypeError, ValueError) as exc:
+        line = _template_line(exc, prose.rel)
+        raise BuildError(f"{prose.rel}:{line or '?'}: {type(exc).__name__}: {exc}") from None
+
+
+@functools.cache
+def _markdown() -> Any:
+    from markdown_it import MarkdownIt
+    from mdit_py_plugins.anchors import anchors_plugin
+    from mdit_py_plugins.footnote import footnote_plugin
+
+    md = MarkdownIt("commonmark", {"html": True, "typographer": False})
+    md.enable(["table", "strikethrough"])
+    md.use(footnote_plugin).use(anchors_plugin, min_level=1, max_level=4)
+    md.core.ruler.push("md_links", _rewrite_md_links)
+    return md
+
+
+def _rewrite_md_links(state: Any) -> None:
+    for token in state.tokens:
+        for child in token.children or ():
+            if child.type == "link_open":
+                href = child.attrGet("href") or ""
+                match = _MD_LINK.match(href)
+                if match:
+                    child.attrSet("href", f"{match['path']}.html{match['rest'] or ''}")
+
+
+def to_html(markdown: str, cit: Citations) -> str:
+    """Markdown (with stashed claim fragments) to HTML, fragments restored."""
+    return cit.unstash(_markdown().render(markdown))
+
+
+def render_html(prose: Prose, cit: Citations) -> str:
+    return to_html(expand(prose, cit), cit)

@@ -1,0 +1,196 @@
+"""What the site and the paper show about each claim, gathered before anything is written.
+
+`gather(project)` checks every claim with `claims.verify.verify(..., run=False)`: nothing runs,
+a stale result shows as stale, so a page can never disagree with the artifacts. Each claim's
+record carries its outcome, its spec (for display hints), and the results and provenance
+sidecars of its experiment and control, read only when they are fresh.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import string
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from claims.errors import BuildError
+from claims.project import Project
+from claims.result import Result
+from claims.spec import ClaimSpec, load_specs
+from claims.verify import STANDING, Outcome, verify
+
+#: Statuses that are not expected to stand (listed with their reason, never shown as standing).
+NOT_REQUIRED = ("blocked", "not_applicable")
+
+
+@dataclass
+class NodeRecord:
+    """One experiment run behind a claim (its main measurement or its control)."""
+
+    role: str  # main | control
+    experiment: str
+    state: str  # fresh | missing | stale | corrupt
+    reason: str
+    config: dict[str, Any]
+    config_hash: str
+    key: str | None
+    result_path: str
+    provenance_path: str
+    result: Result | None = None  # only when fresh
+    sidecar: dict[str, Any] | None = None  # only when fresh
+    code: dict[str, str] = field(default_factory=dict)  # relpath -> sha256 (recorded when fresh, else current)
+
+    @property
+    def fresh(self) -> bool:
+        return self.state == "fresh"
+
+
+@dataclass
+class ClaimRecord:
+    outcome: Outcome
+    spec: ClaimSpec
+    spec_path: str
+    value_format: str
+    nodes: dict[str, NodeRecord] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.outcome.id
+
+    @property
+    def status(self) -> str:
+        return self.outcome.status
+
+    @property
+    def standing(self) -> bool:
+        return self.outcome.status == STANDING
+
+    @property
+    def required(self) -> bool:
+        return self.outcome.status not in NOT_REQUIRED
+
+    @property
+    def provenance_key(self) -> str | None:
+        main = self.nodes.get("main")
+        return main.key if main else None
+
+    def result(self, role: str) -> Result | None:
+        node = self.nodes.get(role)
+        return node.result if node else None
+
+    def data(self) -> dict[str, Any]:
+        """Everything a page shows about this claim, as JSON data (for keys and the export)."""
+        nodes = {}
+        for role, node in self.nodes.items():
+            nodes[role] = {
+                "experiment": node.experiment, "state": node.state, "reason": node.reason,
+                "config": node.config, "config_hash": node.config_hash, "key": node.key,
+                "result_path": node.result_path, "provenance_path": node.provenance_path,
+                "result": node.result.model_dump(mode="json") if node.result else None,
+                "sidecar": node.sidecar, "code": node.code,
+            }
+        return {"outcome": self.outcome.to_json(), "spec": self.spec.model_dump(mode="json", by_alias=True),
+                "spec_path": self.spec_path, "value_format": self.value_format, "nodes": nodes}
+
+
+@dataclass
+class Study:
+    """Every claim of a project, in spec order, and facts about the build as a whole."""
+
+    project: Project
+    records: list[ClaimRecord]
+    results_as_of: str | None  # latest completion date among fresh results
+    built_on: str | None  # from SOURCE_DATE_EPOCH, else None (so that rebuilds are byte-identical)
+
+    def get(self, claim_id: str) -> ClaimRecord | None:
+        return next((r for r in self.records if r.id == claim_id), None)
+
+    @property
+    def not_standing(self) -> list[ClaimRecord]:
+        return [r for r in self.records if r.required and not r.standing]
+
+    def data(self) -> dict[str, Any]:
+        return {"claims": [r.data() for r in self.records], "results_as_of": self.results_as_of,
+                "built_on": self.built_on}
+
+
+def value_format(spec: ClaimSpec) -> str:
+    """The format spec the statement gives the metric (e.g. '.1%'), so prose shows it alike."""
+    for _, name, fmt, _ in string.Formatter().parse(" ".join(spec.statement.split())):
+        if name is None or not fmt:
+            continue
+        base = re.split(r"[\[.]", name.strip())[0]
+        if base in (spec.metric, f"{spec.metric}_ci"):
+            return fmt
+    return "d" if spec.kind == "count" else ".3g"
+
+
+def _load_json(project: Project, relpath: str, what: str) -> Any:
+    path = project.root / relpath
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BuildError(f"{relpath}: cannot read {what}: {exc}") from None
+
+
+def _node(project: Project, role: str, info: dict[str, Any]) -> NodeRecord:
+    from claims.provenance import code_files
+
+    node = NodeRecord(role, info["experiment"], info["state"], info.get("reason", ""), info["config"],
+                      info["config_hash"], info.get("key"), info["result"], info["provenance"])
+    if node.fresh:  # verify has just checked these bytes against the sidecar hash
+        node.result = Result.model_validate(_load_json(project, node.result_path, "result"))
+        node.sidecar = _load_json(project, node.provenance_path, "provenance sidecar")
+        node.code = dict(node.sidecar.get("key_material", {}).get("code", {}))
+    else:
+        node.code = code_files(node.experiment, project.root)
+    return node
+
+
+def completed_at(sidecar: dict[str, Any]) -> str | None:
+    done = [s.get("at") for s in sidecar.get("lifecycle", []) if s.get("status") == "completed"]
+    return done[-1] if done and done[-1] else None
+
+
+def built_on() -> str | None:
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if not epoch:
+        return None
+    try:
+        return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%d")
+    except ValueError:
+        raise BuildError(f"SOURCE_DATE_EPOCH={epoch!r} is not a whole number of seconds") from None
+
+
+def gather(project: Project) -> Study:
+    """Check every claim without running anything and read what its pages need."""
+    specs = load_specs(project.specs_dir, project.root)
+    outcomes, _ = verify(project, specs, run=False)
+    records, dates = [], []
+    for outcome in outcomes:
+        spec = specs[outcome.id]
+        record = ClaimRecord(outcome, spec, project.rel(project.specs_dir / f"{spec.id}.yaml"), value_format(spec))
+        for role, info in outcome.nodes.items():
+            record.nodes[role] = _node(project, role, info)
+            sidecar = record.nodes[role].sidecar
+            if sidecar and completed_at(sidecar):
+                dates.append(completed_at(sidecar))
+        records.append(record)
+    as_of = max(dates)[:10] if dates else None
+    return Study(project, records, as_of, built_on())
+
+
+def source_files(study: Study) -> dict[str, Path]:
+    """Experiment source files the claims rest on: relpath -> file (for the site's source pages)."""
+    files: dict[str, Path] = {}
+    for record in study.records:
+        for node in record.nodes.values():
+            for relpath in node.code:
+                path = study.project.root / relpath
+                if path.is_file():
+                    files[relpath] = path
+    return dict(sorted(files.items()))

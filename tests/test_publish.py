@@ -1,0 +1,140 @@
+"""publish.sh: verify -> build -> publish to a directory or to a branch of a (local bare) remote;
+it refuses, and says why, when a claim does not stand."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_site import FAILING, make
+
+SCRIPT = Path(__file__).resolve().parents[1] / "publish.sh"
+pytestmark = pytest.mark.skipif(shutil.which("git") is None or shutil.which("bash") is None,
+                                reason="publish.sh needs bash and git")
+
+
+@pytest.fixture
+def env(tmp_path):
+    """A git that never looks above tmp_path, with an identity, and the test's Python."""
+    return {**os.environ, "PYTHON": sys.executable, "GIT_CEILING_DIRECTORIES": str(tmp_path),
+            "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(tmp_path), "GIT_AUTHOR_NAME": "Test",
+            "GIT_AUTHOR_EMAIL": "test@localhost", "GIT_COMMITTER_NAME": "Test",
+            "GIT_COMMITTER_EMAIL": "test@localhost"}
+
+
+def publish(project, env, *args):
+    return subprocess.run(["bash", str(SCRIPT), "--project", str(project.root), *args], env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def git(cwd, env, *args) -> str:
+    out = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_publish_to_a_directory(tmp_path, env):
+    project = make(tmp_path)
+    target = tmp_path / "www" / "study"
+    out = publish(project, env, str(target))
+    assert out.returncode == 0, out.stderr
+    assert "3/3 required claims verified" in out.stdout and f"to {target}" in out.stdout
+    assert (target / "index.html").is_file() and (target / "claims" / "probe-accuracy.html").is_file()
+    assert (target / "paper" / "paper.html").is_file() and (target / "paper" / "paper.md").is_file()
+    assert (target / "claims.json").is_file() and not (target / ".manifest.json").exists()
+    # a second publish replaces the first, removing what the site no longer has
+    (project.content_dir / "methods.md").unlink()
+    assert publish(project, env, str(target)).returncode == 0
+    assert not (target / "methods.html").exists() and (target / "index.html").is_file()
+
+
+def test_refuses_a_directory_it_did_not_make(tmp_path, env):
+    project = make(tmp_path)
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "notes.txt").write_text("keep me")
+    out = publish(project, env, str(target))
+    assert out.returncode == 1
+    assert "refusing to publish into" in out.stderr and "no .claims-published" in out.stderr
+    assert (target / "notes.txt").read_text() == "keep me"
+
+
+def test_refuses_when_a_claim_fails_and_says_why(tmp_path, env):
+    project = make(tmp_path, {"probe-near-perfect": FAILING})
+    target = tmp_path / "www"
+    out = publish(project, env, str(target))
+    assert out.returncode == 1
+    assert "refusing to publish: not every required claim is verified" in out.stderr
+    assert "probe-near-perfect: assertion is false: accuracy_ci[0] > 0.99" in out.stderr
+    assert not target.exists()
+
+
+def test_refuses_when_a_strict_build_warns(tmp_path, env):
+    project = make(tmp_path, content={"content/methods.md": "# Methods\n\n{{ claim('no-such') }}\n"})
+    out = publish(project, env, str(tmp_path / "www"))
+    assert out.returncode == 1
+    assert "content/methods.md: cites unknown claim 'no-such'" in out.stderr
+    assert "refusing to publish: build-site --strict failed" in out.stderr
+    assert not (tmp_path / "www").exists()
+
+
+def test_publish_to_a_branch_of_a_bare_remote(tmp_path, env):
+    project = make(tmp_path)
+    remote = tmp_path / "remote.git"
+    git(tmp_path, env, "init", "--quiet", "--bare", str(remote))
+    git(project.root, env, "init", "--quiet", "-b", "main")
+    git(project.root, env, "add", "-A")
+    git(project.root, env, "commit", "--quiet", "-m", "study")
+    git(project.root, env, "remote", "add", "origin", str(remote))
+
+    first = publish(project, env, "--branch", "gh-pages")
+    assert first.returncode == 0, first.stderr
+    assert "making its first commit" in first.stdout and "to 'gh-pages' on 'origin'" in first.stdout
+    files = git(remote, env, "ls-tree", "-r", "--name-only", "gh-pages").splitlines()
+    assert {"index.html", ".nojekyll", "claims.json", "claims/probe-accuracy.html", "paper/paper.md",
+            "figures/steering-slope.svg"} <= set(files)
+    assert ".manifest.json" not in files and "fx_sample_probe.py" not in files  # only the site
+    assert git(project.root, env, "worktree", "list").count("\n") == 0  # the temporary worktree is gone
+    assert git(project.root, env, "branch", "--list") == "* main"  # no local branch was made
+
+    again = publish(project, env, "--branch", "gh-pages")
+    assert again.returncode == 0 and "already has this site" in again.stdout
+    assert git(remote, env, "rev-list", "--count", "gh-pages") == "1"
+
+    story = project.content_dir / "story.md"
+    story.write_text(story.read_text() + "\nA new paragraph.\n")
+    third = publish(project, env, "--branch", "gh-pages")
+    assert third.returncode == 0, third.stderr
+    assert git(remote, env, "rev-list", "--count", "gh-pages") == "2"
+    assert "A new paragraph." in git(remote, env, "show", "gh-pages:story.html")
+    message = git(remote, env, "log", "-1", "--format=%s", "gh-pages")
+    assert message.startswith("Publish site from ") and message.endswith("(every required claim verified)")
+
+
+def test_branch_publish_refused_when_a_claim_fails(tmp_path, env):
+    project = make(tmp_path, {"probe-near-perfect": FAILING})
+    remote = tmp_path / "remote.git"
+    git(tmp_path, env, "init", "--quiet", "--bare", str(remote))
+    git(project.root, env, "init", "--quiet", "-b", "main")
+    git(project.root, env, "add", "-A")
+    git(project.root, env, "commit", "--quiet", "-m", "study")
+    git(project.root, env, "remote", "add", "origin", str(remote))
+    out = publish(project, env, "--branch", "gh-pages")
+    assert out.returncode == 1 and "refusing to publish" in out.stderr
+    assert git(remote, env, "branch", "--list") == ""
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ([], "give a target directory or --branch NAME"),
+    (["a", "b"], "one target directory only"),
+    (["dir", "--branch", "gh-pages"], "give a directory or --branch, not both"),
+    (["--frobnicate"], "unknown option --frobnicate"),
+])
+def test_usage_errors(tmp_path, env, args, message):
+    out = subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and message in out.stderr
