@@ -137,6 +137,32 @@ def status(project: Project, as_json: bool) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
+@click.option("--yes", is_flag=True, help="Delete them (default: only list them).")
+@click.pass_obj
+def gc(project: Project, yes: bool) -> None:
+    """List (or with --yes delete) stored results that no claim's experiment DAG uses any more.
+
+    \b
+    Example:
+      python -m claims gc          # what would go
+      python -m claims gc --yes    # delete result and sidecar of each
+    """
+    from claims.status import node_reports
+
+    _, orphans, errors = node_reports(project, _specs(project))
+    if errors:
+        raise ClaimsError("cannot tell what is orphaned while specs have errors:\n" + "\n".join(errors))
+    for orphan in orphans:
+        base = project.artifacts_dir / orphan
+        for path in (base.with_suffix(".json"), base.with_suffix(".provenance.json")):
+            if yes:
+                path.unlink(missing_ok=True)
+        click.echo(f"{'deleted' if yes else 'orphaned'}: {project.rel(base.with_suffix('.json'))}")
+    if not orphans:
+        click.echo("no orphaned artifacts")
+
+
+@cli.command(context_settings=CONTEXT)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the report (default: build/coverage.json).")
 @click.pass_obj

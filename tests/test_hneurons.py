@@ -148,3 +148,21 @@ def test_split_is_balanced_and_question_disjoint():
                                                 ([True, False, True, True, True], None)])
 def test_label_needs_agreement(correct, label):
     assert label_of(correct) == label
+
+
+def test_family_balance_removes_the_family_signal():
+    rng = np.random.default_rng(3)
+    ids, labels, groups, families = [], [], [], []
+    for fam, p_halluc in (("capital", 0.4), ("atomic_number", 1.0), ("element_symbol", 0.2)):
+        for i in range(60):
+            ids.append(f"{fam}/{i}")
+            labels.append(int(rng.random() < p_halluc))
+            groups.append(f"{fam}{i}")
+            families.append(fam)
+    train, test = balanced_split(ids, labels, groups, 0.3, seed=0, strata=families)
+    label = dict(zip(ids, labels, strict=True))
+    for side in (train, test):
+        for fam in ("capital", "element_symbol"):
+            members = [q for q in side if q.startswith(fam)]
+            assert members and sum(label[q] for q in members) * 2 == len(members)
+        assert not [q for q in side if q.startswith("atomic_number")]  # one class only: dropped

@@ -33,6 +33,11 @@ class SampleConfig(QuestionsConfig):
 
 class SplitConfig(SampleConfig):
     test_fraction: float = Field(0.3, gt=0, lt=1, description="Share of subjects held out for test.")
+    balance: Literal["family", "pooled"] = Field(
+        "family",
+        description="Balance classes within each fact family (so that the family cannot predict the "
+        "label) or only overall (pooled: the family confound stays in).",
+    )
 
 
 class ActivationsConfig(SplitConfig):

@@ -36,6 +36,16 @@ def evaluate(fit_scores: np.ndarray, y_test: np.ndarray, level: float, seed: int
     }
 
 
+def family_baseline(ids: list[str], y: np.ndarray, is_test: np.ndarray, level: float, seed: int) -> Any:
+    """AUROC of the fact family alone (the share of hallucinated answers in each family on train):
+    how much of the label the question type gives away, with no neuron at all."""
+    family = np.array([q.split("/", 1)[0] for q in ids])
+    train = ~is_test
+    rate = {f: y[train][family[train] == f].mean() for f in set(family[train].tolist())}
+    scores = np.array([rate.get(f, y[train].mean()) for f in family[is_test]])
+    return stats.auroc(y[is_test], scores, level=level, seed=seed, unit="test questions")
+
+
 def run(config: dict[str, Any], ctx: Any) -> Result:
     cfg = Config(**config)
     arrays, meta = load_features(ctx)
@@ -57,6 +67,7 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
         values[f"neurons{suffix}"] = neurons
         values[f"test_scores{suffix}"] = [round(float(s), 6) for s in fit.test_scores]
     values["test_labels"] = [int(v) for v in y[is_test]]
+    estimates["family_auroc"] = family_baseline(meta["ids"], y, is_test, cfg.level, cfg.seed)
     values["n_neurons_share"] = values["n_neurons"] / meta["n_neurons"]
     estimates["auroc_answer_minus_all"] = stats.auroc_difference(
         y[is_test], np.array(values["test_scores"]), np.array(values["test_scores_all_tokens"]),

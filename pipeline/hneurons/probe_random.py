@@ -1,7 +1,8 @@
 """Step 6, the control: probes on random neuron sets of the probe's size (matched per layer by
 default), one per seed, with C chosen the same way (L2 here: the set is already chosen). Their
 mean held-out accuracy and AUROC over seeds carry item-bootstrap intervals (items resampled
-jointly across seeds), and the probe's AUROC gain over them a paired interval.
+jointly across seeds), and the probe's accuracy and AUROC gains over them paired intervals (the same
+test questions resampled for both).
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
         scores.append(fit.test_scores)
         sets.append({"seed": s, "C": fit.C, "n_neurons": len(idx)})
     S = np.stack(scores, axis=1)  # (n_test, seeds)
-    correct = (S >= 0.5) == y_test[:, None].astype(bool)
+    correct = (S >= 0.5) == y_test[:, None].astype(bool)  # (n_test, seeds)
+    probe_correct = (np.array(probe["test_scores"]) >= 0.5) == y_test.astype(bool)
     accuracy = stats.bootstrap_items(lambda i: correct[i].mean(), len(y_test), level=cfg.level, seed=cfg.seed,
                                      unit="test questions")
     per_seed_auc = [float(roc_auc_score(y_test, S[:, k])) for k in range(S.shape[1])]
@@ -52,6 +54,9 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
         estimates={
             "accuracy": accuracy,
             "auroc": stats.auroc(y_test, S, level=cfg.level, seed=cfg.seed, unit="test questions"),
+            "accuracy_gain": stats.bootstrap_items(
+                lambda i: float(probe_correct[i].mean() - correct[i].mean()), len(y_test), level=cfg.level,
+                seed=cfg.seed, unit="test questions"),
             "auroc_gain": stats.auroc_difference(y_test, np.array(probe["test_scores"]), S,
                                                  level=cfg.level, seed=cfg.seed, unit="test questions"),
         },
