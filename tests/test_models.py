@@ -123,6 +123,21 @@ def test_loaded_model_finds_the_language_model_of_gemma3_multimodal() -> None:
     assert lm.mlp(1).down_proj.in_features == 128 and hasattr(lm.attn(0), "o_proj")
 
 
+def test_shared_prefix_greedy_equals_plain_generate(lm: models.LoadedModel, monkeypatch) -> None:
+    from pipeline.models import sampling
+
+    shots = "Q: Japan?\nA: Tokyo\nQ: Peru?\nA: Lima\n"  # byte tokens: under the tiny 64-token window
+    prompts = [shots + f"Q: {c}?\nA:" for c in ("France", "Chad", "Fiji", "Oman", "Iceland")]
+    calls = []
+    original = sampling.greedy_batch
+    monkeypatch.setattr(sampling, "greedy_batch", lambda *a, **k: calls.append(1) or original(*a, **k))
+    shared = generate(lm, prompts, 6, batch_size=4, stop_strings=())
+    assert calls  # the shared-prefix path ran
+    plain = generate(lm, prompts, 6, batch_size=4, stop_strings=(), share_prefix=False)
+    assert [g.token_ids for g in shared] == [g.token_ids for g in plain]
+    assert [g.prompt_index for g in shared] == list(range(len(prompts)))
+
+
 def test_batched_greedy_equals_one_at_a_time(lm: models.LoadedModel) -> None:
     batched = generate(lm, PROMPTS, 10, batch_size=16, stop_strings=())
     single = [generate(lm, [p], 10, stop_strings=())[0] for p in PROMPTS]

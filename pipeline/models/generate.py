@@ -129,6 +129,7 @@ def generate(
     batch_size: int = 16,
     stop_strings: Sequence[str] = ("\n",),
     add_special_tokens: bool = True,
+    share_prefix: bool = True,
     progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
 ) -> list[Generation]:
     """Continue each prompt; returns `num_samples` Generations per prompt, prompt-major order.
@@ -137,6 +138,8 @@ def generate(
     the batches (one forward pass serves all its samples). A batch stops early once every row has
     produced a stop string or eos; `stop_strings=()` disables stopping on text. Prompts are raw
     text: the tokenizer adds <bos> unless `add_special_tokens=False` (e.g. for chat-templated text).
+    Greedy decoding groups prompts that share a prefix (few-shot examples) into the same batch and
+    computes that prefix once (`share_prefix=False`: transformers' generate on left-padded batches).
     """
     import torch
 
@@ -160,6 +163,11 @@ def generate(
     if do_sample:
         return _sample(loaded, encoded, max_new_tokens, temperature, top_p, seed, num_samples, batch_size,
                        stop_strings, progress)
+    window = getattr(loaded.config, "sliding_window", None)
+    if share_prefix and not (window and max(map(len, encoded)) + max_new_tokens > window):
+        # (padding sits between the shared prefix and each suffix; beyond the sliding window it
+        # would push the prefix out of the window, so long prompts take the plain path)
+        return _greedy(loaded, encoded, max_new_tokens, batch_size, stop_strings, progress)
     for b, batch in enumerate(progress(batches) if progress else batches):
         input_ids, attention_mask = _left_pad([encoded[p] for p, _ in batch], config.pad_token_id)
         prompt_len = input_ids.shape[1]
@@ -206,3 +214,27 @@ def _sample(loaded: LoadedModel, encoded: list[list[int]], max_new_tokens: int, 
             results.append(Generation(text=text, token_ids=kept, finish_reason=reason,
                                       prompt_index=start + r // num_samples, sample_index=r % num_samples))
     return results
+
+
+def _greedy(loaded: LoadedModel, encoded: list[list[int]], max_new_tokens: int, batch_size: int,
+            stop_strings: Sequence[str], progress: Callable[[Iterable[Any]], Iterable[Any]] | None) -> list[Generation]:
+    """Greedy decoding through pipeline.models.sampling.greedy_batch, prompts sorted by their tokens
+    so that those sharing few-shot examples share a batch and its prefix computation."""
+    import torch
+
+    from pipeline.models.sampling import greedy_batch, stop_token_ids
+
+    tok = loaded.tokenizer
+    eos = _eos_ids(loaded)
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    stop_ids = stop_token_ids(tok, stop_strings)
+    order = sorted(range(len(encoded)), key=lambda i: encoded[i])
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    results: dict[int, Generation] = {}
+    for batch in progress(batches) if progress else batches:
+        with torch.inference_mode():
+            rows = greedy_batch(loaded, [encoded[i] for i in batch], pad_id, max_new_tokens, stop_ids, eos)
+        for i, ids in zip(batch, rows, strict=True):
+            text, kept, reason = _finish(ids, tok, eos, stop_strings)
+            results[i] = Generation(text=text, token_ids=kept, finish_reason=reason, prompt_index=i)
+    return [results[i] for i in range(len(encoded))]

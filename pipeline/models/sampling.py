@@ -110,3 +110,61 @@ def sample_batch(loaded: LoadedModel, input_ids: Any, attention_mask: Any, k: in
                     past_key_values=cache, use_cache=True, logits_to_keep=1)
         cache, logits, next_pos = out.past_key_values, out.logits[:, -1], next_pos + 1
     return generated
+
+
+def common_prefix(rows: Sequence[Sequence[int]]) -> int:
+    """Length of the longest token prefix all rows share, leaving every row at least one token."""
+    n = min(len(r) for r in rows) - 1
+    for i in range(max(n, 0)):
+        if any(r[i] != rows[0][i] for r in rows):
+            return i
+    return max(n, 0)
+
+
+def greedy_batch(loaded: LoadedModel, rows: Sequence[Sequence[int]], pad_id: int, max_new_tokens: int,
+                 stop_ids: set[int], eos: set[int]) -> list[list[int]]:
+    """Greedy continuations of token rows that share a prefix (e.g. the same few-shot examples):
+    the prefix is computed once and its KV cache repeated for every row; the differing suffixes are
+    left-padded after it, with positions continuing from the prefix. Returns ids per row up to and
+    including the first eos or stop token."""
+    import torch
+
+    model = loaded.model
+    p = common_prefix(rows)
+    B = len(rows)
+    suffixes = [list(r[p:]) for r in rows]
+    width = max(len(s) for s in suffixes)
+    ids = torch.full((B, width), pad_id, dtype=torch.long)
+    suffix_mask = torch.zeros((B, width), dtype=torch.long)
+    for i, s in enumerate(suffixes):
+        ids[i, width - len(s):] = torch.tensor(s)
+        suffix_mask[i, width - len(s):] = 1
+    device = loaded.device
+    cache = None
+    mask = suffix_mask
+    if p:
+        prefix = torch.tensor([list(rows[0][:p])], device=device)
+        out = model(input_ids=prefix, use_cache=True, logits_to_keep=1)
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(B)
+        mask = torch.cat([torch.ones(B, p, dtype=torch.long), suffix_mask], dim=1)
+    positions = p + (suffix_mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                past_key_values=cache, use_cache=True, logits_to_keep=1)
+    cache, logits = out.past_key_values, out.logits[:, -1]
+    next_pos = positions[:, -1:] + 1
+    done = torch.zeros(B, dtype=torch.bool)
+    ending = torch.tensor(sorted(stop_ids | eos), dtype=torch.long)
+    generated: list[list[int]] = [[] for _ in range(B)]
+    for step in range(max_new_tokens):
+        token = logits.argmax(dim=-1).cpu()
+        for r in (~done).nonzero().flatten().tolist():
+            generated[r].append(int(token[r]))
+        done |= torch.isin(token, ending)
+        if done.all() or step == max_new_tokens - 1:
+            break
+        mask = torch.cat([mask, torch.ones(B, 1, dtype=mask.dtype)], dim=1)
+        out = model(input_ids=token.unsqueeze(-1).to(device), attention_mask=mask.to(device),
+                    position_ids=next_pos.to(device), past_key_values=cache, use_cache=True, logits_to_keep=1)
+        cache, logits, next_pos = out.past_key_values, out.logits[:, -1], next_pos + 1
+    return generated

@@ -1,0 +1,86 @@
+"""The control for a direction: random directions of the same norm (DiffMean: one residual
+direction; ITI: one per shifted head), added at the strength chosen for the real direction, one
+draw per seed, on the same evaluation items. Their mean compliance effect carries an item
+bootstrap interval (paired across seeds); the per-seed effects give the range to read against."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from claims import Result
+from pipeline import stats
+from pipeline.steering.config import DirectionSweepConfig, TasksConfig
+from pipeline.steering.direction_sweep import requires as sweep_requires
+from pipeline.steering.neurons import eval_setup
+from pipeline.steering.summary import COMPLETE, complete, matrix
+
+
+class Config(DirectionSweepConfig):
+    seeds: int = Field(8, ge=1)
+    externality: bool = False
+
+
+def requires(config: dict[str, Any]) -> dict[str, Any]:
+    cfg = Config(**config)
+    sweep = DirectionSweepConfig(**{k: v for k, v in cfg.model_dump().items() if k in DirectionSweepConfig.model_fields})
+    return {**sweep_requires(sweep.model_dump(mode="json")),
+            "sweep": ("pipeline.steering.direction_sweep", {**cfg.upstream(TasksConfig), "method": cfg.method,
+                                                            "n_heads": cfg.n_heads})}
+
+
+def inputs(config: dict[str, Any]) -> dict[str, Any]:
+    from pipeline.models import fingerprint
+
+    return {"model": fingerprint(config["profile"])}
+
+
+def random_like(vectors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian directions with the norms of `vectors` (one per row)."""
+    draws = rng.normal(size=vectors.shape)
+    return draws / np.linalg.norm(draws, axis=-1, keepdims=True) * np.linalg.norm(vectors, axis=-1, keepdims=True)
+
+
+def run(config: dict[str, Any], ctx: Any) -> Result:
+    from pipeline.interventions import add_direction, shift_heads
+    from pipeline.steering.evaluate import score
+
+    cfg = Config(**config)
+    lm, items, prompts = eval_setup(cfg, ctx, ("compliance",))
+    up = ctx.upstream("directions")
+    arrays, meta = up.arrays("directions"), up.result.values
+    strength = ctx.upstream("sweep").result.values["chosen_strength"]
+    ckpt = ctx.checkpoint("random-directions")
+    if "neutral" not in ckpt:
+        ckpt["neutral"] = score(lm, items, prompts, lambda: add_direction(lm, 0, np.zeros(lm.d_model), 0.0),
+                                cfg.max_new_tokens, cfg.batch_size)
+    neutral = matrix([ckpt["neutral"]], "compliance", "strict")[:, 0]
+    effects, columns = [], []
+    for s in ctx.progress(range(cfg.seeds), total=cfg.seeds, desc=f"random {cfg.method} directions"):
+        rng = np.random.default_rng([cfg.seed, 2000 + s])
+        if s not in ckpt:
+            if cfg.method == "diffmean":
+                vec = random_like(arrays["diffmean"][None], rng)[0]
+                make = lambda v=vec: add_direction(lm, meta["diffmean_layer"], v, strength)  # noqa: E731
+            else:
+                vecs = random_like(arrays["iti"], rng)
+                shifts: dict[int, dict[int, Any]] = {}
+                for head, v in zip(meta["iti_heads"], vecs, strict=True):
+                    shifts.setdefault(head["layer"], {})[head["head"]] = v
+                make = lambda sh=shifts: shift_heads(lm, sh, strength)  # noqa: E731
+            ckpt[s] = score(lm, items, prompts, make, cfg.max_new_tokens, cfg.batch_size)
+        columns.append(matrix([ckpt[s]], "compliance", "strict")[:, 0])
+    M = np.column_stack([neutral, *columns])  # (items, 1 + seeds)
+    C = complete(M)
+    for k in range(1, M.shape[1]):
+        effects.append(float(100 * (C[:, k].mean() - C[:, 0].mean())))
+    mean_effect = stats.bootstrap_items(lambda idx: float(100 * (C[idx, 1:].mean() - C[idx, 0].mean())), len(C),
+                                        level=cfg.level, seed=cfg.seed, unit=COMPLETE)
+    return Result(
+        estimates={"compliance_effect_pp": mean_effect},
+        values={"method": f"random {cfg.method} directions", "strength": strength, "seeds": cfg.seeds,
+                "seed_effects_pp": effects, "seed_effect_min": min(effects), "seed_effect_max": max(effects),
+                "n_items": len(items), "n_items_parsed_everywhere": len(C)},
+    )
