@@ -27,9 +27,10 @@ def cli(ctx: click.Context, project_dir: Path | None) -> None:
 
     \b
     Exit codes:
-      0  every selected claim stands (blocked / not-applicable claims are listed with reasons)
-      1  a claim failed, errored, or is stale under --no-run; a build or gate failed
-      2  bad input: a malformed spec (file:line: field: message), an unknown id, a bad option
+      0    every selected claim stands (blocked / not-applicable claims are listed with reasons)
+      1    a claim failed, errored, or is stale under --no-run; a build or gate failed
+      2    bad input: a malformed spec (file:line: field: message), an unknown id, a bad option
+      130  interrupted (Ctrl-C or SIGTERM): rerun to resume from the checkpoint
 
     \b
     Example:
@@ -88,8 +89,15 @@ def verify(project: Project, no_run: bool, rerun: bool, only: tuple[str, ...], j
 
     if no_run and rerun:
         raise click.UsageError("--no-run and --rerun contradict each other")
+    from claims.runner import Interrupted
+
     specs = _specs(project, only)
-    outcomes, runner = run_verify(project, specs, run=not no_run, rerun=rerun)
+    try:
+        outcomes, runner = run_verify(project, specs, run=not no_run, rerun=rerun)
+    except (KeyboardInterrupt, Interrupted):
+        click.echo("interrupted: finished results are kept, and partial work is checkpointed; "
+                   "run verify again to resume", err=True)
+        sys.exit(130)
     click.echo(verify_table(outcomes))
     for o in outcomes:
         for problem in o.problems:

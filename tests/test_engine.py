@@ -436,3 +436,16 @@ def run(config, ctx):
     ctx.record(generation={"temperature": 1.0, "top_p": 0.9, "max_new_tokens": 8})
     return Result(estimates={"value": Estimate(value=1.0, ci=(0.5, 1.5), level=0.95, n=3, method="analytic")})
 '''
+
+
+def test_cli_reports_an_interruption_and_exits_130(fx):
+    fx.module("fx_steps", STEPS)
+    fx.spec("steps", NO_CONTROL_SPEC.format(id="steps", experiment="fx_steps"))
+    marker = Path(os.environ["CLAIMS_CACHE"]) / "interrupt-at-2"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text("")
+    result = CliRunner().invoke(cli, ["--project", str(fx.root), "verify"])
+    assert result.exit_code == 130
+    assert "interrupted: finished results are kept" in result.output
+    assert "Traceback" not in result.output
+    assert run_cli(fx, "verify").exit_code == 0  # resumes
