@@ -18,8 +18,11 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 @click.group(context_settings=CONTEXT)
 @click.option("--project", "project_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Project root (default: found upward from the current directory).")
+@click.option("--profile", help="Run every claim on this profile (sets config profile=NAME), e.g. paper.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config key in every claim and control (YAML value), repeatable.")
 @click.pass_context
-def cli(ctx: click.Context, project_dir: Path | None) -> None:
+def cli(ctx: click.Context, project_dir: Path | None, profile: str | None, overrides: tuple[str, ...]) -> None:
     """Claims-verified interpretability studies.
 
     Every headline number is a claim (claims/specs/<id>.yaml) bound to an experiment, its
@@ -34,18 +37,37 @@ def cli(ctx: click.Context, project_dir: Path | None) -> None:
 
     \b
     Example:
-      python -m claims verify            # run what is stale, check every claim
-      python -m claims verify --no-run   # CI: fail if anything would need a run
+      python -m claims verify                   # run what is stale, check every claim
+      python -m claims verify --no-run          # CI: fail if anything would need a run
+      python -m claims --profile paper verify   # the same claims on gemma-3-4b-it (GPU, hub)
     """
     project = Project.at(project_dir) if project_dir else Project.discover()
     project.activate()
     ctx.obj = project
+    ctx.meta["overrides"] = _parse_overrides(overrides, profile)
+
+
+def _parse_overrides(pairs: tuple[str, ...], profile: str | None) -> dict:
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--set")
+        out[key.strip()] = yaml.safe_load(value)
+    if profile:
+        out["profile"] = profile
+    return out
 
 
 def _specs(project: Project, only: tuple[str, ...] = ()):
-    from claims.spec import load_specs
+    from claims.spec import load_specs, with_config
 
     specs = load_specs(project.specs_dir, project.root)
+    overrides = click.get_current_context().meta.get("overrides")
+    if overrides:
+        specs = {i: with_config(s, overrides) for i, s in specs.items()}
     if not only:
         return specs
     unknown = [i for i in only if i not in specs]

@@ -244,3 +244,11 @@ _FIELD = re.compile(r"\{([^{}:!]+)")
 def statement_fields(statement: str) -> set[str]:
     """Base names a statement template reads, e.g. {'accuracy_ci', 'n_neurons'}."""
     return {re.split(r"[\[.]", m.group(1).strip())[0] for m in _FIELD.finditer(statement)}
+
+
+def with_config(spec: ClaimSpec, overrides: dict[str, Any]) -> ClaimSpec:
+    """The spec with `overrides` applied to its experiment's and its control's configs."""
+    update: dict[str, Any] = {"config": {**spec.config, **overrides}}
+    if spec.control_spec is not None:
+        update["control"] = spec.control_spec.model_copy(update={"config": {**spec.control_spec.config, **overrides}})
+    return spec.model_copy(update=update)

@@ -449,3 +449,14 @@ def test_cli_reports_an_interruption_and_exits_130(fx):
     assert "interrupted: finished results are kept" in result.output
     assert "Traceback" not in result.output
     assert run_cli(fx, "verify").exit_code == 0  # resumes
+
+
+def test_set_overrides_claim_and_control_configs(mean_project):
+    fx = mean_project
+    assert run_cli(fx, "verify").exit_code == 0
+    result = CliRunner().invoke(cli, ["--project", str(fx.root), "--set", "n=50", "verify"])
+    assert result.exit_code == 0, result.output
+    assert fx.calls("fx_mean") == 4  # both configs changed: two new runs beside the two old ones
+    report = json.loads((fx.root / "build" / "verify.json").read_text())
+    assert report["claims"][0]["n"] == 50
+    assert report["claims"][0]["nodes"]["control"]["config"]["n"] == 50
