@@ -143,11 +143,7 @@ class Quantity:
         if self.value is None:
             return cit.out(*cit.badge(record, f"{record.status}: no verified value"))
         text = fmt_value(self.value, spec or self.spec)
-        if record.standing:
-            return cit.text(text)
-        badge_html, badge_md = cit.badge(record)
-        return cit.out(f'<span class="withheld status-{escape(record.status)}">{escape(text)} {badge_html}</span>',
-                       f"{md_escape(text)} {badge_md}")
+        return shown(cit, record, text)
 
     def __html__(self) -> str:
         return str(self.render())
@@ -157,6 +153,15 @@ class Quantity:
 
     def __float__(self) -> float:
         return float(self.value) if self.value is not None else float("nan")
+
+
+def shown(cit: Any, record: Any, text: str) -> Any:
+    """A rendered number: plain when its claim stands, else withheld behind the claim's status badge."""
+    if record.standing:
+        return cit.text(text)
+    badge_html, badge_md = cit.badge(record)
+    return cit.out(f'<span class="withheld status-{escape(record.status)}">{escape(text)} {badge_html}</span>',
+                   f"{md_escape(text)} {badge_md}")
 
 
 class Interval:
@@ -175,11 +180,7 @@ class Interval:
         low, high = (fmt_value(b.value, spec or self.spec) for b in self.bounds)
         label = f"{fmt_value(self.level, '.0%')} CI " if with_level and self.level else ""
         text = f"{label}{low} to {high}"
-        if record.standing:
-            return cit.text(text)
-        badge_html, badge_md = cit.badge(record)
-        return cit.out(f'<span class="withheld status-{escape(record.status)}">{escape(text)} {badge_html}</span>',
-                       f"{md_escape(text)} {badge_md}")
+        return shown(cit, record, text)
 
     def __html__(self) -> str:
         return str(self.render())
