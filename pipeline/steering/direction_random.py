@@ -1,7 +1,8 @@
 """The control for a direction: random directions of the same norm (DiffMean: one residual
 direction; ITI: one per shifted head), added at the strength chosen for the real direction, one
 draw per seed, on the same evaluation items. Their mean compliance effect carries an item
-bootstrap interval (paired across seeds); the per-seed effects give the range to read against."""
+bootstrap interval; the per-seed effects give the range to read against. A random direction that
+leaves fewer than MIN_COMPLETE answers parsed is counted and left out of the mean."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pipeline import stats
 from pipeline.steering.config import DirectionSweepConfig, TasksConfig
 from pipeline.steering.direction_sweep import requires as sweep_requires
 from pipeline.steering.neurons import eval_setup
-from pipeline.steering.summary import COMPLETE, complete, matrix
+from pipeline.steering.summary import MIN_COMPLETE, matrix
 
 
 class Config(DirectionSweepConfig):
@@ -57,7 +58,7 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
         ckpt["neutral"] = score(lm, items, prompts, lambda: add_direction(lm, 0, np.zeros(lm.d_model), 0.0),
                                 cfg.max_new_tokens, cfg.batch_size)
     neutral = matrix([ckpt["neutral"]], "compliance", "strict")[:, 0]
-    effects, columns = [], []
+    columns = []
     for s in ctx.progress(range(cfg.seeds), total=cfg.seeds, desc=f"random {cfg.method} directions"):
         rng = np.random.default_rng([cfg.seed, 2000 + s])
         if s not in ckpt:
@@ -72,15 +73,23 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
                 make = lambda sh=shifts: shift_heads(lm, sh, strength)  # noqa: E731
             ckpt[s] = score(lm, items, prompts, make, cfg.max_new_tokens, cfg.batch_size)
         columns.append(matrix([ckpt[s]], "compliance", "strict")[:, 0])
-    M = np.column_stack([neutral, *columns])  # (items, 1 + seeds)
-    C = complete(M)
-    for k in range(1, M.shape[1]):
-        effects.append(float(100 * (C[:, k].mean() - C[:, 0].mean())))
-    mean_effect = stats.bootstrap_items(lambda idx: float(100 * (C[idx, 1:].mean() - C[idx, 0].mean())), len(C),
-                                        level=cfg.level, seed=cfg.seed, unit=COMPLETE)
+    # per seed, the paired effect on the items parsed both unsteered and steered; a seed whose
+    # random direction leaves too few parsed answers is reported, and left out of the mean
+    D = np.column_stack(columns) - neutral[:, None]  # (items, seeds), NaN where either failed
+    parsed = (~np.isnan(D)).sum(axis=0)
+    usable = parsed >= MIN_COMPLETE
+    effects = [float(100 * np.nanmean(D[:, k])) if usable[k] else None for k in range(D.shape[1])]
+    Du = D[:, usable]
+    estimates = {}
+    if usable.any():  # else no random direction left answers to compare: no estimate, the claim says so
+        estimates["compliance_effect_pp"] = stats.bootstrap_items(
+            lambda idx: float(100 * np.mean(np.nanmean(Du[idx], axis=0))), len(items), level=cfg.level,
+            seed=cfg.seed, unit="items (paired per seed)")
+    kept = [e for e in effects if e is not None] or [float("nan")]
     return Result(
-        estimates={"compliance_effect_pp": mean_effect},
+        estimates=estimates,
         values={"method": f"random {cfg.method} directions", "strength": strength, "seeds": cfg.seeds,
-                "seed_effects_pp": effects, "seed_effect_min": min(effects), "seed_effect_max": max(effects),
-                "n_items": len(items), "n_items_parsed_everywhere": len(C)},
+                "seed_effects_pp": effects, "seed_effect_min": min(kept), "seed_effect_max": max(kept),
+                "seeds_left_out": int((~usable).sum()), "seed_parsed_items": parsed.tolist(),
+                "seed_attempt_rates": [float(p / len(items)) for p in parsed], "n_items": len(items)},
     )
