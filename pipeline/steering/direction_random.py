@@ -85,11 +85,12 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
         estimates["compliance_effect_pp"] = stats.bootstrap_items(
             lambda idx: float(100 * np.mean(np.nanmean(Du[idx], axis=0))), len(items), level=cfg.level,
             seed=cfg.seed, unit="items (paired per seed)")
-    kept = [e for e in effects if e is not None] or [float("nan")]
+    kept = [e for e in effects if e is not None]
     return Result(
         estimates=estimates,
         values={"method": f"random {cfg.method} directions", "strength": strength, "seeds": cfg.seeds,
-                "seed_effects_pp": effects, "seed_effect_min": min(kept), "seed_effect_max": max(kept),
+                "seed_effects_pp": effects, "seed_effect_min": min(kept, default=None),
+                "seed_effect_max": max(kept, default=None),
                 "seeds_left_out": int((~usable).sum()), "seed_parsed_items": parsed.tolist(),
                 "seed_attempt_rates": [float(p / len(items)) for p in parsed], "n_items": len(items)},
     )
