@@ -127,7 +127,10 @@ class _Evaluator:
                 raise self.fail(f"cannot index {container!r} with {index!r}") from None
         if isinstance(node, ast.Call):
             args = [self.visit(a) for a in node.args]
-            return _FUNCTIONS[node.func.id](*args)
+            try:
+                return _FUNCTIONS[node.func.id](*args)
+            except (TypeError, ValueError):
+                raise self.fail(f"{node.func.id}() cannot take {args!r}") from None
         if isinstance(node, ast.List | ast.Tuple):
             return [self.visit(e) for e in node.elts]
         raise self.fail(f"{type(node).__name__} is not allowed")  # pragma: no cover (parse checks)

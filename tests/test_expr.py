@@ -45,6 +45,11 @@ def test_refuses(source, message):
     assert info.value.message.startswith("spec.yaml: assert")
 
 
+def test_function_on_a_missing_value_is_an_error():
+    with pytest.raises(ExpressionError, match=r"abs\(\) cannot take \[None\]"):
+        expr.evaluate("abs(x) > 0", {"x": None})
+
+
 def test_missing_value_is_an_error_not_false():
     with pytest.raises(ExpressionError, match="a value is missing"):
         expr.evaluate("x > 0", {"x": None})

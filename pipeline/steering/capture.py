@@ -54,3 +54,22 @@ def mean_activations(lm: LoadedModel, texts: Sequence[str], spans: Sequence[tupl
     with torch.inference_mode(), capture_means(lm, masks["span"]) as captured:
         decoder_only(lm)(input_ids=input_ids.to(lm.device), attention_mask=attention_mask.to(lm.device))
     return {k: torch.stack(v, dim=1).cpu().numpy() for k, v in captured.items()}
+
+
+def answer_activations(lm: LoadedModel, rows: dict[str, dict[str, Any]], ids: Sequence[str], batch_size: int,
+                       ckpt: Any, progress: Any) -> dict[str, np.ndarray]:
+    """Mean activations over each question's answer tokens (prompt + the model's own answer, as in
+    the detection study), checkpointed per batch: {'resid': (N, L, D), 'heads': (N, L, H * hd)}."""
+    from pipeline.hneurons.activations import text_and_spans
+
+    starts = range(0, len(ids), batch_size)
+    for b in progress(starts, total=len(starts), desc="residual and head activations"):
+        if b not in ckpt:
+            texts, spans = [], []
+            for q in ids[b : b + batch_size]:
+                text, answer, _ = text_and_spans(rows[q]["prompt"], rows[q]["response"])
+                texts.append(text)
+                spans.append(answer)
+            ckpt[b] = mean_activations(lm, texts, spans)
+    parts = [ckpt[b] for b in starts]
+    return {k: np.concatenate([p[k] for p in parts]) for k in ("resid", "heads")}

@@ -1,6 +1,7 @@
-"""The control for a direction: random directions of the same norm (DiffMean: one residual
-direction; ITI: one per shifted head), added at the strength chosen for the real direction, one
-draw per seed, on the same evaluation items. Their mean compliance effect carries an item
+"""The control for a direction: random directions (DiffMean: one residual direction; ITI: one per
+shifted head), each scaled like the real one, by the standard deviation of the training
+activations projected onto it, and added at the strength chosen for the real direction (in those
+units), one draw per seed, on the same evaluation items. Their mean compliance effect carries an item
 bootstrap interval; the per-seed effects give the range to read against. A random direction that
 leaves fewer than MIN_COMPLETE answers parsed is counted and left out of the mean."""
 
@@ -13,7 +14,9 @@ from pydantic import Field
 
 from claims import Result
 from pipeline import stats
-from pipeline.steering.config import DirectionSweepConfig, TasksConfig
+from pipeline.hneurons.config import SampleConfig, SplitConfig
+from pipeline.steering.capture import answer_activations
+from pipeline.steering.config import DirectionSweepConfig, TasksConfig, detection
 from pipeline.steering.direction_sweep import requires as sweep_requires
 from pipeline.steering.neurons import eval_setup
 from pipeline.steering.summary import MIN_COMPLETE, matrix
@@ -27,7 +30,10 @@ class Config(DirectionSweepConfig):
 def requires(config: dict[str, Any]) -> dict[str, Any]:
     cfg = Config(**config)
     sweep = DirectionSweepConfig(**{k: v for k, v in cfg.model_dump().items() if k in DirectionSweepConfig.model_fields})
+    probe = detection(cfg.profile, cfg.seed)
     return {**sweep_requires(sweep.model_dump(mode="json")),
+            "labels": ("pipeline.hneurons.sample", probe.upstream(SampleConfig)),
+            "split": ("pipeline.hneurons.split", probe.upstream(SplitConfig)),
             "sweep": ("pipeline.steering.direction_sweep", {**cfg.upstream(TasksConfig), "method": cfg.method,
                                                             "n_heads": cfg.n_heads})}
 
@@ -38,10 +44,13 @@ def inputs(config: dict[str, Any]) -> dict[str, Any]:
     return {"model": fingerprint(config["profile"])}
 
 
-def random_like(vectors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Gaussian directions with the norms of `vectors` (one per row)."""
-    draws = rng.normal(size=vectors.shape)
-    return draws / np.linalg.norm(draws, axis=-1, keepdims=True) * np.linalg.norm(vectors, axis=-1, keepdims=True)
+def random_scaled(acts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One random unit direction per site, times the std of the activations projected onto it.
+    acts: (n_train, sites, dim) -> (sites, dim)."""
+    units = rng.normal(size=acts.shape[1:])
+    units /= np.linalg.norm(units, axis=-1, keepdims=True)
+    sigma = np.einsum("nsd,sd->ns", acts, units).std(axis=0)  # (sites,)
+    return units * sigma[:, None]
 
 
 def run(config: dict[str, Any], ctx: Any) -> Result:
@@ -52,21 +61,29 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     lm, items, prompts = eval_setup(cfg, ctx, ("compliance",))
     up = ctx.upstream("directions")
     arrays, meta = up.arrays("directions"), up.result.values
+    real_norms = np.linalg.norm(arrays["diffmean"][None] if cfg.method == "diffmean" else arrays["iti"], axis=-1)
     strength = ctx.upstream("sweep").result.values["chosen_strength"]
+    rows = {q["id"]: q for q in ctx.upstream("labels").json("labels")}
+    train_ids = ctx.upstream("split").result.values["train"]
+    acts = answer_activations(lm, rows, train_ids, 16, ctx.checkpoint("train-activations"), ctx.progress)
+    if cfg.method == "diffmean":
+        sites = acts["resid"][:, [meta["diffmean_layer"]]]  # (n, 1, D)
+    else:
+        heads = acts["heads"].reshape(len(train_ids), lm.n_layers, lm.n_heads, lm.head_dim)
+        sites = np.stack([heads[:, h["layer"], h["head"]] for h in meta["iti_heads"]], axis=1)  # (n, K, hd)
     ckpt = ctx.checkpoint("random-directions")
     if "neutral" not in ckpt:
         ckpt["neutral"] = score(lm, items, prompts, lambda: add_direction(lm, 0, np.zeros(lm.d_model), 0.0),
                                 cfg.max_new_tokens, cfg.batch_size)
     neutral = matrix([ckpt["neutral"]], "compliance", "strict")[:, 0]
-    columns = []
+    columns, norms = [], []
     for s in ctx.progress(range(cfg.seeds), total=cfg.seeds, desc=f"random {cfg.method} directions"):
-        rng = np.random.default_rng([cfg.seed, 2000 + s])
+        vecs = random_scaled(sites, np.random.default_rng([cfg.seed, 2000 + s]))
+        norms.append(np.linalg.norm(vecs, axis=-1).tolist())
         if s not in ckpt:
             if cfg.method == "diffmean":
-                vec = random_like(arrays["diffmean"][None], rng)[0]
-                make = lambda v=vec: add_direction(lm, meta["diffmean_layer"], v, strength)  # noqa: E731
+                make = lambda v=vecs[0]: add_direction(lm, meta["diffmean_layer"], v, strength)  # noqa: E731
             else:
-                vecs = random_like(arrays["iti"], rng)
                 shifts: dict[int, dict[int, Any]] = {}
                 for head, v in zip(meta["iti_heads"], vecs, strict=True):
                     shifts.setdefault(head["layer"], {})[head["head"]] = v
@@ -92,5 +109,6 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
                 "seed_effects_pp": effects, "seed_effect_min": min(kept, default=None),
                 "seed_effect_max": max(kept, default=None),
                 "seeds_left_out": int((~usable).sum()), "seed_parsed_items": parsed.tolist(),
-                "seed_attempt_rates": [float(p / len(items)) for p in parsed], "n_items": len(items)},
+                "seed_attempt_rates": [float(p / len(items)) for p in parsed], "n_items": len(items),
+                "real_direction_norms": real_norms.tolist(), "random_direction_norms": norms},
     )

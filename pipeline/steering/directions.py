@@ -62,28 +62,18 @@ def head_cv_accuracy(X: np.ndarray, y: np.ndarray, groups: list[str], seed: int)
 
 
 def run(config: dict[str, Any], ctx: Any) -> Result:
-    from pipeline.hneurons.activations import text_and_spans
     from pipeline.hneurons.split import group_of
     from pipeline.models import load
-    from pipeline.steering.capture import mean_activations
+    from pipeline.steering.capture import answer_activations
 
     cfg = Config(**config)
     rows = {r["id"]: r for r in ctx.upstream("labels").json("labels")}
     split = ctx.upstream("split").result.values
     ids = split["train"] + split["test"]
     lm = load(cfg.profile)
-    ckpt = ctx.checkpoint("batches")
-    for b in ctx.progress(range(0, len(ids), cfg.batch_size), desc="residual and head activations"):
-        if b not in ckpt:
-            texts, spans = [], []
-            for q in ids[b : b + cfg.batch_size]:
-                text, answer, _ = text_and_spans(rows[q]["prompt"], rows[q]["response"])
-                texts.append(text)
-                spans.append(answer)
-            ckpt[b] = mean_activations(lm, texts, spans)
-    parts = [ckpt[b] for b in range(0, len(ids), cfg.batch_size)]
-    resid = np.concatenate([p["resid"] for p in parts])  # (N, L, D)
-    heads = np.concatenate([p["heads"] for p in parts]).reshape(len(ids), lm.n_layers, lm.n_heads, lm.head_dim)
+    acts = answer_activations(lm, rows, ids, cfg.batch_size, ctx.checkpoint("batches"), ctx.progress)
+    resid = acts["resid"]  # (N, L, D)
+    heads = acts["heads"].reshape(len(ids), lm.n_layers, lm.n_heads, lm.head_dim)
     y = np.array([int(rows[q]["label"] == "hallucinated") for q in ids])
     train = np.arange(len(ids)) < len(split["train"])
     groups = [group_of(rows[q]) for q in ids]
