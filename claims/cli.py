@@ -254,4 +254,11 @@ def build_paper(project: Project, strict: bool) -> None:
 
 
 def main() -> None:
+    import os
+
+    from claims.progress import quiet
+
+    if quiet():  # the libraries' own bars (model loading, datasets) follow ours
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TQDM_DISABLE", "1")
     cli(prog_name="python -m claims")

@@ -11,7 +11,7 @@ from claims.errors import ExpressionError
 
 #: A standalone number: not glued to letters (L1, 270M, gemma-3 are names, not quantities).
 NUMBER = re.compile(r"(?<![\w.\-/])[-+−]?\d+(?:[.,]\d+)*(?:\s?(?:%|pp|x|×))?(?![\w])")
-_FIELD = re.compile(r"^(?P<name>[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*)(?P<index>(?:\[\d+\])*)$")
+_FIELD = re.compile(r"^(?P<name>[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*)(?P<index>(?:\[\w+\])*)$")
 
 
 def find_numbers(text: str) -> list[re.Match[str]]:
@@ -19,7 +19,8 @@ def find_numbers(text: str) -> list[re.Match[str]]:
 
 
 class StatementFormatter(string.Formatter):
-    """str.format over a namespace, allowing only names, dotted names and integer indices."""
+    """str.format over a namespace, allowing only names, dotted names, integer indices and
+    (unquoted) keys, as in {ci[0]} or {minimum_detectable[mde_pp]}."""
 
     def __init__(self, namespace: Mapping[str, Any], where: str):
         self.namespace = namespace
@@ -34,9 +35,9 @@ class StatementFormatter(string.Formatter):
             if not isinstance(value, Mapping) or part not in value:
                 raise ExpressionError(f"{self.where}: the result has no {match['name']!r}")
             value = value[part]
-        for index in re.findall(r"\[(\d+)\]", match["index"]):
+        for index in re.findall(r"\[(\w+)\]", match["index"]):
             try:
-                value = value[int(index)]
+                value = value[int(index)] if index.isdigit() else value[index]
             except (IndexError, KeyError, TypeError):
                 raise ExpressionError(f"{self.where}: cannot index {match['name']} with [{index}]") from None
         if value is None:

@@ -1,13 +1,13 @@
 """The control for a direction: random directions (DiffMean: one residual direction; ITI: one per
-shifted head), each scaled like the real one, by the standard deviation of the training
-activations projected onto it, and added at the strength chosen for the real direction (in those
-units), one draw per seed, on the same evaluation items. Their mean compliance effect carries an item
+shifted head), added at the strength chosen for the real direction, one draw per seed, on the same
+evaluation items. Each is scaled like the real one, by the standard deviation of the training
+activations projected onto it (scale: sigma), or given the real direction's norm (scale: norm). Their mean compliance effect carries an item
 bootstrap interval; the per-seed effects give the range to read against. A random direction that
 leaves fewer than MIN_COMPLETE answers parsed is counted and left out of the mean."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -25,6 +25,9 @@ from pipeline.steering.summary import MIN_COMPLETE, matrix
 class Config(DirectionSweepConfig):
     seeds: int = Field(8, ge=1)
     externality: bool = False
+    scale: Literal["sigma", "norm"] = Field(
+        "sigma", description="Scale each random direction by the std of the activations along it (the "
+        "real direction's units), or give it the real direction's norm (the same perturbation size).")
 
 
 def requires(config: dict[str, Any]) -> dict[str, Any]:
@@ -79,6 +82,8 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     columns, norms = [], []
     for s in ctx.progress(range(cfg.seeds), total=cfg.seeds, desc=f"random {cfg.method} directions"):
         vecs = random_scaled(sites, np.random.default_rng([cfg.seed, 2000 + s]))
+        if cfg.scale == "norm":
+            vecs = vecs / np.linalg.norm(vecs, axis=-1, keepdims=True) * real_norms[:, None]
         norms.append(np.linalg.norm(vecs, axis=-1).tolist())
         if s not in ckpt:
             if cfg.method == "diffmean":
@@ -110,5 +115,6 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
                 "seed_effect_max": max(kept, default=None),
                 "seeds_left_out": int((~usable).sum()), "seed_parsed_items": parsed.tolist(),
                 "seed_attempt_rates": [float(p / len(items)) for p in parsed], "n_items": len(items),
+                "max_seed_attempt_rate": float(parsed.max() / len(items)), "scale": cfg.scale,
                 "real_direction_norms": real_norms.tolist(), "random_direction_norms": norms},
     )

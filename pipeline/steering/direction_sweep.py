@@ -50,9 +50,12 @@ def attempt_rate(M: np.ndarray) -> np.ndarray:
 
 
 def choose(alphas: tuple[float, ...], M: np.ndarray, min_ratio: float) -> tuple[float, list[dict[str, Any]]]:
-    rates, attempts = np.nanmean(M, axis=0), attempt_rate(M)
+    """The admissible nonzero strength with the largest change in compliance, and the table."""
+    attempts = attempt_rate(M)
+    parsed = ~np.isnan(M)
+    rates = np.array([M[parsed[:, k], k].mean() if parsed[:, k].any() else np.nan for k in range(M.shape[1])])
     zero = alphas.index(0.0)
-    table = [{"strength": a, "compliance": float(r), "attempt_rate": float(t),
+    table = [{"strength": a, "compliance": None if np.isnan(r) else float(r), "attempt_rate": float(t),
               "admissible": bool(t >= min_ratio * attempts[zero])} for a, r, t in zip(alphas, rates, attempts, strict=True)]
     candidates = [row for row in table if row["strength"] != 0.0 and row["admissible"]]
     best = max(candidates, key=lambda row: abs(row["compliance"] - rates[zero]), default=None)

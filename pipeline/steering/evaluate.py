@@ -48,6 +48,8 @@ def score(lm: Any, items: Sequence[dict[str, Any]], prompts: dict[str, list[str]
                                 r["false_answer"] if task == "compliance" else None, judge)
                 for g, r in zip(generations, items, strict=True)
             ]
+        if task == "compliance" and judges.llm_available():
+            record["llm"] = judges.llm_outcomes(list(items), record["text"])
         out[task] = record
     return out
 

@@ -77,6 +77,20 @@ def llm_judge(question: str, context: str, true_answer: str, false_answer: str, 
     return {"CONTEXT": "context", "TRUE": "memory", "OTHER": "other"}.get(word)
 
 
-def agreement(a: list[Any], b: list[Any]) -> float:
-    pairs = [(x, y) for x, y in zip(a, b, strict=True)]
-    return sum(x == y for x, y in pairs) / len(pairs) if pairs else float("nan")
+def agreement(a: list[Any], b: list[Any]) -> float | None:
+    """Share of items two judges classify alike (parse failures included as a class)."""
+    pairs = list(zip(a, b, strict=True))
+    return sum(x == y for x, y in pairs) / len(pairs) if pairs else None
+
+
+def llm_outcomes(items: list[dict[str, Any]], texts: list[str]) -> list[str | None]:
+    """The LLM judge's compliance outcome for each generation (None: unparseable or no reply)."""
+    out: list[str | None] = []
+    for row, text in zip(items, texts, strict=True):
+        try:
+            out.append(llm_judge(row["item"]["question"], row["context"], row["item"]["answer"],
+                                 row["false_answer"], text))
+        except Exception as exc:  # a network or API failure must not pass for a judgement
+            raise RuntimeError(f"LLM judge failed ({type(exc).__name__}); unset OPENAI_API_KEY to use the "
+                               "rule judges only") from None
+    return out

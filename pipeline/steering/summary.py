@@ -95,10 +95,28 @@ def summarize(alphas: Sequence[float], records: Sequence[dict[str, Any]], tasks:
             estimates.update({k: v for k, v in found.items() if v is not None})
             values.setdefault("not_estimable", []).extend(k for k, v in found.items() if v is None)
     if "compliance" in tasks:
+        values["judge_agreement"] = judge_agreement(records)
+        if "llm" in records[0]["compliance"]:
+            M = matrix(records, "compliance", "llm")
+            llm_slope = slope_pp(alphas, M, level, seed)
+            if llm_slope is not None:
+                estimates["compliance_slope_pp_llm"] = llm_slope
         values["sweep"] = values["series"]["compliance"]
         strict, lenient = estimates.get("compliance_slope_pp"), estimates.get("compliance_slope_pp_lenient")
         values["judges_agree_on_sign"] = bool(strict and lenient and _sign(strict) == _sign(lenient))
     return estimates, values
+
+
+def judge_agreement(records: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+    """How often the judges classify a compliance generation alike, pooled over settings."""
+    from pipeline.steering.judges import agreement
+
+    pooled = {j: [o for r in records for o in r["compliance"].get(j, [])] for j in (*JUDGES, "llm")}
+    out = {"strict_vs_lenient": agreement(pooled["strict"], pooled["lenient"])}
+    if pooled["llm"]:
+        out["strict_vs_llm"] = agreement(pooled["strict"], pooled["llm"])
+        out["lenient_vs_llm"] = agreement(pooled["lenient"], pooled["llm"])
+    return out
 
 
 def _sign(est: Estimate) -> int:
