@@ -123,29 +123,29 @@ class Runner:
     # ---- running ---------------------------------------------------------------------------
     def ensure(self, node: Node, force: bool = False, need_files: bool = False) -> NodeState:
         """Make a node fresh (running it and its stale upstream) and return its state."""
-        state = self.assess(node)
-        if state.fresh and not force and not (need_files and self._files_missing(state)):
-            if node not in self.reused and node not in self.ran:
-                self.reused.append(node)
-                log(f"reused {node.label} (key {state.key[:12]})")
+        state = self._reusable(node, force, need_files, "", fresh_look=False)
+        if state is not None:
             return state
-        ups = {name: self.ensure(up, need_files=True) for name, up in state.upstream.items()}
-        if not state.fresh and ups:
-            self._states.pop(node, None)
-            state = self.assess(node)
-            if state.fresh and not force and not (need_files and self._files_missing(state)):
-                log(f"reused {node.label} (key {state.key[:12]}): its upstream reran with identical output")
-                self.reused.append(node)
-                return state
+        ups = {name: self.ensure(up, need_files=True) for name, up in self.assess(node).upstream.items()}
+        if ups and (state := self._reusable(node, force, need_files, ": its upstream reran with identical output")):
+            return state
         with self.store.lock(node):
             # another process may have produced it while we waited for the lock
+            state = self._reusable(node, force, need_files, ", made by another run")
+            return state if state is not None else self._run(node, ups)
+
+    def _reusable(self, node: Node, force: bool, need_files: bool, why: str, fresh_look: bool = True
+                  ) -> NodeState | None:
+        """The node's state when it can be reused as it is (re-assessed when `fresh_look`), else None."""
+        if fresh_look:
             self._states.pop(node, None)
-            state = self.assess(node)
-            if state.fresh and not force and not (need_files and self._files_missing(state)):
-                log(f"reused {node.label} (key {state.key[:12]}), made by another run")
-                self.reused.append(node)
-                return state
-            return self._run(node, ups)
+        state = self.assess(node)
+        if not state.fresh or force or (need_files and self._files_missing(state)):
+            return None
+        if node not in self.reused and node not in self.ran:
+            self.reused.append(node)
+            log(f"reused {node.label} (key {state.key[:12]}){why}")
+        return state
 
     def _files_missing(self, state: NodeState) -> bool:
         return any(self.store.verified_blob(sha) is None for sha in state.result.files.values())
