@@ -27,7 +27,7 @@ def control_cell(outcome: Outcome) -> str:
         return "none (reason given)"
     if not control:
         return "-"
-    held = {True: "beaten", False: "NOT beaten", None: "?"}[control.get("holds")]
+    held = {True: "holds", False: "FAILS", None: "?"}[control.get("holds")]
     shown = fmt(control.get("value")) if control.get("value") is not None else ""
     return f"{shown} {held}".strip()
 
