@@ -39,7 +39,8 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
 
         rows = load_faitheval(cfg.n_select + cfg.n_eval, cfg.seed, cfg.n_select)
         ctx.save_json("items", rows)
-        return Result(values={"n_select": cfg.n_select, "n_eval": len(rows) - cfg.n_select, "source": "FaithEval"})
+        return Result(values={"n_select": cfg.n_select, "n_eval": len(rows) - cfg.n_select, "source": "FaithEval",
+                              "shot_pool": []})  # FaithEval prompts are zero-shot
     labels = {r["id"]: r for r in ctx.upstream("labels").json("labels")}
     trained = {(labels[q]["gold"] if labels[q]["family"] == "element_name" else labels[q]["subject"]).casefold()
                for q in ctx.upstream("split").result.values["train"]}
