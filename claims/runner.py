@@ -10,6 +10,7 @@ the other waits for the lock, finds the node fresh and reuses it.
 from __future__ import annotations
 
 import signal
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -209,6 +210,7 @@ class Runner:
             "packages": prov.package_versions(prov.RECORDED_PACKAGES + key_packages(node)),
             "platform": prov.platform_info(),
             "environment": prov.recorded_environment(),
+            "argv": prov.redact_argv(sys.argv),
             "git": prov.git_state(self.project.root),
             "wall_time_s": round(wall, 3),
             "lifecycle": record["lifecycle"],

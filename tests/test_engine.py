@@ -287,6 +287,7 @@ def test_sidecar_has_provenance_without_secrets_or_paths(mean_project, monkeypat
     monkeypatch.setenv("OPENAI_API_KEY", "sk-live-abcdefghijklmnopqrstuvwxyz0123456789")
     monkeypatch.setenv("HF_TOKEN", "hf_abcdefghijklmnopqrstuvwxyz")
     monkeypatch.setenv("CLAIMS_TORCH_THREADS", "2")
+    monkeypatch.setattr("sys.argv", ["claims", "verify", "--api-key", "sk-argv-abcdefghijklmnopqrstuvwxyz012345"])
     check(fx)
     sidecar_file = next((fx.root / "artifacts" / "fx_mean").glob("*.provenance.json"))
     text = sidecar_file.read_text()
@@ -300,6 +301,8 @@ def test_sidecar_has_provenance_without_secrets_or_paths(mean_project, monkeypat
         assert field in sidecar
     assert sidecar["key_material"]["code"] == {"fx_mean.py": sidecar["key_material"]["code"]["fx_mean.py"]}
     assert [s["status"] for s in sidecar["lifecycle"]] == ["running", "completed"]
+    assert sidecar["argv"] == ["claims", "verify", "--api-key", "<redacted>"]
+    assert "sk-argv" not in text
 
 
 def test_generation_settings_are_fingerprinted(fx):
