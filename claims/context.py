@@ -15,7 +15,7 @@ from claims.errors import ExperimentError
 from claims.node import Node
 from claims.progress import log, progress
 from claims.result import Result
-from claims.store import Store, atomic_write_bytes, atomic_write_json
+from claims.store import Store, atomic_write_json
 
 T = TypeVar("T")
 
@@ -77,9 +77,6 @@ class Checkpoint:
         else:
             atomic_write_json(self._path(step, ".json"), value)
 
-    def steps(self) -> list[str]:
-        return sorted(p.stem for p in self.folder.glob("*.*")) if self.folder.is_dir() else []
-
 
 class Context:
     def __init__(self, node: Node, key: str, store: Store, upstream: dict[str, Upstream]):
@@ -112,11 +109,10 @@ class Context:
 
     def save_json(self, name: str, data: Any) -> str:
         """Store a JSON document (e.g. all generations) in the blob cache."""
-        path = self._store.cache / f".{self.key[:12]}.{name}.json.tmp"
-        atomic_write_bytes(path, json.dumps(data, sort_keys=True).encode())
-        final = path.with_name(path.name.removesuffix(".tmp"))
-        path.replace(final)
-        return self._register(name, final)
+        self._store.cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=self._store.cache, suffix=".json", delete=False) as tmp:
+            json.dump(data, tmp, sort_keys=True)
+        return self._register(name, Path(tmp.name))
 
     def _register(self, name: str, path: Path) -> str:
         if name in self.files:

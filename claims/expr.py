@@ -59,19 +59,6 @@ def parse(source: str, where: str) -> ast.Expression:
     return tree
 
 
-def names(source: str, where: str = "expression") -> set[str]:
-    """The dotted names an expression reads, e.g. {'accuracy_ci', 'control.accuracy_ci'}."""
-    tree = parse(source, where)
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute):
-            found.add(_dotted(node))
-        elif isinstance(node, ast.Name) and node.id not in _FUNCTIONS:
-            found.add(node.id)
-    # `control.x` also yields `control` as a Name; keep only the longest names.
-    return {n for n in found if not any(m.startswith(n + ".") for m in found)}
-
-
 def evaluate(source: str, namespace: Mapping[str, Any], where: str = "expression") -> Any:
     """Evaluate `source` against `namespace` (nested mappings for dotted names)."""
     tree = parse(source, where)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -236,14 +235,6 @@ def _display(path: Path, root: Path | None) -> str:
         return str(path.resolve().relative_to(root.resolve())) if root else str(path)
     except ValueError:
         return str(path)
-
-
-_FIELD = re.compile(r"\{([^{}:!]+)")
-
-
-def statement_fields(statement: str) -> set[str]:
-    """Base names a statement template reads, e.g. {'accuracy_ci', 'n_neurons'}."""
-    return {re.split(r"[\[.]", m.group(1).strip())[0] for m in _FIELD.finditer(statement)}
 
 
 def with_config(spec: ClaimSpec, overrides: dict[str, Any]) -> ClaimSpec:

@@ -53,7 +53,3 @@ def test_function_on_a_missing_value_is_an_error():
 def test_missing_value_is_an_error_not_false():
     with pytest.raises(ExpressionError, match="a value is missing"):
         expr.evaluate("x > 0", {"x": None})
-
-
-def test_names():
-    assert expr.names("a_ci[0] > control.a_ci[1] and abs(b) < 1") == {"a_ci", "control.a_ci", "b"}

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from claims.cli import cli
 from claims.errors import SpecError
-from claims.spec import load_spec, load_specs, statement_fields
+from claims.spec import load_spec, load_specs
 
 GOOD = """\
 id: good
@@ -110,7 +110,3 @@ def test_config_checked_against_experiment_config(fx):
     result = CliRunner().invoke(cli, ["--project", str(fx.root), "verify"])
     assert result.exit_code == 1
     assert "specs/good.yaml: experiment.config: shfit: unknown field" in result.output
-
-
-def test_statement_fields():
-    assert statement_fields("{a:.1%} and {b_ci[0]:.2f} of {n}") == {"a", "b_ci", "n"}
