@@ -41,21 +41,40 @@ def cli(ctx: click.Context, project_dir: Path | None, profile: str | None, overr
       python -m claims verify --no-run          # CI: fail if anything would need a run
       python -m claims --profile paper verify   # the same claims on gemma-3-4b-it (GPU, hub)
     """
+    ctx.meta["overrides"] = _parse_overrides(overrides, profile)
+    if ctx.invoked_subcommand is None or "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+        return
     project = Project.at(project_dir) if project_dir else Project.discover()
+    project.check()
     project.activate()
     ctx.obj = project
-    ctx.meta["overrides"] = _parse_overrides(overrides, profile)
 
 
 def _parse_overrides(pairs: tuple[str, ...], profile: str | None) -> dict:
     import yaml
 
+    from claims.provenance import REDACTED
+    from claims.spec import check_config_values, secret_key
+
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--set")
-        out[key.strip()] = yaml.safe_load(value)
+        key = key.strip()
+        shown = f"{key}={REDACTED}" if secret_key(key) else pair
+        if not sep or not key:
+            raise click.BadParameter(f"{shown!r} is not KEY=VALUE", param_hint="--set")
+        if secret_key(key):
+            raise click.BadParameter(f"{shown!r}: {key!r} looks like a secret; pass secrets through the "
+                                     "environment, never a config (configs are recorded)", param_hint="--set")
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or "not a YAML value"
+            raise click.BadParameter(f"{shown!r}: cannot parse the value ({problem})", param_hint="--set") from None
+        problems = check_config_values({key: parsed})
+        if problems:
+            raise click.BadParameter(f"{shown!r}: {problems[0].removeprefix('config.')}", param_hint="--set")
+        out[key] = parsed
     if profile:
         out["profile"] = profile
     return out
@@ -88,6 +107,17 @@ def _write_json(path: Path, data: dict) -> None:
     atomic_write_json(path, data)
 
 
+def _check_writable(path: Path, what: str) -> None:
+    """Fail before any work when a report could not be written (exit 2, one line)."""
+    import os
+
+    if path.is_dir():
+        raise ClaimsError(f"{what} {path} is a folder; give a file path")
+    parent = next((p for p in [path.parent, *path.parent.parents] if p.exists()), None)
+    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ClaimsError(f"{what} {path} cannot be written ({parent or path.parent} is not a writable folder)")
+
+
 @cli.command(context_settings=CONTEXT)
 @click.option("--no-run", is_flag=True, help="Never run an experiment: a stale result fails its claim.")
 @click.option("--rerun", is_flag=True, help="Rerun the selected claims' experiments even when fresh.")
@@ -114,8 +144,13 @@ def verify(project: Project, no_run: bool, rerun: bool, only: tuple[str, ...], j
     from claims.runner import Interrupted
 
     specs = _specs(project, only)
+    out = json_path or project.build_dir / "verify.json"
+    _check_writable(out, "--json" if json_path else "the report")
+    if not no_run:
+        project.check_cache()
+    overrides = click.get_current_context().meta.get("overrides") or {}
     try:
-        outcomes, runner = run_verify(project, specs, run=not no_run, rerun=rerun)
+        outcomes, runner = run_verify(project, specs, run=not no_run, rerun=rerun, overrides=overrides)
     except (KeyboardInterrupt, Interrupted):
         click.echo("interrupted: finished results are kept, and partial work is checkpointed; "
                    "run verify again to resume", err=True)
@@ -124,18 +159,28 @@ def verify(project: Project, no_run: bool, rerun: bool, only: tuple[str, ...], j
     for o in outcomes:
         for problem in o.problems:
             click.echo(f"{o.id}: {problem}", err=True)
-    required = [o for o in outcomes if o.status not in ("blocked", "not_applicable")]
+        if o.blocked_by:
+            click.echo(f"{o.id}: blocked: {o.reason}", err=True)
+    required = [o for o in outcomes if o.status not in ("blocked", "not_applicable") or o.blocked_by]
     standing = sum(o.status == STANDING for o in required)
+    failing = [o for o in outcomes if o.status in ("failed", "error", "stale")]
+    blocked = [o for o in outcomes if o.blocked_by]
     summary = {"claims": len(outcomes), "required": len(required), "verified": standing,
+               "blocked_by_dependencies": len(blocked),
                "ran": [n.label for n in runner.ran], "reused": [n.label for n in runner.reused]}
+    from claims.provenance import redact
+
     report = {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"), "mode": "no-run" if no_run else "run",
-              "only": list(only), "git": git_state(project.root), "summary": summary,
-              "claims": [o.to_json() for o in outcomes]}
-    out = json_path or project.build_dir / "verify.json"
-    _write_json(out, report)
-    click.echo(f"{standing}/{len(required)} required claims verified; "
-               f"ran {len(runner.ran)}, reused {len(runner.reused)}; report: {project.rel(out)}")
-    if standing != len(required):
+              "only": list(only), "overrides": redact(overrides), "git": git_state(project.root), "summary": summary,
+              "claims": redact([o.to_json() for o in outcomes])}
+    try:
+        _write_json(out, report)
+    except OSError as exc:
+        raise ClaimsError(f"cannot write the report to {out}: {exc.strerror}") from None
+    click.echo(f"{standing}/{len(required)} required claims verified"
+               + (f" ({len(blocked)} blocked by a dependency that does not stand)" if blocked else "")
+               + f"; ran {len(runner.ran)}, reused {len(runner.reused)}; report: {project.rel(out)}")
+    if failing:
         sys.exit(1)
 
 
@@ -150,16 +195,22 @@ def status(project: Project, as_json: bool) -> None:
       python -m claims status
     """
     from claims.report import table
-    from claims.status import node_reports
+    from claims.status import criterion_marks, node_reports
 
-    reports, orphans, errors = node_reports(project, _specs(project))
+    specs = _specs(project)
+    reports, orphans, errors = node_reports(project, specs)
+    marks = criterion_marks(project, specs)
     if as_json:
-        click.echo(json.dumps({"nodes": [r.to_json() for r in reports], "orphans": orphans, "errors": errors}, indent=2))
+        click.echo(json.dumps({"nodes": [r.to_json() for r in reports], "orphans": orphans, "errors": errors,
+                               "criterion_changed_after_results": marks}, indent=2))
     else:
         rows = [[r.label, r.state, r.reason or "-", ",".join(r.claims) or "(upstream)", r.last_run or "-"] for r in reports]
         click.echo(table(rows, ["node", "state", "why", "claims", "last run"]))
         for orphan in orphans:
-            click.echo(f"orphaned artifact (no claim uses it): artifacts/{orphan}.json")
+            click.echo(f"not used by any claim as written (see `gc` for other profiles): artifacts/{orphan}.json")
+        for claim_id, lines in sorted(marks.items()):
+            for line in lines:
+                click.echo(f"criterion changed: {claim_id}: {line}")
         for error in errors:
             click.echo(error, err=True)
     if errors or any(r.state != "fresh" for r in reports):
@@ -167,29 +218,34 @@ def status(project: Project, as_json: bool) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.option("--yes", is_flag=True, help="Delete them (default: only list them).")
+@click.option("--yes", is_flag=True, help="Delete them (default: a dry run that only lists them).")
 @click.pass_obj
 def gc(project: Project, yes: bool) -> None:
-    """List (or with --yes delete) stored results that no claim's experiment DAG uses any more.
+    """List (or with --yes delete) stored results that no claim uses any more.
+
+    A result is kept when any claim's DAG reaches it, as written or under any --profile / --set
+    a stored result was made with (so `--profile paper gc` keeps the embedded results, and plain
+    `gc` keeps paper-profile results). Results of blocked claims are kept.
 
     \b
     Example:
-      python -m claims gc          # what would go
+      python -m claims gc          # what would go, and why (nothing is deleted)
       python -m claims gc --yes    # delete result and sidecar of each
     """
-    from claims.status import node_reports
+    from claims.garbage import collect
 
-    _, orphans, errors = node_reports(project, _specs(project))
-    if errors:
-        raise ClaimsError("cannot tell what is orphaned while specs have errors:\n" + "\n".join(errors))
-    for orphan in orphans:
-        base = project.artifacts_dir / orphan
-        for path in (base.with_suffix(".json"), base.with_suffix(".provenance.json")):
-            if yes:
+    collection = collect(project, _specs(project), click.get_current_context().meta.get("overrides") or {})
+    why = f"no claim uses it, as written or under: {collection.described}"
+    for name in collection.garbage:
+        base = project.artifacts_dir / name
+        if yes:
+            for path in (base.with_suffix(".json"), base.with_suffix(".provenance.json")):
                 path.unlink(missing_ok=True)
-        click.echo(f"{'deleted' if yes else 'orphaned'}: {project.rel(base.with_suffix('.json'))}")
-    if not orphans:
-        click.echo("no orphaned artifacts")
+        click.echo(f"{'deleted' if yes else 'would delete'}: {project.rel(base.with_suffix('.json'))} ({why})")
+    if not collection.garbage:
+        click.echo(f"nothing to delete: every stored result is used (as written or under: {collection.described})")
+    elif not yes:
+        click.echo("dry run: nothing was deleted; run `gc --yes` to delete these")
 
 
 @cli.command(context_settings=CONTEXT)

@@ -4,7 +4,8 @@ file outputs, checkpoints for resuming, and a place to record fingerprints (gene
 from __future__ import annotations
 
 import json
-import tempfile
+import os
+import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,7 +16,7 @@ from claims.errors import ExperimentError
 from claims.node import Node
 from claims.progress import log, progress
 from claims.result import Result
-from claims.store import Store, atomic_write_json
+from claims.store import Store, atomic_write_json, temp_file
 
 T = TypeVar("T")
 
@@ -32,6 +33,9 @@ class Upstream:
             raise ExperimentError(f"upstream {self.name!r} ({self.node.label}) has no file {name!r}")
         path = self._store.verified_blob(sha)
         if path is None:
+            if self._store.blob_problem(sha) == "corrupt":
+                raise ExperimentError(f"upstream {self.name!r} file {name!r} is corrupt in the blob cache (its bytes "
+                                      f"no longer match sha256 {sha[:12]}): run verify again to rebuild it")
             raise ExperimentError(f"upstream {self.name!r} file {name!r} is not in the local cache")
         return path
 
@@ -53,8 +57,9 @@ class Checkpoint:
             out.extend(ckpt[i])
     """
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, label: str = ""):
         self.folder = folder
+        self.label = label
 
     def _path(self, step: Any, suffix: str) -> Path:
         return self.folder / f"{step}{suffix}"
@@ -63,17 +68,23 @@ class Checkpoint:
         return self._path(step, ".json").exists() or self._path(step, ".npz").exists()
 
     def __getitem__(self, step: Any) -> Any:
-        if self._path(step, ".npz").exists():
-            with np.load(self._path(step, ".npz"), allow_pickle=False) as data:
-                return {k: data[k] for k in data.files}
-        return json.loads(self._path(step, ".json").read_text())
+        path = self._path(step, ".npz") if self._path(step, ".npz").exists() else self._path(step, ".json")
+        try:
+            if path.suffix == ".npz":
+                with np.load(path, allow_pickle=False) as data:
+                    return {k: data[k] for k in data.files}
+            return json.loads(path.read_bytes().decode("utf-8"))
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise ExperimentError(
+                f"{self.label}: checkpoint step {step!r} is corrupt ({path.name}: {type(exc).__name__}); "
+                "run verify --rerun to discard this node's checkpoints") from None
 
     def __setitem__(self, step: Any, value: Any) -> None:
         if isinstance(value, dict) and value and all(isinstance(v, np.ndarray) for v in value.values()):
-            self.folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=self.folder, suffix=".npz", delete=False) as tmp:
-                np.savez(tmp, **value)
-            Path(tmp.name).replace(self._path(step, ".npz"))
+            fd, tmp = temp_file(self.folder, f"{step}.npz")
+            with os.fdopen(fd, "wb") as handle:
+                np.savez(handle, **value)
+            os.replace(tmp, self._path(step, ".npz"))
         else:
             atomic_write_json(self._path(step, ".json"), value)
 
@@ -102,22 +113,23 @@ class Context:
     # ---- writing large outputs ----------------------------------------------------------------
     def save_arrays(self, name: str, **arrays: np.ndarray) -> str:
         """Store arrays as one .npz in the blob cache; the result lists it under `files`."""
-        self._store.cache.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=self._store.cache, suffix=".npz", delete=False) as tmp:
-            np.savez_compressed(tmp, **arrays)
-        return self._register(name, Path(tmp.name))
+        fd, tmp = temp_file(self._store.cache, f"{name}.npz")
+        with os.fdopen(fd, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+        return self._register(name, Path(tmp), ".npz")
 
     def save_json(self, name: str, data: Any) -> str:
         """Store a JSON document (e.g. all generations) in the blob cache."""
-        self._store.cache.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=self._store.cache, suffix=".json", delete=False) as tmp:
-            json.dump(data, tmp, sort_keys=True)
-        return self._register(name, Path(tmp.name))
+        fd, tmp = temp_file(self._store.cache, f"{name}.json")
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, sort_keys=True)
+        return self._register(name, Path(tmp), ".json")
 
-    def _register(self, name: str, path: Path) -> str:
+    def _register(self, name: str, path: Path, suffix: str) -> str:
         if name in self.files:
+            path.unlink(missing_ok=True)
             raise ExperimentError(f"{self.node.label}: file {name!r} saved twice")
-        sha = self._store.put_blob(path)
+        sha = self._store.put_blob(path, suffix)
         self.files[name] = sha
         return sha
 
@@ -126,7 +138,7 @@ class Context:
         return progress(iterable, total=total, desc=desc or self.node.experiment.rpartition(".")[2])
 
     def checkpoint(self, name: str) -> Checkpoint:
-        return Checkpoint(self._store.checkpoint_dir(self.key) / name)
+        return Checkpoint(self._store.checkpoint_dir(self.key) / name, self.node.label)
 
     def record(self, **fingerprints: Any) -> None:
         """Record settings a reader must see in provenance (e.g. generation settings)."""

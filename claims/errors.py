@@ -22,8 +22,17 @@ class SpecError(ClaimsError):
     """A claim spec is malformed: the message names file, line and field."""
 
 
+class GraphError(SpecError):
+    """The experiment DAG has a cycle (a module's requires() leads back to itself)."""
+
+
 class ExpressionError(ClaimsError):
     """An assertion or statement cannot be evaluated (unknown name, bad syntax)."""
+
+
+class EvaluationFault(ExpressionError):
+    """An assertion that parsed but cannot be computed (division by zero, overflow, comparing a
+    string with a number): the claim is `error`, not merely failed."""
 
 
 class ExperimentError(ClaimsError):

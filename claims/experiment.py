@@ -68,10 +68,19 @@ def upstream_nodes(node: Node) -> dict[str, Node]:
     requires = getattr(module, "requires", None)
     if requires is None:
         return {}
-    edges = requires(node.config)
+    try:
+        edges = requires(node.config)
+    except Exception as exc:  # a bug in the experiment's requires(): report it, do not crash
+        raise ExperimentError(f"{node.label}: requires() raised {type(exc).__name__}: {exc}") from None
+    shape = "requires() must return {name: (module, config)}"
+    if not isinstance(edges, dict):
+        raise ExperimentError(f"{node.label}: {shape}, not {type(edges).__name__}")
     out = {}
-    for name, (experiment, config) in sorted(edges.items()):
-        out[name] = make_node(experiment, config, f"{node.label}.requires.{name}")
+    for name, edge in sorted(edges.items(), key=lambda kv: str(kv[0])):
+        if not (isinstance(name, str) and isinstance(edge, tuple | list) and len(edge) == 2
+                and isinstance(edge[0], str) and isinstance(edge[1], dict)):
+            raise ExperimentError(f"{node.label}: {shape}; entry {name!r} is {edge!r}")
+        out[name] = make_node(edge[0], edge[1], f"{node.label}.requires.{name}")
     return out
 
 

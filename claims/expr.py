@@ -5,6 +5,11 @@ Assertions such as ``accuracy_ci[0] > control.accuracy_ci[1] + 0.02`` are parsed
 ``and``/``or``/``not``, arithmetic, constant subscripts, ``control.<name>`` lookups and the
 functions ``abs``, ``min``, ``max``, ``len``, ``round``. Nothing else runs: no calls to other
 functions, no attribute access on objects, no comprehensions, no ``eval``.
+
+Bounded work: an expression is at most MAX_LENGTH characters and MAX_DEPTH levels deep;
+arithmetic takes numbers only (no string or list repetition); a power's exponent is bounded, so
+``9**9**9`` is refused at once instead of hanging. Runtime faults (division by zero, overflow,
+comparing a string with a number) raise ExpressionError naming the spec field.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import operator
 from collections.abc import Mapping
 from typing import Any
 
-from claims.errors import ExpressionError
+from claims.errors import EvaluationFault, ExpressionError
 
 _BINOPS = {
     ast.Add: operator.add,
@@ -35,14 +40,24 @@ _COMPARE = {
     ast.NotEq: operator.ne,
 }
 _FUNCTIONS = {"abs": abs, "min": min, "max": max, "len": len, "round": round}
+MAX_LENGTH = 2000
+MAX_DEPTH = 40
+MAX_EXPONENT = 1024  # |exponent| of a power; results beyond a float's range are refused too
+_ORDERING = (ast.Lt, ast.LtE, ast.Gt, ast.GtE)
 
 
 def parse(source: str, where: str) -> ast.Expression:
     """Parse and check an expression; raise ExpressionError naming `where` on bad syntax."""
+    if len(source) > MAX_LENGTH:
+        raise ExpressionError(f"{where}: the expression is {len(source)} characters long (at most {MAX_LENGTH})")
     try:
         tree = ast.parse(source.strip(), mode="eval")
     except SyntaxError as exc:
         raise ExpressionError(f"{where}: cannot parse {source!r}: {exc.msg}") from None
+    except (RecursionError, MemoryError, ValueError):
+        raise ExpressionError(f"{where}: the expression is too deeply nested to parse") from None
+    if _depth(tree) > MAX_DEPTH:
+        raise ExpressionError(f"{where}: the expression is nested more than {MAX_DEPTH} levels deep")
     for node in ast.walk(tree):
         if not isinstance(node, _ALLOWED):
             raise ExpressionError(
@@ -62,7 +77,33 @@ def parse(source: str, where: str) -> ast.Expression:
 def evaluate(source: str, namespace: Mapping[str, Any], where: str = "expression") -> Any:
     """Evaluate `source` against `namespace` (nested mappings for dotted names)."""
     tree = parse(source, where)
-    return _Evaluator(namespace, where, source).visit(tree.body)
+    evaluator = _Evaluator(namespace, where, source)
+    try:
+        return evaluator.visit(tree.body)
+    except ZeroDivisionError:
+        raise evaluator.fault("division by zero") from None
+    except OverflowError:
+        raise evaluator.fault("a number overflows") from None
+    except RecursionError:  # pragma: no cover (parse bounds the depth)
+        raise evaluator.fail("the expression is too deep") from None
+
+
+def referenced(source: str) -> list[str]:
+    """The dotted names an expression reads (function names excluded), in order of appearance."""
+    tree = ast.parse(source.strip(), mode="eval")
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    out: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute | ast.Name) and id(node) not in called:
+            name = _dotted(node)
+            if name and not any(o.startswith(name + ".") for o in out) and name not in out:
+                out = [o for o in out if not name.startswith(o + ".")] + [name]
+    return out
+
+
+def _depth(node: ast.AST) -> int:
+    children = list(ast.iter_child_nodes(node))
+    return 1 + (max(map(_depth, children)) if children else 0)
 
 
 def _dotted(node: ast.AST) -> str:
@@ -83,6 +124,9 @@ class _Evaluator:
     def fail(self, message: str) -> ExpressionError:
         return ExpressionError(f"{self.where}: {message} in {self.source!r}")
 
+    def fault(self, message: str) -> EvaluationFault:
+        return EvaluationFault(f"{self.where}: {message} in {self.source!r}")
+
     def visit(self, node: ast.AST) -> Any:
         if isinstance(node, ast.Constant):
             return node.value
@@ -92,16 +136,21 @@ class _Evaluator:
             values = (self.visit(v) for v in node.values)
             return all(values) if isinstance(node.op, ast.And) else any(values)
         if isinstance(node, ast.UnaryOp):
-            return _UNARY[type(node.op)](self.visit(node.operand))
+            operand = self.visit(node.operand)
+            if not isinstance(node.op, ast.Not):
+                self.require_numbers(operand, arithmetic=True)
+            return _UNARY[type(node.op)](operand)
         if isinstance(node, ast.BinOp):
             left, right = self.visit(node.left), self.visit(node.right)
-            self.require_numbers(left, right)
-            return _BINOPS[type(node.op)](left, right)
+            self.require_numbers(left, right, arithmetic=True)
+            if isinstance(node.op, ast.Pow):
+                return self.power(left, right)
+            return _check_finite(self, _BINOPS[type(node.op)](left, right))
         if isinstance(node, ast.Compare):
             left = self.visit(node.left)
             for op, comparator in zip(node.ops, node.comparators, strict=True):
                 right = self.visit(comparator)
-                self.require_numbers(left, right)
+                self.require_numbers(left, right, arithmetic=isinstance(op, _ORDERING))
                 if not _COMPARE[type(op)](left, right):
                     return False
                 left = right
@@ -114,9 +163,11 @@ class _Evaluator:
                 raise self.fail(f"cannot index {container!r} with {index!r}") from None
         if isinstance(node, ast.Call):
             args = [self.visit(a) for a in node.args]
+            if node.func.id == "round" and len(args) == 2 and isinstance(args[1], int) and abs(args[1]) > 100:
+                raise self.fault("round() takes at most 100 digits")
             try:
                 return _FUNCTIONS[node.func.id](*args)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise self.fail(f"{node.func.id}() cannot take {args!r}") from None
         if isinstance(node, ast.List | ast.Tuple):
             return [self.visit(e) for e in node.elts]
@@ -135,10 +186,40 @@ class _Evaluator:
             walked.append(part)
         return scope
 
-    def require_numbers(self, *values: Any) -> None:
+    def require_numbers(self, *values: Any, arithmetic: bool = False) -> None:
+        """Missing values are errors, never False; arithmetic and ordering take numbers only."""
         for value in values:
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 raise self.fail("a value is missing (None or NaN)")
+            if arithmetic and not isinstance(value, int | float):
+                raise self.fault(f"arithmetic and ordering take numbers, not {type(value).__name__} {_short(value)}")
+
+    def power(self, base: float, exponent: float) -> float:
+        if abs(exponent) > MAX_EXPONENT:
+            raise self.fault(f"an exponent of {_short(exponent)} is too large (at most {MAX_EXPONENT})")
+        if base == 0 and exponent < 0:
+            raise ZeroDivisionError
+        if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 \
+                and exponent * max(abs(base).bit_length() - 1, 0) > 4096:
+            raise OverflowError
+        result = float(base) ** float(exponent) if isinstance(base, float) or isinstance(exponent, float) or exponent < 0 \
+            else base ** exponent
+        if isinstance(result, complex):
+            raise self.fault("a power of a negative number is not a real number")
+        return _check_finite(self, result)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_finite(evaluator: _Evaluator, value: Any) -> Any:
+    if isinstance(value, float) and math.isinf(value):
+        raise OverflowError
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 4096:
+        raise OverflowError
+    return value
 
 
 _ALLOWED = (

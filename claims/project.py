@@ -60,6 +60,31 @@ class Project:
             f"no claims project found at or above {here} (looked for pyproject.toml with claims/specs/)"
         )
 
+    def check(self) -> None:
+        """A usable project: its root is a folder with claim specs (else exit 2 with one line)."""
+        from claims.spec import SPEC_SUFFIXES
+
+        if not self.root.is_dir():
+            raise ClaimsError(f"{self.root}: no such project folder")
+        specs = [p for p in self.specs_dir.iterdir() if p.suffix in SPEC_SUFFIXES] if self.specs_dir.is_dir() else []
+        if not specs:
+            raise ClaimsError(f"{self.root}: not a claims project: no claim specs in {self.rel(self.specs_dir)}/ "
+                              "(write <id>.yaml files there, or pass --project DIR)")
+
+    def check_cache(self) -> None:
+        """The cache must be a folder this process can write (results and checkpoints go there)."""
+        import tempfile
+
+        where = f"the cache {self.cache_dir} (set by $CLAIMS_CACHE or [tool.claims] cache)"
+        if self.cache_dir.exists() and not self.cache_dir.is_dir():
+            raise ClaimsError(f"{where} is a file, not a folder")
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.cache_dir):
+                pass
+        except OSError as exc:
+            raise ClaimsError(f"{where} is not writable: {exc.strerror}") from None
+
     def activate(self) -> None:
         """Make the project's modules importable (experiments are named by module path)."""
         if str(self.root) not in sys.path:

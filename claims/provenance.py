@@ -31,6 +31,9 @@ _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSIO
 _SECRET_VALUE = re.compile(
     r"^(sk-|sk_|hf_|ghp_|gho_|github_pat_|xox[bp]-|AKIA|ya29\.)|^[A-Za-z0-9_\-]{32,}$|^[A-Za-z0-9+/]{40,}={0,2}$"
 )
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<user>[^/\s:@]*):(?P<secret>[^/\s@]+)@", re.I)
+_BEARER = re.compile(r"\b(?P<kind>Bearer|Basic|Token)\s+(?P<secret>[A-Za-z0-9._~+/=\-]{8,})", re.I)
+_SECRET_ASSIGN = re.compile(r"(?P<key>[A-Za-z_][\w\-]*)(?P<eq>\s*[=:]\s*)(?P<value>[^\s,;&'\"]+)")
 _RECORDED_ENV = re.compile(r"^(CLAIMS_|HF_|TRANSFORMERS_|OMP_|MKL_|CUDA_|TORCH_|OPENAI_|PYTHONHASHSEED$)")
 REDACTED = "<redacted>"
 
@@ -183,11 +186,34 @@ def looks_secret(name: str, value: str) -> bool:
     return bool(_SECRET_NAME.search(name)) or bool(_SECRET_VALUE.search(value.strip()))
 
 
+def redact_text(text: str) -> str:
+    """Credentials inside a text: the password of https://user:pw@host, a Bearer/Basic token,
+    and the value of key=value pairs whose key names a secret (api_key=..., token: ...)."""
+    from claims.spec import secret_key
+
+    text = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
+    text = _BEARER.sub(lambda m: f"{m['kind']} {REDACTED}", text)
+    return _SECRET_ASSIGN.sub(
+        lambda m: f"{m['key']}{m['eq']}{REDACTED}" if secret_key(m["key"]) and m["value"] != REDACTED else m.group(0),
+        text)
+
+
+def redact(data: Any) -> Any:
+    """`redact_text` over every string of a JSON-like structure."""
+    if isinstance(data, str):
+        return redact_text(data)
+    if isinstance(data, dict):
+        return {k: redact(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [redact(v) for v in data]
+    return data
+
+
 def recorded_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment variables that can change results, with secret-looking values redacted."""
     environ = os.environ if environ is None else environ
     return {
-        k: (REDACTED if looks_secret(k, v) else v)
+        k: (REDACTED if looks_secret(k, v) else redact_text(v))
         for k, v in sorted(environ.items())
         if _RECORDED_ENV.match(k)
     }
@@ -195,6 +221,8 @@ def recorded_environment(environ: Mapping[str, str] | None = None) -> dict[str, 
 
 def redact_argv(argv: list[str]) -> list[str]:
     """Command-line arguments with values of secret-looking options or values redacted."""
+    from claims.spec import secret_key
+
     out: list[str] = []
     redact_next = False
     for arg in argv:
@@ -203,17 +231,20 @@ def redact_argv(argv: list[str]) -> list[str]:
             redact_next = False
         elif arg.startswith("-") and "=" in arg:
             key, _, value = arg.partition("=")
-            out.append(f"{key}={REDACTED}" if looks_secret(key, value) else arg)
+            out.append(f"{key}={REDACTED}" if looks_secret(key, value) else redact_text(arg))
         elif arg.startswith("-") and _SECRET_NAME.search(arg):
             out.append(arg)
             redact_next = True
+        elif "=" in arg and secret_key(arg.partition("=")[0].strip()):  # --set api_key=...
+            out.append(f"{arg.partition('=')[0]}={REDACTED}")
         else:
-            out.append(REDACTED if looks_secret("", arg) else arg)
+            out.append(REDACTED if looks_secret("", arg) else redact_text(arg))
     return out
 
 
 class PathScrubber:
-    """Replaces machine-specific absolute paths with portable placeholders."""
+    """Replaces machine-specific absolute paths with portable placeholders, and redacts
+    credentials (redact_text) in every string it passes."""
 
     def __init__(self, root: Path, cache: Path):
         pairs = [
@@ -229,7 +260,7 @@ class PathScrubber:
         if isinstance(data, str):
             for old, new in self.pairs:
                 data = data.replace(old, new)
-            return data
+            return redact_text(data)
         if isinstance(data, dict):
             return {k: self(v) for k, v in data.items()}
         if isinstance(data, list | tuple):

@@ -22,14 +22,11 @@ def fmt_ci(ci: Sequence[float] | None, level: float | None) -> str:
 
 
 def control_cell(outcome: Outcome) -> str:
+    """The control's value (if any) and the verdict words of claims.verdict."""
     control = outcome.control
-    if control.get("none"):
-        return "none (reason given)"
-    if not control:
-        return "-"
-    held = {True: "holds", False: "FAILS", None: "?"}[control.get("holds")]
     shown = fmt(control.get("value")) if control.get("value") is not None else ""
-    return f"{shown} {held}".strip()
+    null = " (null)" if outcome.expect == "null" else ""
+    return f"{shown} {outcome.verdict}{null}".strip()
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:

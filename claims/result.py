@@ -28,6 +28,12 @@ class Estimate(BaseModel):
             low, high = self.ci
             if any(math.isnan(x) for x in (low, high)) or low > high:
                 raise ValueError(f"interval {self.ci} is not ordered or is NaN")
+            if self.value is not None and not math.isnan(self.value):
+                slack = 1e-9 * max(1.0, abs(self.value))
+                if not low - slack <= self.value <= high + slack:
+                    raise ValueError(f"value {self.value} lies outside its own interval {self.ci}")
+        if self.value is not None and math.isinf(self.value):
+            raise ValueError("value is infinite")
         return self
 
 

@@ -9,6 +9,7 @@ the other waits for the lock, finds the node fresh and reuses it.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -21,16 +22,16 @@ from pydantic import ValidationError
 
 from claims import provenance as prov
 from claims.context import Context, Upstream
-from claims.errors import ExperimentError
+from claims.errors import ExperimentError, GraphError
 from claims.experiment import input_fingerprints, key_packages, load_module, upstream_nodes
 from claims.node import Node
 from claims.progress import log
 from claims.project import Project
 from claims.result import Result
-from claims.store import Store
+from claims.store import Store, clean_debris
 
 #: Bump when the meaning of a stored result changes, so that every key changes deliberately.
-ENGINE_KEY_VERSION = 1
+ENGINE_KEY_VERSION = 2
 
 
 @dataclass
@@ -57,12 +58,17 @@ def _now() -> str:
 
 
 class Runner:
-    def __init__(self, project: Project):
+    def __init__(self, project: Project, clean: bool = False):
         self.project = project
         self.store = Store(project)
         self._states: dict[Node, NodeState] = {}
+        self._assessing: list[Node] = []
+        self.overrides: dict[str, Any] = {}  # the --profile / --set this run was made under (gc reads it)
         self.ran: list[Node] = []
         self.reused: list[Node] = []
+        if clean:  # temp files of writes interrupted by a kill (their process is gone)
+            for path in clean_debris(project.artifacts_dir, project.cache_dir):
+                log(f"removed debris of an interrupted write: {project.rel(path)}")
 
     # ---- assessing -------------------------------------------------------------------------
     def key_material(self, node: Node, upstream: dict[str, NodeState]) -> dict[str, Any]:
@@ -80,9 +86,16 @@ class Runner:
         """Fresh, missing, stale or corrupt, and why (memoised for this run)."""
         if node in self._states:
             return self._states[node]
+        if node in self._assessing:
+            chain = " -> ".join(n.label for n in [*self._assessing[self._assessing.index(node):], node])
+            raise GraphError(f"requires() forms a cycle: {chain}")
         load_module(node.experiment, node.label)
-        edges = upstream_nodes(node)
-        ups = {name: self.assess(up) for name, up in edges.items()}
+        self._assessing.append(node)
+        try:
+            edges = upstream_nodes(node)
+            ups = {name: self.assess(up) for name, up in edges.items()}
+        finally:
+            self._assessing.pop()
         not_fresh = {name: s for name, s in ups.items() if not s.fresh}
         stored = self.store.read(node)
         if not_fresh:
@@ -133,7 +146,7 @@ class Runner:
         with self.store.lock(node):
             # another process may have produced it while we waited for the lock
             state = self._reusable(node, force, need_files, ", made by another run")
-            return state if state is not None else self._run(node, ups)
+            return state if state is not None else self._run(node, ups, discard_checkpoint=force)
 
     def _reusable(self, node: Node, force: bool, need_files: bool, why: str, fresh_look: bool = True
                   ) -> NodeState | None:
@@ -149,12 +162,19 @@ class Runner:
         return state
 
     def _files_missing(self, state: NodeState) -> bool:
-        return any(self.store.verified_blob(sha) is None for sha in state.result.files.values())
+        for name, sha in state.result.files.items():
+            problem = self.store.blob_problem(sha)
+            if problem:
+                log(f"{state.node.label}: file {name!r} is {problem} in the blob cache: running it again")
+                return True
+        return False
 
-    def _run(self, node: Node, ups: dict[str, NodeState]) -> NodeState:
+    def _run(self, node: Node, ups: dict[str, NodeState], discard_checkpoint: bool = False) -> NodeState:
         module = load_module(node.experiment, node.label)
         material = self.key_material(node, ups)
         key = prov.cache_key(material)
+        if discard_checkpoint:
+            self.store.clear_checkpoint(key)
         upstream = {name: Upstream(name, s.node, s.result, self.store) for name, s in ups.items()}
         ctx = Context(node, key, self.store, upstream)
         scrub = prov.PathScrubber(self.project.root, self.project.cache_dir)
@@ -162,6 +182,8 @@ class Runner:
             "experiment": node.experiment,
             "config_hash": node.config_hash,
             "key": key,
+            "pid": os.getpid(),
+            "overrides": self.overrides,
             "lifecycle": [{"status": "running", "at": _now()}],
         }
         self.store.write_run_record(node, record)
@@ -180,14 +202,18 @@ class Runner:
             self.store.write_run_record(node, record)
             log(f"interrupted {node.label}: partial work kept for resuming")
             raise
+        except ExperimentError as exc:  # the engine's own message (e.g. a corrupt checkpoint step)
+            record["lifecycle"].append({"status": "failed", "at": _now(), "error": scrub(exc.message)})
+            self.store.write_run_record(node, record)
+            raise
         except Exception as exc:
             tb = scrub(traceback.format_exc())
-            record["lifecycle"].append({"status": "failed", "at": _now(), "error": f"{type(exc).__name__}: {exc}"})
+            error = scrub(f"{type(exc).__name__}: {exc}")
+            record["lifecycle"].append({"status": "failed", "at": _now(), "error": error})
             record["traceback"] = tb
             self.store.write_run_record(node, record)
             raise ExperimentError(
-                f"{node.label} raised {type(exc).__name__}: {exc} "
-                f"(traceback in {scrub(str(self.store.run_record_path(node)))})"
+                f"{node.label} raised {error} (traceback in {scrub(str(self.store.run_record_path(node)))})"
             ) from None
         finally:
             if previous is not None:
@@ -211,6 +237,7 @@ class Runner:
             "platform": prov.platform_info(),
             "environment": prov.recorded_environment(),
             "argv": prov.redact_argv(sys.argv),
+            "overrides": self.overrides,
             "git": prov.git_state(self.project.root),
             "wall_time_s": round(wall, 3),
             "lifecycle": record["lifecycle"],

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import re
+import string
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -11,6 +14,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PrivateAttr,
     Tag,
     ValidationError,
     field_validator,
@@ -24,12 +28,79 @@ ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 MODULE_PATTERN = r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$"
 
 
+SPEC_SUFFIXES = (".yaml", ".yml")
+#: Names an assertion may read that are not fields of a result (the spec's own interval level).
+_NOT_FIELDS = {"level"}
+#: Key segments that mark a secret (api_key, hf_token, password, client_secret, ...): a secret
+#: never belongs in a spec or a config, which enter keys, sidecars and the site.
+_SECRET_SEGMENTS = {"key", "apikey", "token", "password", "passwd", "pwd", "secret", "credential", "credentials"}
+_FORMAT_SPEC = re.compile(
+    r"^(?:.?[<>=^])?[+\- ]?z?#?0?(?P<width>\d+)?[,_]?(?:\.(?P<precision>\d+))?[bcdeEfFgGnosxX%]?$")
+MAX_FORMAT_WIDTH = 40
+
+
 def _check_expression(value: str) -> str:
     try:
         expr.parse(value, "assert")
     except ExpressionError as exc:
         raise ValueError(exc.message.removeprefix("assert: ")) from None
     return value
+
+
+def _fields_read(source: str) -> list[str]:
+    """Result fields an expression reads (control.* included, the spec's own names left out)."""
+    return [n for n in expr.referenced(source) if n.split(".")[0] not in _NOT_FIELDS]
+
+
+def secret_key(name: str) -> bool:
+    """True for config keys that name a secret: the last word is key/token/password/secret/...,
+    or the name contains password or secret ("api_key", "hf_token"; not "max_new_tokens")."""
+    words = [w for w in re.split(r"[_\-.\s]+|(?<=[a-z])(?=[A-Z])", str(name)) if w]
+    lowered = str(name).lower()
+    return bool(words) and (words[-1].lower() in _SECRET_SEGMENTS or "password" in lowered or "secret" in lowered)
+
+
+def check_config_values(config: Any, path: str = "config") -> list[str]:
+    """Problems with a config: secret-looking keys (secrets come from the environment), NaN or
+    infinite numbers (they have no canonical JSON and cannot enter a key)."""
+    problems: list[str] = []
+    if isinstance(config, dict):
+        for key, value in config.items():
+            here = f"{path}.{key}"
+            if secret_key(key):
+                problems.append(f"{here}: looks like a secret; pass secrets through the environment, never a config")
+            else:
+                problems += check_config_values(value, here)
+    elif isinstance(config, list | tuple):
+        for i, value in enumerate(config):
+            problems += check_config_values(value, f"{path}[{i}]")
+    elif isinstance(config, float) and (math.isnan(config) or math.isinf(config)):
+        problems.append(f"{path}: {config} is not a finite number")
+    return problems
+
+
+def check_statement(text: str) -> str:
+    """A statement must parse as a format string with plain fields and sane format specs."""
+    try:
+        parts = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise ValueError(f"cannot be formatted: {exc} (write {{{{ and }}}} for literal braces)") from None
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if not name.strip():
+            raise ValueError("has an empty {} field: name a result field, e.g. {accuracy:.1%}")
+        if conversion:
+            raise ValueError(f"{{{name}!{conversion}}}: conversions are not allowed")
+        if spec and "{" in spec:
+            raise ValueError(f"{{{name}:{spec}}}: nested fields in a format spec are not allowed")
+        match = _FORMAT_SPEC.match(spec or "")
+        if not match:
+            raise ValueError(f"{{{name}:{spec}}}: {spec!r} is not a number format such as .1% or +.2f")
+        for part in ("width", "precision"):
+            if match[part] and int(match[part]) > MAX_FORMAT_WIDTH:
+                raise ValueError(f"{{{name}:{spec}}}: a {part} of {match[part]} is absurd (at most {MAX_FORMAT_WIDTH})")
+    return text
 
 
 class _Strict(BaseModel):
@@ -48,14 +119,68 @@ class ControlSpec(_Strict):
     config: dict[str, Any] = Field(default_factory=dict, description="Config of the control run.")
     assert_: str = Field(
         alias="assert",
-        description="What must hold against the control; its result is read as `control.<name>`.",
+        description="What must hold against the control; its result is read as `control.<name>`. "
+        "For expect: effect it says the control is beaten; for expect: null, that the effect lies "
+        "within the control's range.",
     )
     description: str = Field(default="", description="What the control is, for readers.")
 
     @field_validator("assert_")
     @classmethod
     def _parses(cls, value: str) -> str:
-        return _check_expression(value)
+        _check_expression(value)
+        if not any(n.startswith("control.") for n in _fields_read(value)):
+            raise ValueError("reads no control.<field>: a control assertion must compare with the control")
+        return value
+
+    @field_validator("config")
+    @classmethod
+    def _config_values(cls, value: dict[str, Any]) -> dict[str, Any]:
+        problems = check_config_values(value)
+        if problems:
+            raise ValueError("; ".join(p.removeprefix("config.") for p in problems))
+        return value
+
+
+class Power(_Strict):
+    """What makes a null informative: an effect size that would matter, and either the design's
+    minimum detectable effect (which must not exceed it) or an equivalence test (the metric's whole
+    interval must lie within plus or minus the margin)."""
+
+    margin: float = Field(gt=0, description="The smallest effect that would matter, in the metric's units.")
+    mde: str | None = Field(
+        default=None,
+        description="Expression over the result (and control.*) giving the design's minimum detectable "
+        "effect, in the metric's units; the null stands only if it is at most `margin`. Without it, "
+        "the metric's interval must lie within ±margin (equivalence).")
+    why: str = Field(min_length=1, description="Why an effect of this size is the one that matters.")
+
+    @field_validator("mde")
+    @classmethod
+    def _parses(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        _check_expression(value)
+        if not _fields_read(value):
+            raise ValueError("reads no field of the result")
+        return value
+
+
+class CriterionNote(_Strict):
+    """A recorded reason for a change of the claim's criterion (assert, control assert, metric,
+    expectation, power or config), matched to the change by its commit or by field and old value."""
+
+    commit: str | None = Field(default=None, pattern=r"^[0-9a-f]{7,40}$",
+                               description="The commit that made the change (a prefix of 7+ hex digits).")
+    field: str | None = Field(default=None, description="The field that changed, e.g. control.assert.")
+    was: Any = Field(default=None, description="Its value before the change.")
+    why: str = Field(min_length=1, description="Why the criterion changed.")
+
+    @model_validator(mode="after")
+    def _names_the_change(self) -> CriterionNote:
+        if self.commit is None and self.field is None:
+            raise ValueError("a criterion change names its commit, or its field (and old value)")
+        return self
 
 
 def _control_tag(value: Any) -> str:
@@ -78,6 +203,19 @@ class ClaimSpec(_Strict):
         default="estimate",
         description="estimate: value with interval; interval: interval only; count: descriptive count.",
     )
+    expect: Literal["effect", "null"] = Field(
+        default="effect",
+        description="effect: the claim asserts an effect (its control must be beaten); null: it "
+        "asserts no effect beyond the control's range or an equivalence margin, and carries `power`.",
+    )
+    power: Power | None = Field(
+        default=None, description="Required for expect: null: what makes the null informative.")
+    preregistered: bool = Field(
+        default=False,
+        description="The criterion was fixed before the results: a later change of it fails the "
+        "coverage gate unless criterion_changes records why.")
+    criterion_changes: list[CriterionNote] = Field(
+        default_factory=list, description="Reasons for changes of the criterion after results existed.")
     status: Literal["required", "blocked", "not_applicable"] = Field(
         default="required", description="Only required claims can be shown as standing."
     )
@@ -102,10 +240,31 @@ class ClaimSpec(_Strict):
     )
     section: str = Field(default="", description="Study or section the claim belongs to.")
 
+    _where: str = PrivateAttr(default="")
+    _lines: dict = PrivateAttr(default_factory=dict)
+
     @field_validator("assert_")
     @classmethod
     def _parses(cls, value: str | None) -> str | None:
-        return None if value is None else _check_expression(value)
+        if value is None:
+            return None
+        _check_expression(value)
+        if not [n for n in _fields_read(value) if not n.startswith("control.")]:
+            raise ValueError("reads no field of the result: a vacuous assertion cannot fail")
+        return value
+
+    @field_validator("statement")
+    @classmethod
+    def _formats(cls, value: str) -> str:
+        return check_statement(" ".join(value.split()))
+
+    @field_validator("config")
+    @classmethod
+    def _config_values(cls, value: dict[str, Any]) -> dict[str, Any]:
+        problems = check_config_values(value)
+        if problems:
+            raise ValueError("; ".join(p.removeprefix("config.") for p in problems))
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> ClaimSpec:
@@ -121,7 +280,23 @@ class ClaimSpec(_Strict):
             raise ValueError(f"a claim of kind {self.kind!r} needs uncertainty (method and level)")
         if self.status == "required" and self.assert_ is None:
             raise ValueError("a required claim needs an assert")
+        if self.expect == "null" and self.power is None:
+            raise ValueError("expect: null needs power (margin and why, with mde or as an equivalence test): "
+                             "a null from an underpowered test is not a finding")
+        if self.expect == "effect" and self.power is not None:
+            raise ValueError("power is for expect: null claims")
         return self
+
+    @property
+    def where(self) -> str:
+        """The spec file, as errors show it."""
+        return self._where or f"{self.id}.yaml"
+
+    def line(self, *path: Any) -> int:
+        """The 1-based line of a field (the nearest known), for file:line messages."""
+        while path and path not in self._lines:
+            path = path[:-1]
+        return self._lines.get(path, 1)
 
     @property
     def control_spec(self) -> ControlSpec | None:
@@ -129,7 +304,17 @@ class ClaimSpec(_Strict):
 
 
 class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys and records the line of every key path."""
+    """SafeLoader that refuses duplicate keys and aliases and records the line of every key path.
+
+    Aliases (*name) are refused outright: a spec has no use for them, and nested ones expand
+    exponentially ("billion laughs") or recursively."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise SpecError(f"{self.name}:{event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not "
+                            "allowed in a spec: write the value out")
+        return super().compose_node(parent, index)
 
 
 def _walk(loader: _LineLoader, node: yaml.Node, path: tuple, lines: dict[tuple, int], where: str):
@@ -138,6 +323,9 @@ def _walk(loader: _LineLoader, node: yaml.Node, path: tuple, lines: dict[tuple, 
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool) or key is None:
+                raise SpecError(f"{where}:{key_node.start_mark.line + 1}: a key must be a plain name, "
+                                f"not {type(key).__name__} {key!r}")
             if key in out:
                 raise SpecError(f"{where}:{key_node.start_mark.line + 1}: duplicate key {key!r}")
             lines[(*path, key)] = key_node.start_mark.line + 1
@@ -151,6 +339,7 @@ def _walk(loader: _LineLoader, node: yaml.Node, path: tuple, lines: dict[tuple, 
 def load_yaml_with_lines(text: str, where: str) -> tuple[Any, dict[tuple, int]]:
     """Parse YAML into plain data plus a map from key path to 1-based line number."""
     loader = _LineLoader(text)
+    loader.name = where
     try:
         node = loader.get_single_node()
         if node is None:
@@ -161,6 +350,10 @@ def load_yaml_with_lines(text: str, where: str) -> tuple[Any, dict[tuple, int]]:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
         raise SpecError(f"{where}:{line}: invalid YAML: {exc.problem or exc}") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{where}:1: invalid YAML: {exc}") from None
+    except RecursionError:
+        raise SpecError(f"{where}:1: the YAML is nested too deeply") from None
     finally:
         loader.dispose()
 
@@ -195,9 +388,15 @@ def load_spec(path: Path, root: Path | None = None) -> ClaimSpec:
     """Load and validate one claim spec file."""
     where = _display(path, root)
     try:
-        text = path.read_text(encoding="utf-8")
+        data_bytes = path.read_bytes()
     except OSError as exc:
         raise SpecError(f"{where}: cannot read: {exc.strerror}") from None
+    try:
+        text = data_bytes.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data_bytes[: exc.start].count(b"\n") + 1
+        raise SpecError(f"{where}:{line}: not UTF-8 text (byte 0x{data_bytes[exc.start]:02x} at offset "
+                        f"{exc.start}): save the spec as UTF-8") from None
     data, lines = load_yaml_with_lines(text, where)
     if not isinstance(data, dict):
         raise SpecError(f"{where}:1: a claim spec must be a mapping of fields")
@@ -207,6 +406,7 @@ def load_spec(path: Path, root: Path | None = None) -> ClaimSpec:
         raise SpecError(format_validation_error(exc, where, lines)) from None
     if spec.id != path.stem:
         raise SpecError(f"{where}:{lines[('id',)]}: id: {spec.id!r} must equal the file name {path.stem!r}")
+    spec._where, spec._lines = where, lines
     return spec
 
 
@@ -214,20 +414,50 @@ def load_specs(specs_dir: Path, root: Path | None = None) -> dict[str, ClaimSpec
     """Load every spec in a directory; all errors are reported together."""
     specs: dict[str, ClaimSpec] = {}
     errors: list[str] = []
-    for path in sorted(specs_dir.glob("*.yaml")):
+    paths = sorted(p for p in specs_dir.iterdir() if p.suffix in SPEC_SUFFIXES and not p.name.startswith(".")) \
+        if specs_dir.is_dir() else []
+    for path in paths:
         try:
             spec = load_spec(path, root)
         except SpecError as exc:
             errors.append(exc.message)
             continue
+        if spec.id in specs:
+            errors.append(f"{spec.where}:1: id: {spec.id!r} is also defined by {specs[spec.id].where}")
+            continue
         specs[spec.id] = spec
     for spec in specs.values():
-        for dep in spec.depends_on:
+        for i, dep in enumerate(spec.depends_on):
             if dep not in specs:
-                errors.append(f"{_display(specs_dir / (spec.id + '.yaml'), root)}: depends_on: unknown claim {dep!r}")
+                errors.append(f"{spec.where}:{spec.line('depends_on', i)}: depends_on: unknown claim {dep!r}")
+            elif dep == spec.id:
+                errors.append(f"{spec.where}:{spec.line('depends_on', i)}: depends_on: a claim cannot depend on itself")
+    if not errors:
+        errors += dependency_cycles(specs)
     if errors:
         raise SpecError("\n".join(errors))
     return specs
+
+
+def dependency_cycles(specs: dict[str, ClaimSpec]) -> list[str]:
+    """One error per cycle in depends_on, naming the chain and the line that closes it."""
+    errors, state = [], dict.fromkeys(specs, 0)  # 0 unseen, 1 on the stack, 2 done
+
+    def visit(claim_id: str, stack: list[str]) -> None:
+        state[claim_id] = 1
+        spec = specs[claim_id]
+        for i, dep in enumerate(spec.depends_on):
+            if state.get(dep) == 1:
+                chain = " -> ".join([*stack[stack.index(dep):], claim_id, dep])
+                errors.append(f"{spec.where}:{spec.line('depends_on', i)}: depends_on: cycle {chain}")
+            elif state.get(dep) == 0:
+                visit(dep, [*stack, claim_id])
+        state[claim_id] = 2
+
+    for claim_id in specs:
+        if state[claim_id] == 0:
+            visit(claim_id, [])
+    return errors
 
 
 def _display(path: Path, root: Path | None) -> str:

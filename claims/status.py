@@ -1,4 +1,5 @@
-"""What is fresh, stale or missing, and why; which stored artifacts no claim uses any more."""
+"""What is fresh, stale or missing, and why; the last run of each node (a run killed without a
+trace shows as interrupted, not running); which claims' criteria changed after results."""
 
 from __future__ import annotations
 
@@ -34,8 +35,6 @@ def node_reports(project: Project, specs: dict[str, ClaimSpec]) -> tuple[list[No
     roots = []
     errors = []
     for spec in specs.values():
-        if spec.status != "required":
-            continue
         try:
             nodes = verifier.nodes(spec)
         except ClaimsError as exc:
@@ -47,13 +46,40 @@ def node_reports(project: Project, specs: dict[str, ClaimSpec]) -> tuple[list[No
     reports = []
     for node in runner.closure(roots):
         state = runner.assess(node)
-        record = runner.store.read_run_record(node) or {}
-        last = (record.get("lifecycle") or [{}])[-1]
-        last_run = f"{last.get('status')} at {last.get('at')}" if last else ""
-        if last.get("error"):
-            last_run += f": {last['error']}"
+        last_run = last_run_of(runner, node)
         reports.append(NodeReport(node.label, node.experiment, node.config_hash, state.state, state.reason,
                                   sorted(users.get(node, [])), last_run))
     known = {(r.experiment, r.config_hash) for r in reports}
     orphans = [f"{e}/{h}" for e, h in runner.store.artifact_nodes() if (e, h) not in known]
     return reports, orphans, errors
+
+
+def last_run_of(runner: Runner, node: Any) -> str:
+    """'completed at T', 'failed at T: why', 'running since T' or 'interrupted (started T)'."""
+    record = runner.store.read_run_record(node) or {}
+    lifecycle = record.get("lifecycle") if isinstance(record.get("lifecycle"), list) else []
+    last = lifecycle[-1] if lifecycle and isinstance(lifecycle[-1], dict) else {}
+    if not last:
+        return ""
+    if last.get("status") == "running":
+        if runner.store.lock_held(node):
+            return f"running since {last.get('at')}"
+        return f"interrupted (started {last.get('at')}; killed before it finished; partial work kept)"
+    text = f"{last.get('status')} at {last.get('at')}"
+    return text + (f": {last['error']}" if last.get("error") else "")
+
+
+def criterion_marks(project: Project, specs: dict[str, ClaimSpec]) -> dict[str, list[str]]:
+    """Claim id -> one line per criterion change made after results (from git)."""
+    from claims.history import history
+
+    marks: dict[str, list[str]] = {}
+    for spec in specs.values():
+        for change in history(project, spec):
+            if not change.after_results:
+                continue
+            when = f"{change.date[:10]} in {change.commit}" if change.commit else "uncommitted"
+            note = f" (why: {change.documented})" if change.documented else " (no reason recorded)"
+            marks.setdefault(spec.id, []).append(
+                f"{change.field} changed after results ({when}): was {change.was!r}, now {change.now!r}{note}")
+    return marks

@@ -9,7 +9,10 @@ Layout
   $CLAIMS_CACHE/locks/<experiment>.<config-hash>.lock        one runner per node at a time
 
 A result is written before its sidecar, each atomically (temp file + os.replace); the sidecar
-holds the sha256 of the result bytes, so a torn pair, a truncated file or a hand edit is caught.
+holds the sha256 of the result bytes, so a torn pair, a truncated file or a hand edit is caught,
+and an `integrity` hash over its own fields, so that an edited config, seed or commit is caught
+too. Temp files are named `.<name>.<pid>.<random>.tmp`: one whose process is gone is debris from
+an interrupted write, and `clean_debris` removes it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -32,20 +36,71 @@ from claims.project import Project
 from claims.provenance import canonical_json, sha256_bytes, sha256_file
 from claims.result import Result
 
+_DEBRIS = re.compile(r"^\..+\.(?P<pid>\d+)\.[^.]+\.tmp$")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: Mode of files written atomically: what open() would give (0644 under the usual umask), not
+#: mkstemp's 0600, so that a published site is readable by the web server.
+FILE_MODE = 0o666 & ~_umask()
+
+
+def temp_file(folder: Path, name: str) -> tuple[int, str]:
+    """A temp file beside its destination, named so that debris can be traced to its process."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(dir=folder, prefix=f".{name}.{os.getpid()}.", suffix=".tmp")
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temp_file(path.parent, path.name)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
+            os.fchmod(handle.fileno(), FILE_MODE)
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_debris(*folders: Path) -> list[Path]:
+    """Remove temp files left by writes whose process is gone (a SIGKILL mid-write); returns them."""
+    removed = []
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for path in folder.rglob("*.tmp"):
+            match = _DEBRIS.match(path.name)
+            if match and int(match["pid"]) != os.getpid() and not _alive(int(match["pid"])):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed.append(path)
+    return removed
+
+
+def sidecar_integrity(sidecar: dict[str, Any]) -> str:
+    """The hash of a sidecar's own fields (all but `integrity`)."""
+    from claims.provenance import sha256_text
+
+    return sha256_text(canonical_json({k: v for k, v in sidecar.items() if k != "integrity"}))
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -80,29 +135,46 @@ class Store:
     def read(self, node: Node) -> Stored | None:
         """The stored result of a node; None when absent; `problem` set when it cannot be trusted."""
         rpath, spath = self.result_path(node), self.sidecar_path(node)
+        rel_r, rel_s = self.project.rel(rpath), self.project.rel(spath)
         if not rpath.exists() and not spath.exists():
             return None
         if not spath.exists():
-            return Stored(None, None, f"{self.project.rel(rpath)} has no provenance sidecar")
+            return Stored(None, None, f"{rel_r} has no provenance sidecar")
         try:
-            sidecar = json.loads(spath.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            return Stored(None, None, f"{self.project.rel(spath)} is unreadable ({exc})")
+            sidecar = json.loads(spath.read_bytes().decode("utf-8"))
+        except IsADirectoryError:
+            return Stored(None, None, f"{rel_s} is a folder, not a sidecar")
+        except (OSError, ValueError) as exc:  # ValueError: bad JSON or bytes that are not UTF-8
+            return Stored(None, None, f"{rel_s} is unreadable ({type(exc).__name__}: {str(exc)[:80]})")
+        if not isinstance(sidecar, dict):
+            return Stored(None, None, f"{rel_s} is not a sidecar (a JSON object), it is {type(sidecar).__name__}")
+        output = sidecar.get("output")
+        if not isinstance(output, dict) or not isinstance(output.get("sha256"), str):
+            return Stored(None, None, f"{rel_s} has no output hash")
+        if sidecar.get("integrity") != sidecar_integrity(sidecar):
+            why = "has no integrity hash (written before sidecars carried one)" if "integrity" not in sidecar \
+                else "was edited: its fields no longer match its integrity hash"
+            return Stored(None, None, f"{rel_s} {why}")
         if not rpath.exists():
-            return Stored(None, sidecar, f"{self.project.rel(rpath)} is missing")
-        data = rpath.read_bytes()
-        if sha256_bytes(data) != sidecar.get("output", {}).get("sha256"):
-            return Stored(None, sidecar, f"{self.project.rel(rpath)} does not match its sidecar hash (edited or truncated)")
+            return Stored(None, sidecar, f"{rel_r} is missing")
+        try:
+            data = rpath.read_bytes()
+        except IsADirectoryError:
+            return Stored(None, sidecar, f"{rel_r} is a folder, not a result")
+        except OSError as exc:
+            return Stored(None, sidecar, f"{rel_r} is unreadable ({exc.strerror})")
+        if sha256_bytes(data) != output["sha256"]:
+            return Stored(None, sidecar, f"{rel_r} does not match its sidecar hash (edited or truncated)")
         try:
             result = Result.model_validate_json(data)
         except ValidationError as exc:
-            return Stored(None, sidecar, f"{self.project.rel(rpath)} is not a valid result: {exc.errors()[0]['msg']}")
+            return Stored(None, sidecar, f"{rel_r} is not a valid result: {exc.errors()[0]['msg']}")
         return Stored(result, sidecar)
 
     def write(self, node: Node, result: Result, sidecar: dict[str, Any]) -> None:
         data = result_bytes(result)
         sidecar = {**sidecar, "output": {"path": self.project.rel(self.result_path(node)), "sha256": sha256_bytes(data)}}
-        canonical_json(sidecar)  # refuses NaN and unserialisable values before anything is written
+        sidecar["integrity"] = sidecar_integrity(sidecar)  # refuses NaN and unserialisable values too
         atomic_write_bytes(self.result_path(node), data)
         atomic_write_json(self.sidecar_path(node), sidecar)
 
@@ -118,12 +190,14 @@ class Store:
     def blob_path(self, sha: str, suffix: str = "") -> Path:
         return self.cache / "blobs" / sha[:2] / f"{sha}{suffix}"
 
-    def put_blob(self, src: Path) -> str:
-        """Move a finished file into the blob cache; returns its sha256."""
+    def put_blob(self, src: Path, suffix: str = "") -> str:
+        """Move a finished file into the blob cache; returns its sha256. A corrupt file already at
+        that address (bytes that no longer match it) is replaced, never kept."""
         sha = sha256_file(src)
-        dest = self.blob_path(sha, "".join(src.suffixes))
+        dest = self.blob_path(sha, suffix)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        if dest.exists():
+        os.chmod(src, FILE_MODE)
+        if dest.exists() and sha256_file(dest) == sha:
             src.unlink()
         else:
             os.replace(src, dest)
@@ -131,7 +205,7 @@ class Store:
 
     def find_blob(self, sha: str) -> Path | None:
         folder = self.cache / "blobs" / sha[:2]
-        matches = sorted(folder.glob(f"{sha}*")) if folder.is_dir() else []
+        matches = sorted(p for p in folder.glob(f"{sha}*") if not p.name.endswith(".tmp")) if folder.is_dir() else []
         return matches[0] if matches else None
 
     def verified_blob(self, sha: str) -> Path | None:
@@ -140,22 +214,33 @@ class Store:
             return None
         return path
 
+    def blob_problem(self, sha: str) -> str:
+        """Why a blob cannot be used: 'missing' or 'corrupt' (empty when it is fine)."""
+        path = self.find_blob(sha)
+        if path is None:
+            return "missing"
+        return "" if sha256_file(path) == sha else "corrupt"
+
     # ---- run records, locks, checkpoints ----------------------------------------------------
     def run_record_path(self, node: Node) -> Path:
         return self.cache / "runs" / node.experiment / f"{node.config_hash}.json"
 
     def read_run_record(self, node: Node) -> dict[str, Any] | None:
         try:
-            return json.loads(self.run_record_path(node).read_text())
-        except (OSError, json.JSONDecodeError):
+            record = json.loads(self.run_record_path(node).read_bytes().decode("utf-8"))
+        except (OSError, ValueError):
             return None
+        return record if isinstance(record, dict) else None
 
     def write_run_record(self, node: Node, record: dict[str, Any]) -> None:
         atomic_write_json(self.run_record_path(node), record)
 
+    def lock_path(self, node: Node) -> Path:
+        return self.cache / "locks" / f"{node.experiment}.{node.config_hash}.lock"
+
     @contextlib.contextmanager
     def lock(self, node: Node) -> Iterator[None]:
-        path = self.cache / "locks" / f"{node.experiment}.{node.config_hash}.lock"
+        path = self.lock_path(node)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
@@ -163,6 +248,23 @@ class Store:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def lock_held(self, node: Node) -> bool:
+        """Whether some process holds the node's lock now (a run in progress). A run killed with
+        SIGKILL leaves its record saying 'running' but its lock free: it was interrupted."""
+        path = self.lock_path(node)
+        if not path.exists():
+            return False
+        try:
+            with open(path) as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return True
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                return False
+        except OSError:
+            return False
 
     def checkpoint_dir(self, key: str) -> Path:
         return self.cache / "checkpoints" / key

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from claims import expr
-from claims.errors import ClaimsError
+from claims.errors import ClaimsError, EvaluationFault, ExpressionError, GraphError
 from claims.experiment import make_node
 from claims.node import Node
 from claims.numbers import literal_numbers, render_statement
@@ -20,6 +20,7 @@ from claims.project import Project
 from claims.result import Result
 from claims.runner import NodeState, Runner
 from claims.spec import ClaimSpec
+from claims.verdict import control_verdict
 
 STANDING = "verified"
 
@@ -32,6 +33,8 @@ class Outcome:
     status: str  # verified | failed | stale | error | blocked | not_applicable
     headline: bool
     section: str
+    expect: str = "effect"  # effect | null
+    verdict: str = ""  # the control words (claims.verdict), the same everywhere
     statement: str = ""
     metric: str = ""
     value: float | None = None
@@ -47,6 +50,9 @@ class Outcome:
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     figure: str | None = None
     depends_on: list[str] = field(default_factory=list)
+    power: dict[str, Any] = field(default_factory=dict)  # null claims: margin, mde, holds, text
+    blocked_by: list[str] = field(default_factory=list)  # the claims that do not stand, upstream
+    dirty: bool = False  # a result behind it was made from a work tree with uncommitted changes
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,6 +69,7 @@ def _node_info(runner: Runner, state: NodeState) -> dict[str, Any]:
         "key": state.key,
         "result": runner.project.rel(store.result_path(state.node)),
         "provenance": runner.project.rel(store.sidecar_path(state.node)),
+        "dirty": bool(((state.sidecar or {}).get("git") or {}).get("dirty")) if state.fresh else False,
     }
 
 
@@ -90,9 +97,11 @@ def check_interval(spec: ClaimSpec, result: Result) -> list[str]:
 
 
 class Verifier:
-    def __init__(self, project: Project, *, run: bool = True, rerun: bool = False):
+    def __init__(self, project: Project, *, run: bool = True, rerun: bool = False,
+                 overrides: dict[str, Any] | None = None):
         self.project = project
-        self.runner = Runner(project)
+        self.runner = Runner(project, clean=run)
+        self.runner.overrides = dict(overrides or {})
         self.run = run
         self.rerun = rerun
 
@@ -112,8 +121,20 @@ class Verifier:
         return self.runner.assess(node)
 
     def check(self, spec: ClaimSpec) -> Outcome:
+        out = self._check(spec)
+        out.verdict = control_verdict(spec.expect, out.control)
+        if spec.power and not out.power:
+            out.power = {"margin": spec.power.margin, "mde_expr": spec.power.mde, "why": spec.power.why,
+                         "holds": None}
+        if out.power:
+            from claims.verdict import power_text
+
+            out.power["text"] = power_text(out.power)
+        return out
+
+    def _check(self, spec: ClaimSpec) -> Outcome:
         out = Outcome(spec.id, spec.title, spec.kind, "failed", spec.headline, spec.section,
-                      metric=spec.metric, figure=spec.figure, depends_on=list(spec.depends_on))
+                      expect=spec.expect, metric=spec.metric, figure=spec.figure, depends_on=list(spec.depends_on))
         if spec.status != "required":
             out.status, out.reason = spec.status, spec.reason or ""
             return out
@@ -122,11 +143,14 @@ class Verifier:
                              "assert": spec.control.assert_})
         try:
             states = {role: self.state(node) for role, node in self.nodes(spec).items()}
+        except GraphError as exc:  # a spec error: the command stops with exit 2
+            raise GraphError(f"{spec.where}:{spec.line('experiment')}: experiment: {exc.message}") from None
         except ClaimsError as exc:
             out.status = "error"
             out.problems.append(exc.message)
             return out
         out.nodes = {role: _node_info(self.runner, s) for role, s in states.items()}
+        out.dirty = any(n["dirty"] for n in out.nodes.values())
         stale = {role: s for role, s in states.items() if not s.fresh}
         if stale:
             out.status = "stale"
@@ -163,6 +187,8 @@ class Verifier:
         out.assertion = {"expr": spec.assert_, "holds": holds}
         if holds is False:
             out.problems.append(f"assertion is false: {spec.assert_}")
+        if spec.power is not None:
+            self._power(spec, namespace, out)
         typed = literal_numbers(spec.statement)
         if typed:
             out.problems.append(f"statement has hand-typed numbers {typed}: cite result fields instead")
@@ -170,24 +196,95 @@ class Verifier:
             out.statement = render_statement(spec.statement, namespace, self.where(spec, "statement"))
         except ClaimsError as exc:
             out.problems.append(exc.message)
-        out.status = STANDING if not out.problems else "failed"
+        if out.status != "error":
+            out.status = STANDING if not out.problems else "failed"
+
+    def _power(self, spec: ClaimSpec, namespace: dict[str, Any], out: Outcome) -> None:
+        """A null stands only with its power: the design's MDE within the margin, or the metric's
+        interval within ±margin (equivalence)."""
+        power = spec.power
+        out.power = {"margin": power.margin, "mde_expr": power.mde, "why": power.why, "holds": None}
+        if power.mde:
+            try:
+                mde = expr.evaluate(power.mde, namespace, self.where(spec, "power.mde"))
+            except ExpressionError as exc:
+                if isinstance(exc, EvaluationFault):
+                    out.status = "error"
+                out.problems.append(exc.message)
+                return
+            if not isinstance(mde, int | float) or isinstance(mde, bool) or math.isnan(mde):
+                out.status = "error"
+                out.problems.append(f"{self.where(spec, 'power.mde')}: {power.mde!r} gives {mde!r}, not a number")
+                return
+            out.power.update(mde=float(mde), holds=bool(abs(mde) <= power.margin))
+            if not out.power["holds"]:
+                out.problems.append(f"underpowered null: the minimum detectable effect {mde:.3g} exceeds the "
+                                    f"margin {power.margin:g}")
+            return
+        ci = out.ci
+        if not ci:
+            return  # check_interval has said why
+        out.power.update(interval=list(ci), holds=bool(-power.margin <= ci[0] and ci[1] <= power.margin))
+        if not out.power["holds"]:
+            out.problems.append(f"null not shown: the interval {ci[0]:.3g} to {ci[1]:.3g} reaches beyond "
+                                f"±{power.margin:g}")
 
     @staticmethod
     def _holds(source: str, namespace: dict[str, Any], where: str, out: Outcome) -> bool | None:
+        """Whether an assertion holds; an assertion that cannot be evaluated makes the claim `error`."""
         try:
             return bool(expr.evaluate(source, namespace, where))
+        except EvaluationFault as exc:
+            out.status = "error"
+            out.problems.append(exc.message)
+            return None
         except ClaimsError as exc:
             out.problems.append(exc.message)
             return None
 
 
-def verify(project: Project, specs: dict[str, ClaimSpec], *, run: bool = True, rerun: bool = False) -> tuple[list[Outcome], Runner]:
-    verifier = Verifier(project, run=run, rerun=rerun)
+def verify(project: Project, specs: dict[str, ClaimSpec], *, run: bool = True, rerun: bool = False,
+           overrides: dict[str, Any] | None = None) -> tuple[list[Outcome], Runner]:
+    verifier = Verifier(project, run=run, rerun=rerun, overrides=overrides)
     outcomes = {spec_id: verifier.check(spec) for spec_id, spec in specs.items()}
-    for outcome in outcomes.values():
-        for dep in outcome.depends_on:
-            dep_status = outcomes[dep].status if dep in outcomes else "not checked in this run"
-            if outcome.status == STANDING and dep_status != STANDING:
-                outcome.status = "failed"
-                outcome.problems.append(f"depends on {dep!r}, which is {dep_status}")
+    propagate(outcomes)
     return list(outcomes.values()), verifier.runner
+
+
+def propagate(outcomes: dict[str, Outcome]) -> None:
+    """A claim whose dependency (directly or through others) does not stand is blocked, naming the
+    claims at the root of it. depends_on has no cycles (load_specs refuses them)."""
+    roots: dict[str, list[str]] = {}  # claim -> the non-standing claims upstream that are not blocked
+
+    def root_causes(claim_id: str) -> list[str]:
+        if claim_id not in roots:
+            found: list[str] = []
+            for dep in outcomes[claim_id].depends_on:
+                dep_out = outcomes.get(dep)
+                if dep_out is None:
+                    continue
+                upstream = root_causes(dep)
+                causes = upstream if upstream else ([] if dep_out.status == STANDING else [dep])
+                found += [c for c in causes if c not in found]
+            roots[claim_id] = found
+        return roots[claim_id]
+
+    for claim_id, outcome in outcomes.items():
+        causes = root_causes(claim_id)
+        if not causes:
+            continue
+        outcome.blocked_by = causes
+        direct = [d for d in outcome.depends_on if d in outcomes and (outcomes[d].status != STANDING or root_causes(d))]
+        parts = []
+        for dep in direct:
+            status = outcomes[dep].status.replace("_", " ")
+            via = [c for c in root_causes(dep)]
+            parts.append(f"{dep!r} ({status}" + (f", by {', '.join(repr(c) + ' ' + _status(outcomes, c) for c in via)})"
+                                                 if via else ")"))
+        outcome.reason = "depends on " + "; ".join(parts)
+        if outcome.status == STANDING or outcome.status in ("failed", "error", "stale"):
+            outcome.status = "blocked"
+
+
+def _status(outcomes: dict[str, Outcome], claim_id: str) -> str:
+    return outcomes[claim_id].status.replace("_", " ")

@@ -58,13 +58,11 @@ def claims_table_md(study: Study) -> str:
         o, spec = r.outcome, r.value_format
         value = fmt_value(o.value, spec) if o.value is not None else "–"
         interval = f"{fmt_value(o.level, '.0%')} CI {fmt_value(o.ci[0], spec)} to {fmt_value(o.ci[1], spec)}" if o.ci else "–"
-        if o.control.get("none"):
-            control = "none (reason given)"
-        elif o.control:
-            held = {True: "beaten", False: "not beaten", None: "not evaluated"}[o.control.get("holds")]
-            control = (fmt_value(o.control["value"], spec) + " " if o.control.get("value") is not None else "") + held
-        else:
-            control = "–"
+        control = o.verdict
+        if o.control.get("value") is not None:
+            control = f"{fmt_value(o.control['value'], spec)} {control}"
+        if o.expect == "null":
+            control += " (null claim)"
         if not r.required:
             value, interval, control = "–", "–", f"{o.status.replace('_', ' ')}: {o.reason}"
         main = r.nodes.get("main")

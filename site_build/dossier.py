@@ -89,6 +89,7 @@ def dossier(project: Project, record: ClaimRecord, root: str, figure: str | None
         "control": control,
         "runs": [_run(project, node, root) for node in record.nodes.values()],
         "template_statement": " ".join(record.spec.statement.split()),
+        "history": [c.to_json() for c in record.history],
     }
 
 

@@ -1,10 +1,13 @@
 """claims.json beside the site: every claim as data, for other tools to read.
 
-Shape (format 1):
-  {"format": 1, "results_as_of": "YYYY-MM-DD" | null,
+Shape (format 2):
+  {"format": 2, "results_as_of": "YYYY-MM-DD" | null,
    "claims": [{"id", "title", "status", "required", "headline", "section", "kind", "statement",
                "metric", "value", "ci", "level", "n", "unit", "method", "assertion", "control",
-               "problems", "reason", "depends_on", "page", "figure",
+               "expect" (effect | null), "verdict" (claims.verdict words), "power" (null claims),
+               "blocked_by" (claims upstream that do not stand), "dirty" (made from uncommitted
+               code), "criterion_history" ([{field, was, now, commit, date, after_results,
+               documented}]), "problems", "reason", "depends_on", "page", "figure",
                "provenance": {"key": <main run's cache key>,
                               "runs": {role: {experiment, config_hash, key, state, code_hash,
                                               result, provenance}}}}]}
@@ -31,13 +34,15 @@ def claim_entry(record: ClaimRecord, figure: str | None) -> dict[str, Any]:
         "id": o.id, "title": o.title, "status": o.status, "required": record.required,
         "headline": o.headline, "section": o.section, "kind": o.kind, "statement": o.statement,
         "metric": o.metric, "value": o.value, "ci": o.ci, "level": o.level, "n": o.n, "unit": o.unit,
-        "method": o.method, "assertion": o.assertion, "control": o.control, "problems": o.problems,
+        "method": o.method, "assertion": o.assertion, "control": o.control, "expect": o.expect,
+        "verdict": o.verdict, "power": o.power, "blocked_by": o.blocked_by, "dirty": o.dirty,
+        "criterion_history": [c.to_json() for c in record.history], "problems": o.problems,
         "reason": o.reason, "depends_on": o.depends_on, "page": f"claims/{o.id}.html", "figure": figure,
         "provenance": {"key": record.provenance_key, "runs": runs},
     }
 
 
 def export(study: Study, figures: dict[str, str | None]) -> bytes:
-    data = {"format": 1, "results_as_of": study.results_as_of,
+    data = {"format": 2, "results_as_of": study.results_as_of,
             "claims": [claim_entry(r, figures.get(r.id)) for r in study.records]}
     return (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")

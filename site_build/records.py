@@ -56,6 +56,7 @@ class ClaimRecord:
     spec_path: str
     value_format: str
     nodes: dict[str, NodeRecord] = field(default_factory=dict)
+    history: list[Any] = field(default_factory=list)  # claims.history.Change, oldest first
 
     @property
     def id(self) -> str:
@@ -94,7 +95,8 @@ class ClaimRecord:
                 "sidecar": node.sidecar, "code": node.code,
             }
         return {"outcome": self.outcome.to_json(), "spec": self.spec.model_dump(mode="json", by_alias=True),
-                "spec_path": self.spec_path, "value_format": self.value_format, "nodes": nodes}
+                "spec_path": self.spec_path, "value_format": self.value_format, "nodes": nodes,
+                "history": [c.to_json() for c in self.history]}
 
 
 @dataclass
@@ -168,12 +170,14 @@ def built_on() -> str | None:
 
 def gather(project: Project) -> Study:
     """Check every claim without running anything and read what its pages need."""
+    from claims.history import history
+
     specs = load_specs(project.specs_dir, project.root)
     outcomes, _ = verify(project, specs, run=False)
     records, dates = [], []
     for outcome in outcomes:
         spec = specs[outcome.id]
-        record = ClaimRecord(outcome, spec, project.rel(project.specs_dir / f"{spec.id}.yaml"), value_format(spec))
+        record = ClaimRecord(outcome, spec, spec.where, value_format(spec), history=history(project, spec))
         for role, info in outcome.nodes.items():
             record.nodes[role] = _node(project, role, info)
             sidecar = record.nodes[role].sidecar

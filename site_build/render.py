@@ -18,6 +18,7 @@ from markupsafe import Markup, escape
 
 from claims.errors import BuildError
 from claims.project import Project
+from claims.verdict import EXPECT_TEXT, verdict_class
 from site_build.references import fmt_value
 
 PACKAGE_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -27,7 +28,7 @@ STATUS_TEXT = {
     "failed": "failed: an assertion, the control or a check does not hold",
     "stale": "stale: the result does not match the current code, config or inputs",
     "error": "error: the experiment could not be checked",
-    "blocked": "blocked: not run, for the reason given",
+    "blocked": "blocked: not standing, for the reason given (a claim it depends on does not stand, or it is not run)",
     "not_applicable": "not applicable, for the reason given",
 }
 
@@ -73,7 +74,8 @@ def _environment(dirs: tuple[Path, ...]) -> Any:
         autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(value=_value, interval=_interval, pretty=_pretty, short=_short, status_text=_status_text)
+    env.filters.update(value=_value, interval=_interval, pretty=_pretty, short=_short, status_text=_status_text,
+                       verdict_class=verdict_class, expect_text=lambda e: EXPECT_TEXT.get(e, e))
     return env
 
 

@@ -213,13 +213,21 @@ def test_blocked_claim_is_listed_with_reason(mean_project):
     assert "blocked: needs the GPU profile" in out.output
 
 
-def test_depends_on_failed_claim_fails(mean_project):
+def test_a_failed_dependency_blocks_its_dependants_transitively(mean_project):
     fx = mean_project
     fx.spec("mean-shift", MEAN_SPEC_FMT(shift=0.05))
     fx.spec("second", MEAN_SPEC.format(id="second", shift=2.0) + "depends_on: [mean-shift]\n")
+    fx.spec("third", MEAN_SPEC.format(id="third", shift=3.0) + "depends_on: [second]\n")
     outcomes, _ = check(fx)
-    assert outcomes["second"].status == "failed"
-    assert "depends on 'mean-shift', which is failed" in outcomes["second"].problems
+    assert outcomes["mean-shift"].status == "failed"
+    assert outcomes["second"].status == "blocked" and outcomes["second"].blocked_by == ["mean-shift"]
+    assert outcomes["second"].reason == "depends on 'mean-shift' (failed)"
+    assert outcomes["third"].status == "blocked" and outcomes["third"].blocked_by == ["mean-shift"]
+    assert outcomes["third"].reason == "depends on 'second' (blocked, by 'mean-shift' failed)"
+    out = run_cli(fx, "verify")
+    assert out.exit_code == 1
+    assert "third: blocked: depends on 'second' (blocked, by 'mean-shift' failed)" in out.output
+    assert "(2 blocked by a dependency that does not stand)" in out.output
 
 
 def test_only_selects_and_unknown_id_is_usage_error(mean_project):

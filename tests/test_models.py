@@ -195,7 +195,7 @@ def test_generate_rejects_bad_arguments(lm: models.LoadedModel) -> None:
 
 def test_embedded_cache_marker(tmp_path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
     monkeypatch.setenv("CLAIMS_MODEL_CACHE", str(tmp_path / "models"))
-    path, fp = embedded.model_dir(), embedded.fingerprint()
+    path, fp = embedded.model_dir(), embedded.source_fingerprint()
     assert path == tmp_path / "models" / "gemma3-270m"
     assert not embedded._marker_ok(path, fp)  # absent: convert
     path.mkdir(parents=True)
@@ -203,10 +203,40 @@ def test_embedded_cache_marker(tmp_path, monkeypatch: pytest.MonkeyPatch, caplog
     with caplog.at_level(logging.WARNING):
         assert not embedded._marker_ok(path, fp)
     assert "corrupt model cache marker" in caplog.text
-    (path / embedded.MARKER).write_text(json.dumps(fp | {"weights_sha256": "0" * 64}))
+    (path / embedded.MARKER).write_text(json.dumps(fp | {"weights_sha256": "0" * 64, "dequantized_sha256": "1" * 64}))
     assert not embedded._marker_ok(path, fp)
     (path / embedded.MARKER).write_text(json.dumps(fp))
+    assert not embedded._marker_ok(path, fp)  # made before markers recorded the content hash
+    (path / embedded.MARKER).write_text(json.dumps(fp | {"dequantized_sha256": "1" * 64}))
     assert embedded._marker_ok(path, fp)
+
+
+def test_damaged_model_cache_is_rebuilt_before_it_is_keyed(tmp_path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    """A dequantized cache whose bytes changed after conversion (NaNs written into it) no longer
+    matches the hash its marker recorded: the fingerprint rebuilds it instead of keying garbage."""
+    monkeypatch.setenv("CLAIMS_MODEL_CACHE", str(tmp_path / "models"))
+    path = embedded.model_dir()
+    good = b"weights" * 1000
+    conversions = []
+
+    def convert(target, fp):  # stands in for the minute-long dequantization
+        conversions.append(target)
+        target.mkdir(parents=True, exist_ok=True)
+        (target / "model.safetensors").write_bytes(good)
+        (target / embedded.DIGESTS).unlink(missing_ok=True)
+        marker = fp | {"dequantized_sha256": embedded.weights_digest(target)}
+        (target / embedded.MARKER).write_text(json.dumps(marker))
+
+    monkeypatch.setattr(embedded, "_convert", convert)
+    first = embedded.fingerprint()["dequantized_sha256"]
+    assert len(conversions) == 1 and embedded.fingerprint()["dequantized_sha256"] == first
+    with open(path / "model.safetensors", "r+b") as f:  # damage: same size, new bytes
+        f.seek(100)
+        f.write(b"\xff\xff\xc0\x7f")
+    with caplog.at_level(logging.WARNING):
+        again = embedded.fingerprint()["dequantized_sha256"]
+    assert "no longer matches the hash recorded when it was made" in caplog.text
+    assert len(conversions) == 2 and again == first
 
 
 @pytest.mark.smoke

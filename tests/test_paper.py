@@ -44,7 +44,7 @@ def test_markdown_has_numbers_filled_in(project):
     assert "![Figure 1. Probe accuracy.](figures/probe-accuracy.svg)" in md
     assert "Steering moves compliance by 3.23 pp per alpha.[^s]" in md and "[^s]: With 50 seeds." in md
     assert re.search(r"\| Probe accuracy \(`probe-accuracy`\) \| 75\.2% \| 95% CI 71\.0% to 79\.5% \| 400 \| "
-                     r"45\.8% beaten \| \*\*verified\*\* \| `[0-9a-f]{16}` \|", md)
+                     r"45\.8% beats control \| \*\*verified\*\* \| `[0-9a-f]{16}` \|", md)
     assert "| blocked: needs the paper profile (GPU and hub access) | **blocked** |" in md
 
 

@@ -19,7 +19,7 @@ def test_golden_key_is_pinned():
         "packages": {"numpy": "2.4.6"},
     }
     key = prov.cache_key(material)
-    assert key == "57e3c78dff0610cd9b8b4206e7e46397abdbc24b116b68d45389f0388e9b9af3"
+    assert key == "c2e60b60aa33c5a6344f88ddb5c6cfc4bfa1f2e2bb4c2b66baa8dcafd01b79be"
 
 
 def test_node_identity_is_canonical():
