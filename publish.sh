@@ -6,6 +6,8 @@
 #                                                     (gh-pages style) and push it
 # Options:
 #   --project DIR   the claims project to publish (default: the checkout this script is in)
+#   --strict        also refuse results made from a work tree with uncommitted changes (their
+#                   commit does not describe the code that made them)
 #   -h, --help      this text
 #
 # Steps: `python -m claims verify --no-run` (nothing runs: every required claim must already be
@@ -19,6 +21,8 @@
 # are) on top of the remote branch, or as its first commit, and pushed; publishing the same site
 # twice makes no new commit.
 #
+# Published files are world-readable (0644, folders 0755), whatever the umask of the build.
+#
 # Environment: PYTHON (default: <this checkout>/.venv/bin/python).
 # Exit codes: 0 published (or already up to date); 1 refused or failed; 2 usage error.
 set -euo pipefail
@@ -28,6 +32,7 @@ project="$here"
 target=""
 branch=""
 remote="origin"
+strict=""
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; }
 die() { echo "publish.sh: $*" >&2; exit 1; }
@@ -38,7 +43,10 @@ while [ $# -gt 0 ]; do
     -h|--help) usage; exit 0 ;;
     --branch) [ $# -ge 2 ] || usage_error "--branch needs a name"; branch="$2"; shift 2 ;;
     --remote) [ $# -ge 2 ] || usage_error "--remote needs a name"; remote="$2"; shift 2 ;;
-    --project) [ $# -ge 2 ] || usage_error "--project needs a directory"; project="$(cd "$2" && pwd)"; shift 2 ;;
+    --project) [ $# -ge 2 ] || usage_error "--project needs a directory"
+               [ -d "$2" ] || usage_error "--project $2: no such directory"
+               project="$(cd "$2" && pwd)"; shift 2 ;;
+    --strict) strict=1; shift ;;
     -*) usage_error "unknown option $1" ;;
     *) [ -z "$target" ] || usage_error "one target directory only"; target="$1"; shift ;;
   esac
@@ -49,7 +57,8 @@ if [ -z "$branch" ] && [ -z "$target" ]; then usage_error "give a target directo
 PYTHON="${PYTHON:-$here/.venv/bin/python}"
 [ -x "$PYTHON" ] || command -v "$PYTHON" >/dev/null 2>&1 || die "no Python at $PYTHON (run 'make setup' first)"
 claims() { "$PYTHON" -m claims --project "$project" "$@"; }
-paths="$("$PYTHON" -c 'import sys; from claims.project import Project; from pathlib import Path; p = Project.at(Path(sys.argv[1])); print(p.build_dir); print(p.content_dir)' "$project")"
+paths="$("$PYTHON" -c 'import sys; from claims.project import Project; from pathlib import Path; p = Project.at(Path(sys.argv[1])); print(p.build_dir); print(p.content_dir)' "$project")" \
+  || usage_error "cannot read the project at $project"
 build_dir="$(printf '%s\n' "$paths" | sed -n 1p)"
 content_dir="$(printf '%s\n' "$paths" | sed -n 2p)"
 site="$build_dir/site"
@@ -64,11 +73,22 @@ fi
 
 # ---- 1 verify: nothing is published unless every required claim stands ----------------------
 echo "publish.sh: verifying every claim against its committed artifacts (nothing runs) ..."
-if ! verify_out="$(claims verify --no-run 2>&1)"; then
+report="$build_dir/publish-verify.json"
+rc=0
+verify_out="$(claims verify --no-run --json "$report" 2>&1)" || rc=$?
+if [ "$rc" -eq 2 ]; then
+  printf '%s\n' "$verify_out" >&2
+  echo "publish.sh: bad input (above)" >&2
+  exit 2
+elif [ "$rc" -ne 0 ]; then
   printf '%s\n' "$verify_out" >&2
   die "refusing to publish: not every required claim is verified (above: which, and why). Run 'python -m claims verify' to rerun what is stale, or fix what failed."
 fi
 printf '%s\n' "$verify_out" | tail -n 1
+if [ -n "$strict" ]; then
+  dirty="$("$PYTHON" -c 'import json, sys; print(" ".join(c["id"] for c in json.load(open(sys.argv[1]))["claims"] if c.get("dirty")))' "$report")"
+  [ -z "$dirty" ] || die "refusing to publish (--strict): results made from a work tree with uncommitted changes: $dirty. Commit the code, rerun verify, commit the artifacts."
+fi
 
 # ---- 2 build (strict: any warning stops here) ---------------------------------------------
 if [ -d "$content_dir/paper" ]; then
@@ -81,6 +101,7 @@ copy_site() {  # copy the built site into $1 (without the build manifest), with 
   cp -R "$site/." "$1/"
   rm -f "$1/.manifest.json"
   echo "published by publish.sh; every required claim verified" > "$1/.claims-published"
+  chmod -R u=rwX,go=rX "$1"
 }
 
 # ---- 3a publish to a directory ----------------------------------------------------------------

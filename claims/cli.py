@@ -80,11 +80,11 @@ def _parse_overrides(pairs: tuple[str, ...], profile: str | None) -> dict:
     return out
 
 
-def _specs(project: Project, only: tuple[str, ...] = ()):
+def _specs(project: Project, only: tuple[str, ...] = (), apply_overrides: bool = True):
     from claims.spec import load_specs, with_config
 
     specs = load_specs(project.specs_dir, project.root)
-    overrides = click.get_current_context().meta.get("overrides")
+    overrides = click.get_current_context().meta.get("overrides") if apply_overrides else None
     if overrides:
         specs = {i: with_config(s, overrides) for i, s in specs.items()}
     if not only:
@@ -234,7 +234,8 @@ def gc(project: Project, yes: bool) -> None:
     """
     from claims.garbage import collect
 
-    collection = collect(project, _specs(project), click.get_current_context().meta.get("overrides") or {})
+    collection = collect(project, _specs(project, apply_overrides=False),
+                         click.get_current_context().meta.get("overrides") or {})
     why = f"no claim uses it, as written or under: {collection.described}"
     for name in collection.garbage:
         base = project.artifacts_dir / name

@@ -7,6 +7,8 @@ Rules (each finding names file:line):
   headline-not-cited     a headline claim that no content file cites
   banned-phrase          an overclaiming phrase from claims/banned_phrases.txt
   control-missing        a required claim with neither a control nor a written reason
+  criterion-changed      a preregistered claim whose criterion changed after preregistration
+                         without a reason in its criterion_changes (read from git)
 Allowed phrases (content/allowed-numbers.yaml: [{phrase, reason}]) cover names such as
 "Gemma 3"; each must say why the number in it is not a measurement.
 """
@@ -24,7 +26,9 @@ from claims.numbers import find_numbers
 from claims.project import Project
 from claims.spec import ClaimSpec
 
-CITE = re.compile(r"""\b(?:claim|cite)\(\s*["']([^"']+)["']""")
+CITE = re.compile(r"""\b(?:claim|cite|figure)\(\s*["']([^"']+)["']""")
+RESTS_ON = re.compile(r"""\{%-?\s*rests_on\s+(.*?)-?%\}""")
+QUOTED = re.compile(r"""["']([^"']+)["']""")
 _MASKS = [
     re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S),  # Jinja
     re.compile(r"<!--.*?-->", re.S),  # HTML comments
@@ -92,10 +96,12 @@ def run_coverage(project: Project, specs: dict[str, ClaimSpec]) -> dict[str, Any
             add("number-without-claim", f"{rel}:{lineno}",
                 f"{number!r} is typed by hand: cite a claim, or list the phrase in content/allowed-numbers.yaml")
         for lineno, line in enumerate(text.splitlines(), 1):
-            for m in CITE.finditer(line):
-                cited.setdefault(m.group(1), []).append(f"{rel}:{lineno}")
-                if m.group(1) not in specs:
-                    add("unknown-claim", f"{rel}:{lineno}", f"cites {m.group(1)!r}, which has no spec")
+            ids = [m.group(1) for m in CITE.finditer(line)]
+            ids += [q.group(1) for m in RESTS_ON.finditer(line) for q in QUOTED.finditer(m.group(1))]
+            for claim_id in ids:
+                cited.setdefault(claim_id, []).append(f"{rel}:{lineno}")
+                if claim_id not in specs:
+                    add("unknown-claim", f"{rel}:{lineno}", f"cites {claim_id!r}, which has no spec")
             for phrase, pattern in banned:
                 if pattern.search(line):
                     add("banned-phrase", f"{rel}:{lineno}", f"overclaiming phrase {phrase!r}")
@@ -108,6 +114,14 @@ def run_coverage(project: Project, specs: dict[str, ClaimSpec]) -> dict[str, Any
             add("headline-not-cited", where, f"headline claim {spec.id!r} is never cited in content/")
         if spec.status == "required" and spec.control == "none" and not (spec.why_no_control or "").strip():
             add("control-missing", where, "no control and no written reason")
+        if spec.preregistered:
+            from claims.history import history, undocumented_after_preregistration
+
+            for change in undocumented_after_preregistration(history(project, spec)):
+                when = f"in {change.commit} ({change.date[:10]})" if change.commit else "in the work tree"
+                add("criterion-changed", where,
+                    f"preregistered claim {spec.id!r}: {change.field} changed {when} from {change.was!r} to "
+                    f"{change.now!r}; record why in criterion_changes (commit or field, and why)")
     without_control = {s.id: s.why_no_control for s in specs.values() if s.control == "none"}
     not_required = {s.id: f"{s.status}: {s.reason}" for s in specs.values() if s.status != "required"}
     summary = (f"{len(findings)} finding(s); {len(specs)} claims, {len(files)} content files, "

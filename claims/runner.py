@@ -202,6 +202,13 @@ class Runner:
             self.store.write_run_record(node, record)
             log(f"interrupted {node.label}: partial work kept for resuming")
             raise
+        except ValidationError as exc:  # an Estimate or Result the experiment built is invalid
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            error = scrub(f"{exc.title}{' ' + where if where else ''}: {err['msg'].removeprefix('Value error, ')}")
+            record["lifecycle"].append({"status": "failed", "at": _now(), "error": error})
+            self.store.write_run_record(node, record)
+            raise ExperimentError(f"{node.label} built an invalid result: {error}") from None
         except ExperimentError as exc:  # the engine's own message (e.g. a corrupt checkpoint step)
             record["lifecycle"].append({"status": "failed", "at": _now(), "error": scrub(exc.message)})
             self.store.write_run_record(node, record)
@@ -259,7 +266,8 @@ class Runner:
             result = result.model_copy(update={"files": {**result.files, **ctx.files}})
             prov.canonical_json(result.model_dump(mode="json"))
         except (ValidationError, ValueError, TypeError) as exc:
-            message = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+            message = exc.errors()[0]["msg"].removeprefix("Value error, ") if isinstance(exc, ValidationError) \
+                else str(exc)
             record["lifecycle"].append({"status": "failed", "at": _now(), "error": f"bad result: {message}"})
             self.store.write_run_record(node, record)
             raise ExperimentError(f"{node.label} returned an invalid result: {message}") from None

@@ -253,6 +253,11 @@ class ClaimSpec(_Strict):
             raise ValueError("reads no field of the result: a vacuous assertion cannot fail")
         return value
 
+    @field_validator("expect", mode="before")
+    @classmethod
+    def _yaml_null(cls, value: Any) -> Any:
+        return "null" if value is None else value  # `expect: null` reads as YAML null
+
     @field_validator("statement")
     @classmethod
     def _formats(cls, value: str) -> str:

@@ -4,6 +4,19 @@ A content file may start with YAML front matter (`title:`, `nav:`). Its body is 
 (autoescape on in HTML mode) evaluated with `claim`, `cite` and `figure` (see references.py), then
 Markdown through markdown-it-py with tables, footnotes, strikethrough and heading anchors;
 links to `other.md` become `other.html`.
+
+Content cannot run code: the Jinja step runs in a sandbox (no `__globals__`, no attribute of a
+claim reference beyond its documented fields), and Markdown renders with raw HTML off, so a
+`<script>` in content/ reaches the page as text.
+
+A conclusion is bound to the claims it rests on:
+
+    {% rests_on "hneuron-probe-auroc", "hneuron-probe-accuracy" %}
+    So the probe detects hallucinations better than random neurons of its size.
+    {% endrests_on %}
+
+When every claim named stands, the text is shown as written; otherwise it is struck through with
+the reason beside it, and the build warns (build-site --strict fails).
 """
 
 from __future__ import annotations
@@ -63,12 +76,46 @@ def read(path: Path, rel: str) -> Prose:
     return Prose(path, rel, meta, text)
 
 
+def _rests_on_extension() -> Any:
+    from jinja2 import nodes
+    from jinja2.ext import Extension
+
+    class RestsOn(Extension):
+        """{% rests_on "id", ... %}conclusion{% endrests_on %} (or {% end %})."""
+
+        tags = {"rests_on"}
+
+        def parse(self, parser: Any) -> Any:
+            lineno = next(parser.stream).lineno
+            ids = [parser.parse_expression()]
+            while parser.stream.skip_if("comma"):
+                ids.append(parser.parse_expression())
+            body = parser.parse_statements(("name:endrests_on", "name:end"), drop_needle=True)
+            call = nodes.Call(nodes.Name("rests_on_block", "load"), [nodes.List(ids), nodes.Const(lineno)], [],
+                              None, None)
+            return nodes.CallBlock(call, [], [], body).set_lineno(lineno)
+
+    return RestsOn
+
+
 @functools.cache
 def _jinja(mode: str) -> Any:
     import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    env = jinja2.Environment(autoescape=(mode == "html"), undefined=jinja2.StrictUndefined,
-                             keep_trailing_newline=True)
+    from site_build.references import SAFE_ATTRIBUTES
+
+    class ContentSandbox(ImmutableSandboxedEnvironment):
+        """Content may read the documented fields of claim references and nothing else of them."""
+
+        def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+            allowed = SAFE_ATTRIBUTES.get(type(obj).__name__)
+            if allowed is not None:
+                return attr in allowed
+            return super().is_safe_attribute(obj, attr, value)
+
+    env = ContentSandbox(autoescape=(mode == "html"), undefined=jinja2.StrictUndefined,
+                         keep_trailing_newline=True, extensions=[_rests_on_extension()])
     env.filters.update(FILTERS)
     return env
 
@@ -106,7 +153,7 @@ def _markdown() -> Any:
     from mdit_py_plugins.anchors import anchors_plugin
     from mdit_py_plugins.footnote import footnote_plugin
 
-    md = MarkdownIt("commonmark", {"html": True, "typographer": False})
+    md = MarkdownIt("commonmark", {"html": False, "typographer": False})
     md.enable(["table", "strikethrough"])
     md.use(footnote_plugin).use(anchors_plugin, min_level=1, max_level=4)
     md.core.ruler.push("md_links", _rewrite_md_links)

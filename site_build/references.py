@@ -124,12 +124,47 @@ class Citations:
                 f"<figcaption>{escape(caption)}{' ' + badge_html if badge_html else ''}</figcaption></figure>")
         return self.out(html, f"![{md_escape(caption)}]({src}) {badge_md}".rstrip(), block=True)
 
+    def rests_on_block(self, claim_ids: list[Any], lineno: int, caller: Any) -> Any:
+        """A conclusion bound to claims: as written when they all stand, else struck through with
+        the reason (and a build warning)."""
+        body = str(caller())
+        missing = [str(c) for c in claim_ids if self.study.get(str(c)) is None]
+        for claim_id in missing:
+            self.warnings.append(f"{self.where}:{lineno}: rests_on names unknown claim {claim_id!r}")
+        down = [self.study.get(str(c)) for c in claim_ids if str(c) not in missing]
+        down = [r for r in down if not r.standing]
+        if not down and not missing:
+            return Markup(body) if self.mode == "html" else body
+        why = "; ".join([f"{r.id!r} is {r.status.replace('_', ' ')}" for r in down]
+                        + [f"{c!r} is unknown" for c in missing])
+        self.warnings.append(f"{self.where}:{lineno}: a conclusion rests on claims that do not stand ({why}): "
+                             "it is shown struck through")
+        note = f"Withdrawn: this conclusion rests on claims that do not stand ({why})."
+        if self.mode == "md":
+            return f"> **{md_escape(note)}**\n>\n" + "\n".join(
+                "> " + _strike(line) if line.strip() else ">" for line in body.strip("\n").splitlines()) + "\n"
+        badges = " ".join(self.badge(r)[0] for r in down)
+        open_html = (f'<div class="rests-on not-standing"><p class="withdrawn-note">{escape(note)} {badges}</p>'
+                     '<div class="withdrawn">')
+        return Markup(f"\n\n{self.out(open_html, '', block=True)}\n\n{body.strip()}\n\n"
+                      f"{self.out('</div></div>', '', block=True)}\n\n")
+
     def globals(self) -> dict[str, Any]:
-        return {"claim": self.claim, "cite": self.cite, "figure": self.figure}
+        return {"claim": self.claim, "cite": self.cite, "figure": self.figure, "rests_on_block": self.rests_on_block}
 
 
 def md_escape(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+_ITEM = re.compile(r"^(\s*(?:[-*+]|\d+[.)])\s+|\s*#{1,6}\s+)?(.*?)\s*$")
+
+
+def _strike(line: str) -> str:
+    """A Markdown line with its text struck through (list markers and headings kept)."""
+    match = _ITEM.match(line)
+    prefix, text = match.group(1) or "", match.group(2)
+    return f"{prefix}~~{text}~~" if text else line
 
 
 class Quantity:
@@ -202,6 +237,7 @@ class ClaimRef:
         self.unit, self.status, self.title = o.unit, o.status, o.title
         self.statement = o.statement
         self.standing = record.standing
+        self.verdict, self.expect = o.verdict, o.expect
         self.url = cit.link(o.id)
         self.control = ControlRef(self)
 
@@ -329,3 +365,14 @@ def _format(item: Any, spec: str) -> Any:
 
 
 FILTERS = {"pct": pct, "num": num, "ci": ci}
+
+#: What content may read of each reference object (the sandbox refuses anything else).
+SAFE_ATTRIBUTES: dict[str, frozenset[str]] = {
+    "ClaimRef": frozenset({"value", "ci", "n", "level", "unit", "status", "title", "statement", "standing", "url",
+                           "control", "short", "badge", "render", "verdict", "expect"}),
+    "ControlRef": frozenset({"none", "why", "description", "experiment", "holds", "value", "ci", "n", "render"}),
+    "Quantity": frozenset({"value", "render"}),
+    "Interval": frozenset({"present", "level", "render"}),
+    "Citations": frozenset(),
+}
+SAFE_ATTRIBUTES["MissingRef"] = SAFE_ATTRIBUTES["ClaimRef"] | SAFE_ATTRIBUTES["ControlRef"] | SAFE_ATTRIBUTES["Quantity"]

@@ -138,3 +138,49 @@ def test_branch_publish_refused_when_a_claim_fails(tmp_path, env):
 def test_usage_errors(tmp_path, env, args, message):
     out = subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=30)
     assert out.returncode == 2 and message in out.stderr
+
+
+def test_published_files_are_world_readable(tmp_path, env):
+    project = make(tmp_path)
+    target = tmp_path / "www"
+    old = os.umask(0o077)  # a strict umask must not leak into the published site
+    try:
+        assert publish(project, env, str(target)).returncode == 0
+    finally:
+        os.umask(old)
+    files = [p for p in target.rglob("*") if p.is_file()]
+    folders = [target, *(p for p in target.rglob("*") if p.is_dir())]
+    assert files and {oct(p.stat().st_mode & 0o777) for p in files} == {"0o644"}
+    assert {oct(p.stat().st_mode & 0o777) for p in folders} == {"0o755"}
+
+
+def test_a_wrong_project_is_a_usage_error(tmp_path, env):
+    out = subprocess.run(["bash", str(SCRIPT), "--project", str(tmp_path / "nope"), str(tmp_path / "out")], env=env,
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and "--project" in out.stderr and "no such directory" in out.stderr
+    (tmp_path / "empty").mkdir()
+    out = subprocess.run(["bash", str(SCRIPT), "--project", str(tmp_path / "empty"), str(tmp_path / "out")], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "not a claims project" in out.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_strict_refuses_results_made_from_uncommitted_code(tmp_path, env):
+    project = make(tmp_path)
+    for path in project.artifacts_dir.rglob("*"):
+        if path.is_file():
+            path.unlink()
+    git(project.root, env, "init", "-q")
+    git(project.root, env, "add", "-A")
+    git(project.root, env, "commit", "-qm", "code")
+    (project.root / "fx_sample_probe.py").write_text((project.root / "fx_sample_probe.py").read_text() + "\n# edited\n")
+    run = subprocess.run([sys.executable, "-m", "claims", "--project", str(project.root), "verify"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    out = publish(project, env, "--strict", str(tmp_path / "strict"))
+    assert out.returncode == 1 and "refusing to publish (--strict): results made from a work tree with " \
+                                   "uncommitted changes: detect-vs-steer probe-accuracy steering-slope" in out.stderr
+    assert not (tmp_path / "strict").exists()
+    assert publish(project, env, str(tmp_path / "lenient")).returncode == 0
+    page = (tmp_path / "lenient" / "claims" / "probe-accuracy.html").read_text()
+    assert "Made from uncommitted code" in page

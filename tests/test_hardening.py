@@ -1,0 +1,449 @@
+"""Bad input never becomes a traceback, a hang or a huge file: each case gives one clear line and
+the documented exit code. Nothing is lost (gc across profiles, corrupt blobs replaced) and nothing
+leaks (secrets refused in configs, redacted from what is recorded)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from claims import expr
+from claims.cli import cli
+from claims.errors import EvaluationFault, ExpressionError, SpecError
+from claims.node import Node
+from claims.runner import Runner
+from claims.spec import load_spec, load_specs
+from claims.store import clean_debris
+from tests.conftest import MEAN, MEAN_SPEC
+from tests.test_spec import GOOD, write
+
+
+def run_cli(fx, *args, env=None):
+    return CliRunner().invoke(cli, ["--project", str(fx.root), *args], catch_exceptions=False, env=env)
+
+
+# ---- the spec loader ---------------------------------------------------------------------------
+NULL = GOOD.replace('  assert: "value_ci[0] > control.value_ci[1]"',
+                    '  assert: "abs(value) <= control.value_ci[1]"') + "expect: null\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (NULL, "good.yaml:1: (top level): expect: null needs power (margin and why, with mde or as an equivalence "
+               "test): a null from an underpowered test is not a finding"),
+        (GOOD + "power: {margin: 5, why: matters}\n", "good.yaml:1: (top level): power is for expect: null claims"),
+        (NULL + "power: {margin: 0, why: x}\n", "good.yaml:14: power.margin: Input should be greater than 0"),
+        (NULL + "power: {margin: 5, mde: '3 > 1', why: x}\n", "good.yaml:14: power.mde: reads no field of the result"),
+        (GOOD.replace('assert: "value_ci[0] > 0.5"', 'assert: "True"'),
+         "good.yaml:8: assert: reads no field of the result: a vacuous assertion cannot fail"),
+        (GOOD.replace('assert: "value_ci[0] > 0.5"', 'assert: "1 > 0"'),
+         "good.yaml:8: assert: reads no field of the result: a vacuous assertion cannot fail"),
+        (GOOD.replace('assert: "value_ci[0] > 0.5"', 'assert: "level > 0.5"'),
+         "good.yaml:8: assert: reads no field of the result: a vacuous assertion cannot fail"),
+        (GOOD.replace('"value_ci[0] > control.value_ci[1]"', '"value_ci[0] > 0"'),
+         "good.yaml:12: control.assert: reads no control.<field>: a control assertion must compare with the control"),
+        (GOOD.replace("config: {shift: 1.0}", "config: {shift: 1.0, api_key: sk-abc}"),
+         "good.yaml:5: config: api_key: looks like a secret; pass secrets through the environment, never a config"),
+        (GOOD.replace("config: {shift: 0.0}", "config: {hf_token: abc}"),
+         "good.yaml:11: control.config: hf_token: looks like a secret"),
+        (GOOD.replace("config: {shift: 1.0}", "config: {shift: .nan}"), "good.yaml:5: config: shift: nan is not a finite number"),
+        (GOOD.replace("config: {shift: 1.0}", "config: {shift: [1, .inf]}"),
+         "good.yaml:5: config: shift[1]: inf is not a finite number"),
+        (GOOD.replace("{value:.2f}", "{value:.2f"), "good.yaml:3: statement: cannot be formatted: unmatched '{' in format spec"),
+        (GOOD.replace("{value:.2f}", "{value:999999999.2f}"),
+         "good.yaml:3: statement: {value:999999999.2f}: a width of 999999999 is absurd (at most 40)"),
+        (GOOD.replace("{value:.2f}", "{value:{value}}"), "nested fields in a format spec are not allowed"),
+        (GOOD.replace("{value:.2f}", "{value!r}"), "{value!r}: conversions are not allowed"),
+        (GOOD.replace("title: A good claim", "title: &t A good claim\nsection: *t"),
+         "good.yaml:3: YAML aliases (*t) are not allowed in a spec: write the value out"),
+        ("a: &a ['x','x']\nb: &b [*a,*a]\nc: &c [*b,*b]\nd: [*c,*c]\n", "good.yaml:2: YAML aliases (*a) are not allowed"),
+        ("id: good\nself: &s [*s]\n", "good.yaml:2: YAML aliases (*s) are not allowed"),
+        ("id: good\n? [a, b]\n: 1\n", "good.yaml:2: a key must be a plain name, not list ['a', 'b']"),
+    ],
+)
+def test_spec_loader_refuses_with_file_line_field(tmp_path, text, expected):
+    path = write(tmp_path, text)
+    with pytest.raises(SpecError) as info:
+        load_spec(path, tmp_path)
+    assert expected in info.value.message, info.value.message
+    assert "\n" not in info.value.message.strip()
+
+
+def test_non_utf8_spec_names_line_and_byte(tmp_path):
+    path = tmp_path / "good.yaml"
+    path.write_bytes(GOOD.replace("A good claim", "A good cl\xe4im").encode("latin-1"))
+    with pytest.raises(SpecError, match=r"good.yaml:2: not UTF-8 text \(byte 0xe4 at offset \d+\)"):
+        load_spec(path, tmp_path)
+
+
+def test_yml_specs_load_and_duplicates_are_refused(tmp_path):
+    write(tmp_path, GOOD)
+    (tmp_path / "other.yml").write_text(GOOD.replace("id: good", "id: other"))
+    assert set(load_specs(tmp_path, tmp_path)) == {"good", "other"}
+    (tmp_path / "good.yml").write_text(GOOD)
+    with pytest.raises(SpecError, match=r"good.yml:1: id: 'good' is also defined by good.yaml"):
+        load_specs(tmp_path, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("deps", "expected"),
+    [
+        ({"a": ["a"]}, "a.yaml:13: depends_on: a claim cannot depend on itself"),
+        ({"a": ["b"], "b": ["a"]}, "b.yaml:13: depends_on: cycle a -> b -> a"),
+        ({"a": ["b"], "b": ["c"], "c": ["a"]}, "c.yaml:13: depends_on: cycle a -> b -> c -> a"),
+    ],
+)
+def test_dependency_cycles_are_spec_errors(tmp_path, deps, expected):
+    for claim_id in ("a", "b", "c"):
+        extra = f"depends_on: [{', '.join(deps.get(claim_id, []))}]\n" if deps.get(claim_id) else ""
+        write(tmp_path, GOOD.replace("id: good", f"id: {claim_id}") + extra, claim_id)
+    with pytest.raises(SpecError) as info:
+        load_specs(tmp_path, tmp_path)
+    assert expected in info.value.message
+
+
+def test_cycle_exits_2_on_the_command_line(fx):
+    fx.module("fx_mean", MEAN)
+    fx.spec("a", MEAN_SPEC.format(id="a", shift=1.0) + "depends_on: [b]\n")
+    fx.spec("b", MEAN_SPEC.format(id="b", shift=1.0) + "depends_on: [a]\n")
+    out = run_cli(fx, "verify")
+    assert out.exit_code == 2 and "depends_on: cycle" in out.output and "Traceback" not in out.output
+
+
+REQUIRES_CYCLE = '''
+from claims import Estimate, Result
+
+def requires(config):
+    return {"other": ("fx_cycle_b", {})}
+
+def run(config, ctx):
+    return Result(estimates={"x": Estimate(value=1.0, ci=(0.0, 2.0), level=0.95, n=3, method="analytic")})
+'''
+ONE_NODE_SPEC = """
+id: {id}
+title: One node
+statement: x is {{x:.2f}}.
+experiment: {experiment}
+metric: x
+uncertainty: {{method: analytic, level: 0.95}}
+assert: "x_ci[0] > 0"
+control: none
+why_no_control: a test fixture
+"""
+
+
+def test_requires_cycle_is_a_spec_error_with_file_line(fx):
+    fx.module("fx_cycle_a", REQUIRES_CYCLE)
+    fx.module("fx_cycle_b", REQUIRES_CYCLE.replace("fx_cycle_b", "fx_cycle_a"))
+    fx.spec("cyc", ONE_NODE_SPEC.format(id="cyc", experiment="fx_cycle_a"))
+    out = run_cli(fx, "verify")
+    assert out.exit_code == 2, out.output
+    assert "specs/cyc.yaml:4: experiment: requires() forms a cycle: fx_cycle_a[" in out.output
+    assert "RecursionError" not in out.output and "Traceback" not in out.output
+
+
+@pytest.mark.parametrize(("returned", "message"), [
+    ("['fx_x']", "requires() must return {name: (module, config)}, not list"),
+    ("{'up': 'fx_x'}", "requires() must return {name: (module, config)}; entry 'up' is 'fx_x'"),
+])
+def test_requires_of_the_wrong_type_is_a_clear_error(fx, returned, message):
+    fx.module("fx_badreq", REQUIRES_CYCLE.replace('{"other": ("fx_cycle_b", {})}', returned))
+    fx.spec("bad", ONE_NODE_SPEC.format(id="bad", experiment="fx_badreq"))
+    out = run_cli(fx, "verify")
+    assert out.exit_code == 1 and message in out.output and "Traceback" not in out.output
+
+
+# ---- the assertion evaluator -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("source", "message", "fault"),
+    [
+        ("x / 0 > 1", "division by zero in 'x / 0 > 1'", True),
+        ("'a' < x", "arithmetic and ordering take numbers, not str 'a'", True),
+        ("10.0 ** 400 > x", "a number overflows", True),
+        ("9**9**9 > x", "an exponent of 387420489 is too large (at most 1024)", True),
+        ("len('a' * 10**10) > x", "arithmetic and ordering take numbers, not str 'a'", True),
+        ("x_ci * 10**9 > 0", "arithmetic and ordering take numbers, not list [0.1, 0.3]", True),
+        ("(-8) ** 0.5 > x", "a power of a negative number is not a real number", True),
+        ("x " + "+ 1 " * 1000 + "> 0", "the expression is 4005 characters long (at most 2000)", False),
+        ("abs(" * 60 + "x" + ")" * 60 + " > 0", "nested more than 40 levels deep", False),
+        ("-" * 100 + "x > 0", "nested more than 40 levels deep", False),
+    ],
+)
+def test_evaluator_bounds_and_faults(source, message, fault):
+    with pytest.raises(ExpressionError) as info:
+        expr.evaluate(source, {"x": 0.2, "x_ci": [0.1, 0.3]}, "spec.yaml: assert")
+    assert message in info.value.message and info.value.message.startswith("spec.yaml: assert: ")
+    assert isinstance(info.value, EvaluationFault) == fault
+
+
+def test_an_assertion_fault_is_an_error_and_the_rest_are_still_checked(fx):
+    fx.module("fx_mean", MEAN)
+    fx.spec("zero", MEAN_SPEC.format(id="zero", shift=1.0).replace('"mean_ci[0] > 0"', '"mean_ci[0] / 0 > 0"'))
+    fx.spec("fine", MEAN_SPEC.format(id="fine", shift=1.0))
+    out = run_cli(fx, "verify")
+    assert out.exit_code == 1
+    report = json.loads((fx.root / "build" / "verify.json").read_text())
+    status = {c["id"]: c["status"] for c in report["claims"]}
+    assert status == {"fine": "verified", "zero": "error"}
+    assert "zero: specs/zero.yaml: assert: division by zero in 'mean_ci[0] / 0 > 0'" in out.output
+
+
+# ---- the command line ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("pair", "message"),
+    [
+        ("shift", "'shift' is not KEY=VALUE"),
+        ("shift=[1,", "'shift=[1,': cannot parse the value"),
+        ("shift=.nan", "'shift=.nan': shift: nan is not a finite number"),
+        ("shift=-.inf", "shift: -inf is not a finite number"),
+        ("api_key=sk-secret-value", "'api_key=<redacted>': 'api_key' looks like a secret; pass secrets through the "
+                                    "environment, never a config"),
+    ],
+)
+def test_bad_set_values_are_usage_errors(mean_project, pair, message):
+    out = run_cli(mean_project, "--set", pair, "verify")
+    assert out.exit_code == 2 and message in out.output, out.output
+    assert "sk-secret-value" not in out.output and "Traceback" not in out.output
+
+
+@pytest.mark.parametrize("command", [["verify"], ["verify", "--no-run"], ["status"], ["coverage"], ["gc"],
+                                     ["build-site"], ["build-paper"]])
+def test_a_wrong_project_is_exit_2(tmp_path, command):
+    missing = CliRunner().invoke(cli, ["--project", str(tmp_path / "nope"), *command])
+    assert missing.exit_code == 2 and "no such project folder" in missing.output
+    (tmp_path / "empty").mkdir()
+    empty = CliRunner().invoke(cli, ["--project", str(tmp_path / "empty"), *command])
+    assert empty.exit_code == 2 and "not a claims project: no claim specs in claims/specs/" in empty.output
+
+
+def test_an_unusable_cache_is_exit_2(mean_project, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = run_cli(mean_project, "verify", env={"CLAIMS_CACHE": str(blocker)})
+    assert out.exit_code == 2 and f"the cache {blocker} (set by $CLAIMS_CACHE" in out.output
+    assert "is a file, not a folder" in out.output
+
+
+def test_an_unwritable_report_path_fails_before_running(mean_project, tmp_path):
+    (tmp_path / "dir").mkdir()
+    out = run_cli(mean_project, "verify", "--json", str(tmp_path / "dir"))
+    assert out.exit_code == 2 and "is a directory" in out.output
+    (tmp_path / "file").write_text("")
+    out = run_cli(mean_project, "verify", "--json", str(tmp_path / "file" / "report.json"))
+    assert out.exit_code == 2 and "cannot be written" in out.output
+    assert mean_project.calls("fx_mean") == 0
+
+
+# ---- the store: sidecars, results, blobs, debris, checkpoints ----------------------------------------
+def _sidecar(fx) -> Path:
+    return sorted((fx.root / "artifacts" / "fx_mean").glob("*.provenance.json"))[0]
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda p: p.write_text("[]"), "is not a sidecar (a JSON object), it is list"),
+        (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe"), "is unreadable (UnicodeDecodeError"),
+        (lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "seed": 7})),
+         "was edited: its fields no longer match its integrity hash"),
+        (lambda p: p.write_text(json.dumps({k: v for k, v in json.loads(p.read_text()).items() if k != "integrity"})),
+         "has no integrity hash"),
+    ],
+)
+def test_damaged_sidecars_are_stale_with_the_reason(mean_project, damage, message):
+    fx = mean_project
+    assert run_cli(fx, "verify").exit_code == 0
+    damage(_sidecar(fx))
+    out = run_cli(fx, "verify", "--no-run")
+    assert out.exit_code == 1 and message in out.output and "Traceback" not in out.output
+    assert run_cli(fx, "verify").exit_code == 0  # a run repairs it
+
+
+def test_a_result_path_that_is_a_folder(mean_project):
+    fx = mean_project
+    run_cli(fx, "verify")
+    result = _sidecar(fx).with_name(_sidecar(fx).name.replace(".provenance", ""))
+    result.unlink()
+    result.mkdir()
+    out = run_cli(fx, "verify", "--no-run")
+    assert out.exit_code == 1 and "is a folder, not a result" in out.output
+
+
+def test_a_value_outside_its_own_interval_is_refused(fx):
+    fx.module("fx_outside", REQUIRES_CYCLE.replace("def requires(config):\n    return {\"other\": (\"fx_cycle_b\", {})}\n",
+                                                   "").replace("value=1.0", "value=5.0"))
+    fx.spec("outside", ONE_NODE_SPEC.format(id="outside", experiment="fx_outside"))
+    out = run_cli(fx, "verify")
+    assert out.exit_code == 1
+    assert "fx_outside[44136fa355b3] built an invalid result: Estimate: value 5.0 lies " \
+           "outside its own interval (0.0, 2.0)" in out.output
+
+
+BLOBS_UP = '''
+import numpy as np
+from claims import Result
+
+def run(config, ctx):
+    ctx.save_arrays("data", x=np.arange(5.0))
+    return Result(values={"made": 1})
+'''
+BLOBS_DOWN = '''
+from claims import Estimate, Result
+
+def requires(config):
+    return {"up": ("fx_blob_up", {})}
+
+def run(config, ctx):
+    x = ctx.upstream("up").arrays("data")["x"]
+    return Result(estimates={"x": Estimate(value=float(x.mean()), ci=(0.5, 4.0), level=0.95, n=5, method="analytic")})
+'''
+
+
+def test_a_corrupt_blob_is_replaced_not_kept(fx):
+    fx.module("fx_blob_up", BLOBS_UP)
+    fx.module("fx_blob_down", BLOBS_DOWN)
+    fx.spec("blob", ONE_NODE_SPEC.format(id="blob", experiment="fx_blob_down"))
+    assert run_cli(fx, "verify").exit_code == 0
+    runner = Runner(fx.project)
+    up = runner.assess(Node.make("fx_blob_up", {}))
+    sha = up.result.files["data"]
+    blob = runner.store.find_blob(sha)
+    blob.write_bytes(b"not an npz any more")
+    assert runner.store.blob_problem(sha) == "corrupt"
+    from claims.context import Upstream
+
+    with pytest.raises(Exception, match="file 'data' is corrupt in the blob cache"):
+        Upstream("up", up.node, up.result, runner.store).file("data")
+    out = run_cli(fx, "verify", "--rerun")  # the upstream reruns and its blob replaces the corrupt one
+    assert out.exit_code == 0, out.output
+    assert runner.store.blob_problem(sha) == "" and runner.store.verified_blob(sha) == blob
+
+
+def test_debris_of_killed_writes_is_removed(mean_project):
+    fx = mean_project
+    run_cli(fx, "verify")
+    folder = fx.root / "artifacts" / "fx_mean"
+    dead = folder / ".abc.json.999999999.x1y2.tmp"
+    dead.write_text("half a result")
+    live = folder / f".abc.json.{os.getpid()}.x1y2.tmp"
+    live.write_text("being written")
+    assert clean_debris(fx.root / "artifacts") == [dead]
+    assert live.exists() and not dead.exists()
+    dead.write_text("again")
+    out = run_cli(fx, "verify")
+    assert "removed debris of an interrupted write: artifacts/fx_mean/.abc.json.999999999.x1y2.tmp" in out.output
+    assert not dead.exists()
+    assert "*.tmp" in (Path(__file__).resolve().parents[1] / ".gitignore").read_text()
+
+
+def test_a_killed_run_shows_as_interrupted(mean_project):
+    fx = mean_project
+    run_cli(fx, "verify")
+    runner = Runner(fx.project)
+    node = Node.make("fx_mean", {"shift": 1.0, "n": 200, "seed": 0, "with_ci": True})
+    runner.store.write_run_record(node, {"lifecycle": [{"status": "running", "at": "2026-01-01T00:00:00+00:00"}],
+                                         "pid": 999999999})
+    out = run_cli(fx, "status")
+    assert "interrupted (started 2026-01-01T00:00:00+00:00; killed before it finished" in out.output
+    with runner.store.lock(node):  # a live run holds the lock
+        out = run_cli(fx, "status")
+    assert "running since 2026-01-01T00:00:00+00:00" in out.output
+
+
+CKPT = '''
+import os
+from pathlib import Path
+from claims import Estimate, Result
+
+def run(config, ctx):
+    ckpt = ctx.checkpoint("steps")
+    for i in range(3):
+        if i not in ckpt:
+            ckpt[i] = {"i": i}
+        if i == 1 and (Path(os.environ["CLAIMS_CACHE"]) / "fail-once").exists():
+            (Path(os.environ["CLAIMS_CACHE"]) / "fail-once").unlink()
+            raise RuntimeError("stopped after step 1")
+    total = sum(ckpt[i]["i"] for i in range(3))
+    return Result(estimates={"x": Estimate(value=float(total), ci=(0.5, 9.0), level=0.95, n=3, method="analytic")})
+'''
+
+
+def test_a_corrupt_checkpoint_step_is_named_and_rerun_discards_it(fx):
+    fx.module("fx_ckpt", CKPT)
+    fx.spec("ckpt", ONE_NODE_SPEC.format(id="ckpt", experiment="fx_ckpt"))
+    cache = Path(os.environ["CLAIMS_CACHE"])
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache / "fail-once").write_text("")
+    assert run_cli(fx, "verify").exit_code == 1
+    [step] = list((cache / "checkpoints").glob("*/steps/0.json"))
+    step.write_bytes(b"\x00\x01{not json")
+    out = run_cli(fx, "verify")
+    assert out.exit_code == 1
+    assert "fx_ckpt[44136fa355b3]: checkpoint step 0 is corrupt (0.json: JSONDecodeError); run verify --rerun " \
+           "to discard this node's checkpoints" in out.output
+    assert run_cli(fx, "verify", "--rerun").exit_code == 0
+
+
+# ---- nothing leaks ----------------------------------------------------------------------------------
+def test_credentials_in_environment_values_are_redacted(mean_project, monkeypatch):
+    fx = mean_project
+    monkeypatch.setenv("HF_ENDPOINT", "https://alice:hunter2pass@hub.example.com/api")
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://proxy.example.com")
+    monkeypatch.setenv("CLAIMS_HEADER", "Authorization: Bearer abcdefghijklmnop0123")
+    monkeypatch.setattr("sys.argv", ["claims", "--set", "api_key=sk-should-not-appear", "verify"])
+    run_cli(fx, "verify")
+    text = _sidecar(fx).read_text() + (fx.root / "build" / "verify.json").read_text()
+    assert "hunter2pass" not in text and "abcdefghijklmnop0123" not in text and "sk-should-not-appear" not in text
+    env = json.loads(_sidecar(fx).read_text())["environment"]
+    assert env["HF_ENDPOINT"] == "https://alice:<redacted>@hub.example.com/api"
+    assert env["CLAIMS_HEADER"] == "Authorization: Bearer <redacted>"
+    assert env["OPENAI_BASE_URL"] == "https://proxy.example.com"
+
+
+def test_atomic_writes_are_world_readable(mean_project):
+    fx = mean_project
+    run_cli(fx, "verify")
+    modes = {stat.S_IMODE(p.stat().st_mode) for p in (fx.root / "artifacts").rglob("*.json")}
+    assert modes == {0o666 & ~_umask()}
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# ---- gc ---------------------------------------------------------------------------------------------
+def test_gc_keeps_what_any_profile_or_set_uses_and_deletes_only_when_asked(mean_project):
+    fx = mean_project
+    assert run_cli(fx, "verify").exit_code == 0
+    assert run_cli(fx, "--set", "n=300", "verify").exit_code == 0  # like a paper-profile run
+    stored = sorted((fx.root / "artifacts" / "fx_mean").glob("*.json"))
+    assert len(stored) == 8
+    for args in ([], ["--set", "n=300"], ["--set", "n=400"]):
+        out = run_cli(fx, *args, "gc", "--yes")
+        assert out.exit_code == 0 and "nothing to delete: every stored result is used" in out.output
+    assert sorted((fx.root / "artifacts" / "fx_mean").glob("*.json")) == stored
+    fx.spec("mean-shift", MEAN_SPEC.format(id="mean-shift", shift=2.0))  # the shift=1.0 runs are now unused
+    out = run_cli(fx, "gc")
+    assert out.exit_code == 0 and out.output.count("would delete: artifacts/fx_mean/") == 2
+    assert "no claim uses it, as written or under: as written, n=300" in out.output
+    assert "dry run: nothing was deleted" in out.output
+    assert sorted((fx.root / "artifacts" / "fx_mean").glob("*.json")) == stored
+    out = run_cli(fx, "gc", "--yes")
+    assert out.output.count("deleted: artifacts/fx_mean/") == 2
+    assert len(list((fx.root / "artifacts" / "fx_mean").glob("*.json"))) == 4
+
+
+def test_gc_keeps_results_of_blocked_claims(mean_project):
+    fx = mean_project
+    run_cli(fx, "verify")
+    fx.spec("mean-shift", MEAN_SPEC.format(id="mean-shift", shift=1.0) + "status: blocked\nreason: on hold\n")
+    out = run_cli(fx, "gc")
+    assert "nothing to delete" in out.output
