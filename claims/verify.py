@@ -253,38 +253,44 @@ def verify(project: Project, specs: dict[str, ClaimSpec], *, run: bool = True, r
 
 def propagate(outcomes: dict[str, Outcome]) -> None:
     """A claim whose dependency (directly or through others) does not stand is blocked, naming the
-    claims at the root of it. depends_on has no cycles (load_specs refuses them)."""
-    roots: dict[str, list[str]] = {}  # claim -> the non-standing claims upstream that are not blocked
+    claims at the root of it. depends_on has no cycles (load_specs refuses them). A claim declared
+    blocked or not applicable keeps its status and its own reason, with the dependency added."""
+    original = {claim_id: o.status for claim_id, o in outcomes.items()}
+    roots: dict[str, list[str]] = {}  # claim -> the non-standing claims upstream that are not blocked by others
 
     def root_causes(claim_id: str) -> list[str]:
         if claim_id not in roots:
             found: list[str] = []
             for dep in outcomes[claim_id].depends_on:
-                dep_out = outcomes.get(dep)
-                if dep_out is None:
+                if dep not in outcomes:
                     continue
                 upstream = root_causes(dep)
-                causes = upstream if upstream else ([] if dep_out.status == STANDING else [dep])
+                causes = upstream if upstream else ([] if original[dep] == STANDING else [dep])
                 found += [c for c in causes if c not in found]
             roots[claim_id] = found
         return roots[claim_id]
 
+    final = {claim_id: ("blocked" if root_causes(claim_id) and original[claim_id] not in ("blocked", "not_applicable")
+                        else original[claim_id]) for claim_id in outcomes}
     for claim_id, outcome in outcomes.items():
         causes = root_causes(claim_id)
         if not causes:
             continue
-        outcome.blocked_by = causes
-        direct = [d for d in outcome.depends_on if d in outcomes and (outcomes[d].status != STANDING or root_causes(d))]
         parts = []
-        for dep in direct:
-            status = outcomes[dep].status.replace("_", " ")
-            via = [c for c in root_causes(dep)]
-            parts.append(f"{dep!r} ({status}" + (f", by {', '.join(repr(c) + ' ' + _status(outcomes, c) for c in via)})"
-                                                 if via else ")"))
-        outcome.reason = "depends on " + "; ".join(parts)
-        if outcome.status == STANDING or outcome.status in ("failed", "error", "stale"):
-            outcome.status = "blocked"
+        for dep in outcome.depends_on:
+            if dep not in outcomes or (final[dep] == STANDING and not root_causes(dep)):
+                continue
+            via = [c for c in root_causes(dep) if c != dep]
+            parts.append(f"{dep!r} ({_words(final[dep])}"
+                         + (f", by {', '.join(f'{c!r} {_words(final[c])}' for c in via)})" if via else ")"))
+        because = "depends on " + "; ".join(parts)
+        outcome.blocked_by = causes
+        if original[claim_id] in ("blocked", "not_applicable"):
+            outcome.reason = f"{outcome.reason}; it also {because}" if outcome.reason else because
+        else:
+            outcome.status, outcome.reason = "blocked", because
 
 
-def _status(outcomes: dict[str, Outcome], claim_id: str) -> str:
-    return outcomes[claim_id].status.replace("_", " ")
+def _words(status: str) -> str:
+    return status.replace("_", " ")
+
