@@ -38,3 +38,18 @@ def test_temperature_sharpens():
     logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]])
     cold = [int(sampling.nucleus(logits, 0.05, 1.0, g)) for _ in range(50)]
     assert set(cold) == {0}
+
+
+def test_exact_head_finds_the_float32_argmax_and_falls_back_when_unsure():
+    torch.manual_seed(0)
+    weight = torch.randn(5000, 64)
+    hidden = torch.randn(32, 64)
+    head = sampling.ExactHead(weight)
+    assert torch.equal(head.argmax(hidden), (hidden @ weight.T).argmax(-1))
+    # near-ties: two tokens whose logits differ by less than bfloat16 can tell
+    weight[7] = weight[3] * (1 + 1e-6)
+    hidden = weight[3].expand(4, 64).clone()
+    head = sampling.ExactHead(weight)
+    assert torch.equal(head.argmax(hidden), (hidden @ weight.T).argmax(-1))
+    head.MARGIN = 1e4  # nothing can be proven: every row takes the full float32 path, same answer
+    assert torch.equal(head.argmax(hidden), (hidden @ weight.T).argmax(-1)) and head.fallbacks == 4

@@ -5,6 +5,8 @@ Families (see pipeline/data/README.md for counts and caveats):
   element_symbol  "What is the chemical symbol for iron?" -> "Fe"      (periodictable)
   atomic_number   "What is the atomic number of iron?" -> "26"         (periodictable)
   element_name    "Which chemical element has the symbol Fe?" -> "Iron" (periodictable)
+and the geographic families of pipeline/data/world.py (cities, currencies, calling codes,
+continents, languages, US state capitals).
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import unicodedata
 from functools import lru_cache
 from importlib.metadata import version
 
+from pipeline.data import world
 from pipeline.data.items import QAItem
 
-FAMILIES = ("capital", "element_symbol", "atomic_number", "element_name")
+ELEMENT_FAMILIES = ("element_symbol", "atomic_number", "element_name")
+FAMILIES = ("capital", *ELEMENT_FAMILIES, *world.FAMILIES)
 
 # family -> (question template, statement template); {s} is the subject phrase, {a} the answer.
 TEMPLATES: dict[str, tuple[str, str]] = {
@@ -27,6 +31,7 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "Which chemical element has the symbol {s}?",
         "The chemical element with the symbol {s} is {a}.",
     ),
+    **world.TEMPLATES,
 }
 
 # countryinfo keys left out, with the reason (README lists them).
@@ -149,7 +154,7 @@ def elements() -> list[QAItem]:
 
     source = f"periodictable=={version('periodictable')}"
     rows = sorted((el.number, el.symbol, el.name) for el in periodictable.elements if el.number >= 1)
-    by_family: dict[str, list[QAItem]] = {f: [] for f in FAMILIES[1:]}
+    by_family: dict[str, list[QAItem]] = {f: [] for f in ELEMENT_FAMILIES}
     for number, symbol, name in rows:
         name_aliases = ELEMENT_NAME_ALIASES.get(name, ())
         for family, subject, answer, aliases in (
@@ -168,12 +173,12 @@ def elements() -> list[QAItem]:
                     source=source,
                 )
             )
-    return [item for family in FAMILIES[1:] for item in by_family[family]]
+    return [item for family in ELEMENT_FAMILIES for item in by_family[family]]
 
 
 @lru_cache(maxsize=1)
 def _build() -> tuple[QAItem, ...]:
-    items = capitals() + elements()
+    items = capitals() + elements() + world.world()
     ids = [it.id for it in items]
     if len(set(ids)) != len(ids):
         dupes = sorted({i for i in ids if ids.count(i) > 1})

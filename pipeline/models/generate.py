@@ -201,19 +201,20 @@ def _sample(loaded: LoadedModel, encoded: list[list[int]], max_new_tokens: int, 
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     stop_ids = stop_token_ids(tok, stop_strings)
     per_batch = max(1, batch_size // num_samples)  # prompts per batch; each brings num_samples rows
-    starts = range(0, len(encoded), per_batch)
-    results: list[Generation] = []
-    for b, start in enumerate(progress(starts) if progress else starts):
-        input_ids, attention_mask = _left_pad(encoded[start : start + per_batch], pad_id)
+    order = sorted(range(len(encoded)), key=lambda i: encoded[i])  # prompts sharing shots share a batch
+    batches = [order[i : i + per_batch] for i in range(0, len(order), per_batch)]
+    results: dict[tuple[int, int], Generation] = {}
+    for b, batch in enumerate(progress(batches) if progress else batches):
         generator = torch.Generator().manual_seed(batch_seed(seed, b))
         with torch.inference_mode():
-            rows = sample_batch(loaded, input_ids.to(loaded.device), attention_mask.to(loaded.device), num_samples,
-                                max_new_tokens, temperature, top_p, generator, stop_ids, eos)
+            rows = sample_batch(loaded, [encoded[i] for i in batch], pad_id, num_samples, max_new_tokens,
+                                temperature, top_p, generator, stop_ids, eos)
         for r, ids in enumerate(rows):
             text, kept, reason = _finish(ids, tok, eos, stop_strings)
-            results.append(Generation(text=text, token_ids=kept, finish_reason=reason,
-                                      prompt_index=start + r // num_samples, sample_index=r % num_samples))
-    return results
+            p, s = batch[r // num_samples], r % num_samples
+            results[(p, s)] = Generation(text=text, token_ids=kept, finish_reason=reason, prompt_index=p,
+                                         sample_index=s)
+    return [results[(p, s)] for p in range(len(encoded)) for s in range(num_samples)]
 
 
 def _greedy(loaded: LoadedModel, encoded: list[list[int]], max_new_tokens: int, batch_size: int,
