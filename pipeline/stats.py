@@ -115,3 +115,61 @@ def min_detectable_difference(n: int, p0: float = 0.5, *, alpha: float = 0.05, p
         return float("nan")
     z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
     return float(z * np.sqrt(2 * p0 * (1 - p0) / n))
+
+
+# ---- hierarchical bootstrap: over split seeds, then over items within each split -------------------
+def _auc_1d(y: np.ndarray, s: np.ndarray) -> float:
+    pos, neg = s[y], s[~y]
+    diff = pos[:, None] - neg[None, :]
+    return float((diff > 0).mean() + 0.5 * (diff == 0).mean())
+
+
+def _resample_split(rng: np.random.Generator, y: np.ndarray) -> np.ndarray:
+    """Item indices of one split, resampled within each class (every resample keeps both classes)."""
+    pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
+    return np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
+
+
+def hierarchical(splits: list[dict[str, np.ndarray]], statistic: Callable[[dict[str, np.ndarray]], float], *,
+                 level: float = 0.95, seed: int = 0, unit: str = "test questions",
+                 n_resamples: int = N_RESAMPLES) -> Estimate:
+    """The mean over splits of `statistic(split)`, with a two-level percentile bootstrap: split
+    seeds are resampled, then the items of each drawn split (within each class, `y` boolean), so
+    the interval carries the variance of the design (which subjects were held out) as well as of
+    the items. Each split is a dict of equal-length arrays with a boolean `y`. (scipy's bootstrap
+    resamples one level only, hence this.)"""
+    rng = np.random.default_rng(seed)
+    value = float(np.mean([statistic(s) for s in splits]))
+    draws = np.empty(n_resamples)
+    for r in range(n_resamples):
+        picked = rng.integers(len(splits), size=len(splits))
+        total = 0.0
+        for k in picked:
+            s = splits[k]
+            idx = _resample_split(rng, s["y"])
+            total += statistic({name: arr[idx] for name, arr in s.items()})
+        draws[r] = total / len(splits)
+    alpha = (1 - level) / 2
+    low, high = np.quantile(draws, [alpha, 1 - alpha])
+    n = int(sum(len(s["y"]) for s in splits))
+    return Estimate(value=value, ci=(min(float(low), value), max(float(high), value)), level=level, n=n,
+                    method="bootstrap-hierarchical-percentile", unit=f"{unit} over {len(splits)} splits")
+
+
+def hierarchical_auroc(splits: list[tuple[np.ndarray, np.ndarray]], **kwargs) -> Estimate:
+    """Mean held-out AUROC over splits [(y, scores), ...] with a split-then-item bootstrap interval."""
+    data = [{"y": np.asarray(y).astype(bool), "s": np.asarray(s, float)} for y, s in splits]
+    return hierarchical(data, lambda d: _auc_1d(d["y"], d["s"]), **kwargs)
+
+
+def hierarchical_auroc_difference(splits: list[tuple[np.ndarray, np.ndarray, np.ndarray]], **kwargs) -> Estimate:
+    """Mean over splits of AUROC(a) - AUROC(b) on the same test items [(y, a, b), ...], paired."""
+    data = [{"y": np.asarray(y).astype(bool), "a": np.asarray(a, float), "b": np.asarray(b, float)}
+            for y, a, b in splits]
+    return hierarchical(data, lambda d: _auc_1d(d["y"], d["a"]) - _auc_1d(d["y"], d["b"]), **kwargs)
+
+
+def hierarchical_accuracy(splits: list[tuple[np.ndarray, np.ndarray]], **kwargs) -> Estimate:
+    """Mean held-out accuracy of 0.5-thresholded scores over splits [(y, scores), ...]."""
+    data = [{"y": np.asarray(y).astype(bool), "s": np.asarray(s, float)} for y, s in splits]
+    return hierarchical(data, lambda d: float(((d["s"] >= 0.5) == d["y"]).mean()), **kwargs)

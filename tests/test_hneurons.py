@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 
 from pipeline.hneurons.activations import text_and_spans
-from pipeline.hneurons.probing import fit_probe, layer_counts, random_neurons, selected_neurons
-from pipeline.hneurons.sample import label_of
+from pipeline.hneurons.judge import judge, label_of
+from pipeline.hneurons.probing import (
+    fit_probe,
+    layer_counts,
+    random_neurons,
+    selected_neurons,
+    univariate_ranking,
+)
 from pipeline.hneurons.split import balanced_split, group_of
 
 
@@ -69,9 +75,14 @@ def test_answer_span_tokens_come_from_offsets(tiny):
     from pipeline.hneurons.cett import encode_with_spans
 
     prompt = "Q: What is the capital of Japan?\nA: Tokyo\n\nQ: What is the capital of Peru?\nA:"
-    text, answer, block = text_and_spans(prompt, "Lima")
+    text, spans = text_and_spans(prompt, "Lima")
+    answer = spans["answer"]
     assert text[answer[0] : answer[1]] == "Lima"
-    assert text[block[0] :].startswith("Q: What is the capital of Peru?")
+    assert text[slice(*spans["question"])] == "Q: What is the capital of Peru?"
+    assert text[slice(*spans["prompt_end"])] == ":" and spans["prompt_end"][1] <= spans["answer"][0]
+    assert spans["question"][1] < spans["answer"][0]  # question and answer are disjoint
+    empty, empty_spans = text_and_spans(prompt, "")
+    assert empty[slice(*empty_spans["answer"])] == "\n"
     enc = tiny.tokenizer([text], return_offsets_mapping=True)
     _, _, masks = encode_with_spans(tiny.tokenizer, [text], {"answer": [answer]})
     picked = [enc["offset_mapping"][0][t] for t in np.flatnonzero(masks["answer"][0].numpy())]
@@ -98,7 +109,8 @@ def test_probe_recovers_planted_neurons():
     X[:, planted] += 0.4 * y[:, None]  # hallucinated questions push two neurons up
     is_test = np.arange(n) >= 180
     groups = [f"g{i // 2}" for i in range(n)]
-    fit = fit_probe(X, y, is_test, groups, Cs=(0.01, 0.03, 0.1, 0.3), seed=0)
+    fit = fit_probe(X, y, np.flatnonzero(~is_test), np.flatnonzero(is_test), groups, Cs=(0.01, 0.03, 0.1, 0.3),
+                    folds=5, seed=0)
     neurons = selected_neurons(fit.coef, d_ffn)
     top = {(nn["layer"], nn["neuron"]) for nn in neurons[:2]}
     assert top == {(1, 7), (3, 42)}
@@ -112,7 +124,8 @@ def test_probe_recovers_planted_neurons():
 def test_probe_on_noise_is_near_chance():
     rng = np.random.default_rng(1)
     X, y = rng.normal(size=(200, 300)), rng.integers(0, 2, size=200)
-    fit = fit_probe(X, y, np.arange(200) >= 140, [str(i) for i in range(200)], Cs=(0.03, 0.3), seed=0)
+    fit = fit_probe(X, y, np.arange(140), np.arange(140, 200), [str(i) for i in range(200)], Cs=(0.03, 0.3), seed=0,
+                    n_jobs=2)
     accuracy = ((fit.test_scores >= 0.5) == y[140:]).mean()
     assert 0.3 < accuracy < 0.7
 
@@ -144,10 +157,58 @@ def test_split_is_balanced_and_question_disjoint():
     assert balanced_split(ids, [int(r["label"]) for r in rows], groups, 0.3, seed=0) == (train, test)
 
 
-@pytest.mark.parametrize(("correct", "label"), [([True] * 5, "faithful"), ([False] * 5, "hallucinated"),
-                                                ([True, False, True, True, True], None)])
-def test_label_needs_agreement(correct, label):
-    assert label_of(correct) == label
+@pytest.mark.parametrize(("outcomes", "label"), [
+    (["correct"] * 5, "faithful"), (["wrong"] * 5, "hallucinated"),
+    (["correct", "wrong", "correct", "correct", "correct"], None), (["correct", "format", "correct"], None),
+    (["wrong", "format", "wrong"], "format_failure"), (["format"] * 3, "format_failure")])
+def test_label_needs_agreement(outcomes, label):
+    assert label_of(outcomes) == label
+
+
+@pytest.mark.parametrize(("family", "subject", "answer", "generation", "outcome"), [
+    ("element_name", "Sc", "Scandium", " Scandium\n", ("correct", "")),
+    ("element_name", "Sc", "Scandium", " Sc\n", ("format", "echoes the subject")),
+    ("element_name", "Sc", "Scandium", " Titanium\n", ("wrong", "")),
+    ("capital", "Djibouti", "Djibouti", " Djibouti\n", ("correct", "")),
+    ("capital", "France", "Paris", "\n", ("format", "empty")),
+    ("capital", "France", "Paris", " What is the capital of Spain?", ("format", "off-format")),
+    ("capital", "France", "Paris", " The capital city of the republic of France is", ("format", "off-format")),
+    ("city_country", "Lyon", "France", " Lyon\n", ("format", "echoes the subject")),
+    ("city_country", "Lyon", "France", " Belgium\n", ("wrong", "")),
+])
+def test_the_judge_tells_wrong_answers_from_format_failures(family, subject, answer, generation, outcome):
+    from pipeline.data import QAItem
+    from pipeline.data.embedded import TEMPLATES
+
+    item = QAItem(id="x", family=family, subject=subject, question=TEMPLATES[family][0].format(s=subject), answer=answer)
+    assert judge(generation, item) == outcome
+
+
+def test_univariate_ranking_puts_the_separating_feature_first():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 30))
+    y = rng.integers(0, 2, 200)
+    X[:, 17] -= 2.0 * y  # negative association counts as much as positive
+    X[:, 4] += 0.8 * y
+    assert univariate_ranking(X, y)[:2].tolist() == [17, 4]
+
+
+def test_shared_prefix_reading_equals_a_full_pass(tiny):
+    from pipeline.hneurons.cett import read_batch
+
+    shots = "Q: Japan?\nA: Tokyo\nQ: Peru?\nA: Lima\n"
+    texts, spans = [], {"answer": [], "question": []}
+    for country, capital in (("France", "Paris"), ("Chad", "N'Djamena"), ("Fiji", "Suva")):
+        text, s = text_and_spans(shots + f"Q: {country}?\nA:", capital)
+        texts.append(text)
+        spans["answer"].append(s["answer"])
+        spans["question"].append(s["question"])
+    shared = read_batch(tiny, texts, spans, scored="answer")
+    full = read_batch(tiny, texts, spans, scored="answer", share_prefix=False)
+    for name in spans:
+        np.testing.assert_allclose(shared[0][name], full[0][name], rtol=1e-4, atol=1e-6)
+        assert (shared[1][name] == full[1][name]).all()
+    np.testing.assert_allclose(shared[2]["logprob"], full[2]["logprob"], rtol=1e-5)
 
 
 def test_family_balance_removes_the_family_signal():

@@ -49,7 +49,7 @@ WITH_THE = frozenset({
     "Marshall Islands", "Netherlands", "Northern Mariana Islands", "Philippines", "Solomon Islands",
     "Turks and Caicos Islands", "United Arab Emirates", "United Kingdom", "United States", "Seychelles",
     "British Virgin Islands", "U.S. Virgin Islands", "Republic of the Congo", "Democratic Republic of the Congo",
-    "Vatican", "Palestinian Territory", "Cocos Islands", "Pitcairn", "Marshall Islands",
+    "Vatican", "Palestinian Territory", "Cocos Islands", "Pitcairn",
 })  # fmt: skip
 # Other names of a country a person would accept as the same answer.
 COUNTRY_ALIASES: dict[str, tuple[str, ...]] = {

@@ -85,14 +85,69 @@ def cett_batch(loaded: LoadedModel, texts: Sequence[str], spans: dict[str, Seque
                ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Mean CETT per neuron over each span: {name: (B, n_layers, d_ffn) float32}, plus the number
     of tokens each span covered {name: (B,)} (0 means the span matched no token)."""
+    values, counts, _ = read_batch(loaded, texts, spans, share_prefix=False)
+    return values, counts
+
+
+def read_batch(loaded: LoadedModel, texts: Sequence[str], spans: dict[str, Sequence[tuple[int, int]]],
+               scored: str | None = None, share_prefix: bool = True
+               ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Mean CETT over each span in one pass, as `cett_batch`, and for the span named `scored` the
+    model's confidence in its tokens: the mean log-probability of each token given what precedes it
+    and the mean entropy of those next-token distributions ({"logprob": (B,), "entropy": (B,)}).
+
+    Texts that begin with the same tokens (the few-shot examples) compute them once: the prefix runs
+    alone and its KV cache serves every row (causal attention: the suffix's activations are those
+    of the full pass), and only the suffix runs under the hooks. Spans must lie in the suffix."""
     import torch
 
     input_ids, attention_mask, masks = encode_with_spans(loaded.tokenizer, texts, spans)
-    with torch.inference_mode(), capture(loaded, masks) as captured:
-        decoder_only(loaded)(input_ids=input_ids.to(loaded.device), attention_mask=attention_mask.to(loaded.device))
+    lengths = attention_mask.sum(dim=1)
+    p = 0
+    if share_prefix:
+        first = min(int(m[i].nonzero()[0]) for m in masks.values() for i in range(len(texts)) if m[i].any())
+        rows = [input_ids[i, : lengths[i]].tolist() for i in range(len(texts))]
+        from pipeline.models.sampling import common_prefix
+
+        p = min(common_prefix(rows), first - 1) if len(texts) > 1 else 0
+        p = max(p, 0)
+    device = loaded.device
+    decoder = decoder_only(loaded)
+    with torch.inference_mode():
+        cache = None
+        if p:
+            cache = decoder(input_ids=input_ids[:1, :p].to(device), use_cache=True).past_key_values
+            cache.batch_repeat_interleave(len(texts))
+        suffix_masks = {name: m[:, p:] for name, m in masks.items()}
+        positions = (p + torch.arange(input_ids.shape[1] - p)).expand(len(texts), -1)
+        with capture(loaded, suffix_masks) as captured:
+            out = decoder(input_ids=input_ids[:, p:].to(device), attention_mask=attention_mask.to(device),
+                          position_ids=positions.to(device), past_key_values=cache, use_cache=p > 0)
+        extra = _confidence(loaded, out.last_hidden_state, input_ids[:, p:], suffix_masks[scored]) if scored else {}
     values = {name: torch.stack(layers, dim=1).cpu().numpy().astype(np.float32) for name, layers in captured.items()}
     counts = {name: m.sum(dim=1).cpu().numpy() for name, m in masks.items()}
-    return values, counts
+    return values, counts, extra
+
+
+def _confidence(loaded: LoadedModel, hidden: Any, ids: Any, mask: Any) -> dict[str, np.ndarray]:
+    """Mean log-probability of the masked tokens and mean entropy of their predictive distributions,
+    from the hidden state one position earlier (only those positions go through the unembedding)."""
+    import torch
+
+    rows, cols = mask.nonzero(as_tuple=True)
+    keep = cols > 0  # a token needs a predecessor inside the suffix (the question always precedes)
+    rows, cols = rows[keep], cols[keep]
+    logits = loaded.model.get_output_embeddings()(hidden[rows, cols - 1].float())  # (n, V)
+    cap = getattr(loaded.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    logp = torch.log_softmax(logits, dim=-1)
+    token_logp = logp.gather(1, ids[rows, cols].unsqueeze(1).to(logp.device)).squeeze(1)
+    entropy = -(logp.exp() * logp).sum(-1)
+    B = mask.shape[0]
+    count = torch.zeros(B).index_add_(0, rows.cpu(), torch.ones(len(rows)))
+    mean = lambda x: (torch.zeros(B).index_add_(0, rows.cpu(), x.cpu().float()) / count.clamp(min=1)).numpy()  # noqa: E731
+    return {"logprob": mean(token_logp), "entropy": mean(entropy), "scored_tokens": count.numpy()}
 
 
 def decoder_only(loaded: LoadedModel) -> Any:

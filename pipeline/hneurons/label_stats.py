@@ -1,6 +1,6 @@
 """Label statistics of the sampling step: how often the k samples agree, the class balance, the
-per-family breakdown and truncated answers. A light node, so that the statistics can change
-without resampling."""
+format failures, the per-family breakdown and truncated answers. A light node, so that the
+statistics can change without resampling."""
 
 from __future__ import annotations
 
@@ -27,22 +27,34 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
 def summarize(rows: list[dict[str, Any]], cfg: SampleConfig) -> Result:
     n = len(rows)
     labels = Counter(r["label"] for r in rows)
-    faithful, hallucinated = labels["faithful"], labels["hallucinated"]
+    faithful, hallucinated, fmt = labels["faithful"], labels["hallucinated"], labels["format_failure"]
     labelled = faithful + hallucinated
     samples = [c for r in rows for c in r["correct"]]
+    outcomes = Counter(o for r in rows for o in r["outcomes"])
     truncated = sum(f == "length" for r in rows for f in r["finish"])
     families: dict[str, dict[str, int]] = {}
     for r in rows:
-        fam = families.setdefault(r["family"], {"questions": 0, "faithful": 0, "hallucinated": 0, "dropped": 0})
+        fam = families.setdefault(r["family"], {"questions": 0, "faithful": 0, "hallucinated": 0,
+                                                "format_failure": 0, "mixed": 0})
         fam["questions"] += 1
-        fam[r["label"] or "dropped"] += 1
+        fam[r["label"] or "mixed"] += 1
+    for fam in families.values():
+        fam["balanced_pairs"] = min(fam["faithful"], fam["hallucinated"])
+    greedy = [r for r in rows if "greedy" in r]
     return Result(
         estimates={
             "sample_accuracy": stats.proportion(sum(samples), len(samples), unit="sampled answers"),
             "consistency_rate": stats.proportion(labelled, n, unit="questions"),
             "hallucination_share": stats.proportion(hallucinated, labelled, unit="labelled questions"),
+            "format_failure_rate": stats.proportion(fmt, n, unit="questions"),
+            "greedy_agrees_with_label": stats.proportion(
+                sum((r["greedy_outcome"] == "correct") == (r["label"] == "faithful") for r in greedy), len(greedy),
+                unit="labelled questions"),
         },
         values={"n_questions": n, "n_faithful": faithful, "n_hallucinated": hallucinated,
-                "n_dropped": n - labelled, "n_labelled": labelled, "k": cfg.k,
-                "n_samples": len(samples), "n_truncated": truncated, "families": families},
+                "n_format_failures": fmt, "n_mixed": labels[None], "n_labelled": labelled, "k": cfg.k,
+                "n_samples": len(samples), "n_format_samples": outcomes["format"], "n_truncated": truncated,
+                "n_families": len(families), "families": families,
+                "balanced_pairs": sum(f["balanced_pairs"] for f in families.values()),
+                "format_reasons": dict(Counter(x for r in rows for x in r["reasons"] if x))},
     )

@@ -1,8 +1,10 @@
-"""Step 6, the control: probes on random neuron sets of the probe's size (matched per layer by
-default), one per seed, with C chosen the same way (L2 here: the set is already chosen). Their
-mean held-out accuracy and AUROC over seeds carry item-bootstrap intervals (items resampled
-jointly across seeds), and the probe's accuracy and AUROC gains over them paired intervals (the same
-test questions resampled for both).
+"""Step 6, the control that tests the neurons, not the selection: random neuron sets matched to
+the L1 probe's, neuron for neuron, on layer and on activity (the same within-layer decile of mean
+CETT on the training questions), n_sets of them per split. Each gets the probe's treatment (an L2
+probe, C chosen by grouped CV on train over a wider grid) and its mean held-out AUROC over the
+splits. The control statistic is the probe's rank among them: p = (1 + #{sets >= probe}) /
+(1 + n_sets), an exact permutation-style p-value for "no better than matched random neurons".
+The paired gain of the probe over the sets' mean carries a split-then-item interval.
 """
 
 from __future__ import annotations
@@ -13,54 +15,71 @@ import numpy as np
 
 from claims import Result
 from pipeline import stats
-from pipeline.hneurons.config import ActivationsConfig, ProbeConfig
+from pipeline.hneurons.config import ActivationsConfig, ProbeConfig, SplitConfig
 from pipeline.hneurons.config import RandomProbeConfig as Config
-from pipeline.hneurons.probing import fit_probe, random_neurons
+from pipeline.hneurons.probe import Data
+from pipeline.hneurons.probing import activity_bins, fit_probe, matched_random_set
 
 
 def requires(config: dict[str, Any]) -> dict[str, Any]:
     cfg = Config(**config)
     return {"activations": ("pipeline.hneurons.activations", cfg.upstream(ActivationsConfig)),
+            "split": ("pipeline.hneurons.split", cfg.upstream(SplitConfig)),
             "probe": ("pipeline.hneurons.probe", cfg.upstream(ProbeConfig))}
 
 
+def _set_scores(X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, groups: np.ndarray,
+                Cs: tuple[float, ...], folds: int, seed: int) -> list[float]:
+    fit = fit_probe(X, y, train, test, groups, Cs, penalty="l2", folds=folds, seed=seed, n_jobs=1)
+    return [round(float(s), 6) for s in fit.test_scores]
+
+
 def run(config: dict[str, Any], ctx: Any) -> Result:
-    from sklearn.metrics import roc_auc_score
+    from joblib import Parallel, delayed
 
     cfg = Config(**config)
-    up = ctx.upstream("activations")
-    arrays, meta = up.arrays("cett"), up.result.values
-    probe = ctx.upstream("probe").result.values
-    if not probe["n_neurons"]:
-        raise ValueError("the probe kept no neuron: there is no set size to match")
-    y, is_test = arrays["label"], arrays["is_test"]
-    X = arrays["answer"].reshape(len(y), -1)
-    y_test = y[is_test]
-    scores, sets = [], []
-    for s in ctx.progress(range(cfg.seeds), total=cfg.seeds, desc="random-neuron probes"):
-        rng = np.random.default_rng([cfg.seed, s])
-        idx = random_neurons(probe["layer_counts"], meta["d_ffn"], rng, cfg.matched_layers)
-        fit = fit_probe(X[:, idx], y, is_test, meta["groups"], cfg.Cs, penalty="l2", folds=cfg.cv_folds,
-                        seed=cfg.seed)
-        scores.append(fit.test_scores)
-        sets.append({"seed": s, "C": fit.C, "n_neurons": len(idx)})
-    S = np.stack(scores, axis=1)  # (n_test, seeds)
-    correct = (S >= 0.5) == y_test[:, None].astype(bool)  # (n_test, seeds)
-    probe_correct = (np.array(probe["test_scores"]) >= 0.5) == y_test.astype(bool)
-    accuracy = stats.bootstrap_items(lambda i: correct[i].mean(), len(y_test), level=cfg.level, seed=cfg.seed,
-                                     unit="test questions")
-    per_seed_auc = [float(roc_auc_score(y_test, S[:, k])) for k in range(S.shape[1])]
+    if cfg.selection != "l1" or cfg.shuffle_labels:
+        raise ValueError("the matched random-set control is defined for the L1 probe on true labels")
+    data = Data(ctx, cfg.variant)
+    d_ffn = data.meta["d_ffn"]
+    probe_splits = {s["seed"]: s for s in ctx.upstream("probe").result.values["splits"]}
+    ckpt = ctx.checkpoint("splits")
+    records = []
+    for seed, train, test in ctx.progress(data.splits, total=len(data.splits), desc="matched random sets"):
+        if seed not in ckpt:
+            chosen = np.array([n["layer"] * d_ffn + n["neuron"] for n in probe_splits[seed]["neurons"]])
+            if not len(chosen):
+                raise ValueError(f"the probe kept no neuron on split {seed}: there is no set to match")
+            activity = data.X[train].mean(axis=0)  # mean CETT on the training questions
+            bins = activity_bins(activity, d_ffn, cfg.activity_bins)
+            rng = np.random.default_rng([cfg.seed, seed, 11])
+            sets = [matched_random_set(chosen, bins, d_ffn, rng) for _ in range(cfg.n_sets)]
+            scores = Parallel(n_jobs=cfg.n_jobs)(
+                delayed(_set_scores)(data.X[:, idx], data.y, train, test, data.groups, cfg.l2_Cs, cfg.cv_folds,
+                                     cfg.seed) for idx in sets)
+            ckpt[seed] = {"seed": seed, "scores": scores, "activity_probe": float(activity[chosen].mean()),
+                          "activity_random": float(np.mean([activity[idx].mean() for idx in sets]))}
+        records.append(ckpt[seed])
+    y = [np.array(probe_splits[r["seed"]]["y"]).astype(bool) for r in records]
+    probe_scores = [np.array(probe_splits[r["seed"]]["scores"]) for r in records]
+    S = [np.array(r["scores"]).T for r in records]  # per split: (n_test, n_sets)
+    set_auroc = np.array([[stats._auc_1d(y[k], S[k][:, j]) for j in range(cfg.n_sets)] for k in range(len(S))])
+    per_set = set_auroc.mean(axis=0)  # each set's mean AUROC over the splits
+    probe_auroc = float(np.mean([stats._auc_1d(y[k], probe_scores[k]) for k in range(len(S))]))
+    kw = {"level": cfg.level, "seed": cfg.seed, "unit": "test questions"}
+    mean_auc = lambda d: float(np.mean([stats._auc_1d(d["y"], d["s"][:, j]) for j in range(d["s"].shape[1])]))  # noqa: E731
+    split_data = [{"y": y[k], "s": S[k], "p": probe_scores[k]} for k in range(len(S))]
     return Result(
         estimates={
-            "accuracy": accuracy,
-            "auroc": stats.auroc(y_test, S, level=cfg.level, seed=cfg.seed, unit="test questions"),
-            "accuracy_gain": stats.bootstrap_items(
-                lambda i: float(probe_correct[i].mean() - correct[i].mean()), len(y_test), level=cfg.level,
-                seed=cfg.seed, unit="test questions"),
-            "auroc_gain": stats.auroc_difference(y_test, np.array(probe["test_scores"]), S,
-                                                 level=cfg.level, seed=cfg.seed, unit="test questions"),
+            "auroc": stats.hierarchical(split_data, mean_auc, n_resamples=400, **kw),
+            "auroc_gain": stats.hierarchical(split_data, lambda d: stats._auc_1d(d["y"], d["p"]) - mean_auc(d),
+                                             n_resamples=400, **kw),
         },
-        values={"seeds": cfg.seeds, "n_neurons": int(sets[0]["n_neurons"]) if sets else 0,
-                "matched_layers": cfg.matched_layers, "per_seed_accuracy": correct.mean(axis=0).tolist(),
-                "per_seed_auroc": per_seed_auc, "max_seed_auroc": max(per_seed_auc), "sets": sets},
+        values={"n_sets": cfg.n_sets, "probe_auroc": probe_auroc, "set_auroc": per_set.round(4).tolist(),
+                "rank_p": float((1 + (per_set >= probe_auroc).sum()) / (1 + cfg.n_sets)),
+                "set_auroc_max": float(per_set.max()), "set_auroc_median": float(np.median(per_set)),
+                "n_sets_at_or_above": int((per_set >= probe_auroc).sum()),
+                "activity_probe": float(np.mean([r["activity_probe"] for r in records])),
+                "activity_random": float(np.mean([r["activity_random"] for r in records])),
+                "activity_bins": cfg.activity_bins},
     )

@@ -1,4 +1,6 @@
-"""Sparse logistic probes on neuron features (scikit-learn), with C chosen by subject-grouped CV."""
+"""Logistic probes on neuron features (scikit-learn), with C chosen by subject-grouped CV on train,
+and the neuron sets the controls draw: random sets matched on layer and activity, and sets
+ranked one neuron at a time."""
 
 from __future__ import annotations
 
@@ -21,39 +23,50 @@ def _model(C: float, penalty: str, seed: int):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    solver = "liblinear"
-    return make_pipeline(StandardScaler(), LogisticRegression(C=C, l1_ratio=1.0 if penalty == "l1" else 0.0,
-                                                              solver=solver, max_iter=2000, random_state=seed))
+    if penalty == "l1":
+        clf = LogisticRegression(C=C, l1_ratio=1.0, solver="liblinear", max_iter=2000, random_state=seed)
+    else:
+        clf = LogisticRegression(C=C, l1_ratio=0.0, solver="lbfgs", max_iter=2000, random_state=seed)
+    return make_pipeline(StandardScaler(), clf)
 
 
-def fit_probe(X: np.ndarray, y: np.ndarray, is_test: np.ndarray, groups: Sequence[str], Cs: Sequence[float],
-              *, penalty: str = "l1", folds: int = 5, seed: int = 0) -> ProbeFit:
+def _fold_auroc(X: np.ndarray, y: np.ndarray, fit_idx: np.ndarray, val_idx: np.ndarray, C: float, penalty: str,
+                seed: int) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    model = _model(C, penalty, seed).fit(X[fit_idx], y[fit_idx])
+    return float(roc_auc_score(y[val_idx], model.predict_proba(X[val_idx])[:, 1]))
+
+
+def _full_fit(X: np.ndarray, y: np.ndarray, C: float, penalty: str, seed: int) -> int:
+    return int(np.count_nonzero(_model(C, penalty, seed).fit(X, y)[-1].coef_))
+
+
+def fit_probe(X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, groups: Sequence[str],
+              Cs: Sequence[float], *, penalty: str = "l1", folds: int = 3, seed: int = 0, n_jobs: int = 1) -> ProbeFit:
     """Choose C by grouped CV AUROC on the train rows with the one-standard-error rule (the smallest,
     sparsest C whose CV AUROC is within one standard error of the best), refit on all train rows,
-    score the test rows. X: (n_questions, n_features); y: 1 = hallucinated."""
-    from sklearn.metrics import roc_auc_score
+    score the test rows. X: (n_questions, n_features); y: 1 = hallucinated; train/test: row indices.
+    The (C, fold) fits run in `n_jobs` processes."""
+    from joblib import Parallel, delayed
     from sklearn.model_selection import StratifiedGroupKFold
 
-    train = ~is_test
     Xtr, ytr, gtr = X[train], y[train], np.asarray(groups)[train]
     cv = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     splits = list(cv.split(Xtr, ytr, gtr))
-    sweep = []
-    for C in Cs:
-        aucs = []
-        for fit_idx, val_idx in splits:
-            model = _model(C, penalty, seed).fit(Xtr[fit_idx], ytr[fit_idx])
-            aucs.append(roc_auc_score(ytr[val_idx], model.predict_proba(Xtr[val_idx])[:, 1]))
-        full = _model(C, penalty, seed).fit(Xtr, ytr)
-        n_kept = int(np.count_nonzero(full[-1].coef_))
-        sweep.append({"C": float(C), "cv_auroc": float(np.mean(aucs)), "cv_auroc_sd": float(np.std(aucs)),
-                      "n_kept": n_kept})
+    jobs = [delayed(_fold_auroc)(Xtr, ytr, f, v, C, penalty, seed) for C in Cs for f, v in splits]
+    jobs += [delayed(_full_fit)(Xtr, ytr, C, penalty, seed) for C in Cs]
+    out = Parallel(n_jobs=n_jobs)(jobs) if n_jobs > 1 else [j[0](*j[1], **j[2]) for j in jobs]
+    aucs = np.array(out[: len(Cs) * len(splits)]).reshape(len(Cs), len(splits))
+    kept = out[len(Cs) * len(splits):]
+    sweep = [{"C": float(C), "cv_auroc": float(a.mean()), "cv_auroc_sd": float(a.std()), "n_kept": int(k)}
+             for C, a, k in zip(Cs, aucs, kept, strict=True)]
     top = max(sweep, key=lambda s: s["cv_auroc"])
     threshold = top["cv_auroc"] - top["cv_auroc_sd"] / np.sqrt(len(splits))
     best = min((s for s in sweep if s["cv_auroc"] >= threshold), key=lambda s: s["C"])
     model = _model(best["C"], penalty, seed).fit(Xtr, ytr)
-    return ProbeFit(C=best["C"], coef=model[-1].coef_.ravel().copy(),
-                    test_scores=model.predict_proba(X[is_test])[:, 1], sweep=sweep)
+    return ProbeFit(C=best["C"], coef=model[-1].coef_.ravel().copy(), test_scores=model.predict_proba(X[test])[:, 1],
+                    sweep=sweep)
 
 
 def selected_neurons(coef: np.ndarray, d_ffn: int) -> list[dict[str, float]]:
@@ -79,3 +92,37 @@ def random_neurons(counts_per_layer: Sequence[int], d_ffn: int, rng: np.random.G
         return np.sort(rng.choice(len(counts_per_layer) * d_ffn, size=total, replace=False))
     picks = [layer * d_ffn + rng.choice(d_ffn, size=c, replace=False) for layer, c in enumerate(counts_per_layer) if c]
     return np.sort(np.concatenate(picks)) if picks else np.array([], dtype=int)
+
+
+def activity_bins(activity: np.ndarray, d_ffn: int, bins: int) -> np.ndarray:
+    """Each neuron's within-layer quantile bin (0..bins-1) of its mean activity: (n_layers * d_ffn,)."""
+    per_layer = activity.reshape(-1, d_ffn)
+    ranks = per_layer.argsort(axis=1).argsort(axis=1)  # 0..d_ffn-1 within each layer
+    return (ranks * bins // d_ffn).ravel()
+
+
+def matched_random_set(selected: np.ndarray, bins: np.ndarray, d_ffn: int, rng: np.random.Generator) -> np.ndarray:
+    """For each selected neuron, a random other neuron of the same layer and the same activity bin
+    (drawn without replacement, never a selected one): flat indices, same size as `selected`."""
+    taken = set(selected.tolist())
+    out = []
+    for i in selected.tolist():
+        layer, b = i // d_ffn, bins[i]
+        pool = layer * d_ffn + np.flatnonzero(bins[layer * d_ffn:(layer + 1) * d_ffn] == b)
+        pool = np.array([j for j in pool.tolist() if j not in taken])
+        j = int(rng.choice(pool))
+        taken.add(j)
+        out.append(j)
+    return np.array(out, dtype=int)
+
+
+def univariate_ranking(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Features ordered by how well each alone separates the classes on these rows (|AUROC - 0.5|,
+    from the Mann-Whitney statistic), best first."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(X, axis=0)  # (n, d), ties averaged
+    pos = y.astype(bool)
+    n1, n0 = pos.sum(), (~pos).sum()
+    auc = (ranks[pos].sum(axis=0) - n1 * (n1 + 1) / 2) / (n1 * n0)
+    return np.argsort(-np.abs(auc - 0.5), kind="stable")

