@@ -151,7 +151,7 @@ def currency() -> list[QAItem]:
     import pycountry
 
     items = []
-    for code, c in _countries().items():
+    for c in _countries().values():
         name = c.get("currencyname")
         if not name:
             continue
