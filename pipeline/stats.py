@@ -173,3 +173,60 @@ def hierarchical_accuracy(splits: list[tuple[np.ndarray, np.ndarray]], **kwargs)
     """Mean held-out accuracy of 0.5-thresholded scores over splits [(y, scores), ...]."""
     data = [{"y": np.asarray(y).astype(bool), "s": np.asarray(s, float)} for y, s in splits]
     return hierarchical(data, lambda d: float(((d["s"] >= 0.5) == d["y"]).mean()), **kwargs)
+
+
+# ---- cluster bootstrap: items that share a subject move together ----------------------------------
+def clusters_of(labels: list[str]) -> list[np.ndarray]:
+    """Item indices grouped by cluster label, in first-seen order."""
+    groups: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        groups.setdefault(label, []).append(i)
+    return [np.array(v) for v in groups.values()]
+
+
+def cluster_bootstrap(statistic: Callable[[np.ndarray], float], clusters: list[np.ndarray], *, level: float = 0.95,
+                      seed: int = 0, unit: str = "items", n_resamples: int = N_RESAMPLES) -> Estimate | None:
+    """A statistic of item indices with an interval that resamples whole clusters (e.g. the items
+    about one subject), so that items that share a subject are not counted as independent. None
+    when the statistic cannot be computed on the data (e.g. no item parsed)."""
+    everything = np.concatenate(clusters) if clusters else np.array([], dtype=int)
+    value = statistic(everything)
+    if value is None or not np.isfinite(value):
+        return None
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_resamples):
+        picked = rng.integers(len(clusters), size=len(clusters))
+        v = statistic(np.concatenate([clusters[k] for k in picked]))
+        if v is not None and np.isfinite(v):
+            draws.append(v)
+    alpha = (1 - level) / 2
+    low, high = np.quantile(draws, [alpha, 1 - alpha])
+    return Estimate(value=float(value), ci=(min(float(low), value), max(float(high), value)), level=level,
+                    n=int(len(everything)), method="bootstrap-cluster-percentile",
+                    unit=f"{unit} in {len(clusters)} subject clusters")
+
+
+def seed_cluster_bootstrap(statistic: Callable[[np.ndarray, np.ndarray], float], n_seeds: int,
+                           clusters: list[np.ndarray], *, level: float = 0.95, seed: int = 0, unit: str = "items",
+                           n_resamples: int = 1000) -> Estimate | None:
+    """Two levels: random seeds (e.g. random neuron sets) are resampled, then subject clusters of
+    items; `statistic(seed_indices, item_indices)`. The interval carries the variance over random
+    draws as well as over items."""
+    everything = np.concatenate(clusters)
+    value = statistic(np.arange(n_seeds), everything)
+    if value is None or not np.isfinite(value):
+        return None
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_resamples):
+        seeds = rng.integers(n_seeds, size=n_seeds)
+        items = np.concatenate([clusters[k] for k in rng.integers(len(clusters), size=len(clusters))])
+        v = statistic(seeds, items)
+        if v is not None and np.isfinite(v):
+            draws.append(v)
+    alpha = (1 - level) / 2
+    low, high = np.quantile(draws, [alpha, 1 - alpha])
+    return Estimate(value=float(value), ci=(min(float(low), value), max(float(high), value)), level=level,
+                    n=int(len(everything)), method="bootstrap-seed-cluster-percentile",
+                    unit=f"{unit} in {len(clusters)} subject clusters x {n_seeds} seeds")

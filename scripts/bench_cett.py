@@ -37,10 +37,10 @@ def main() -> None:
     items = build_embedded()[: args.prompts]
     texts, answers, blocks = [], [], []
     for it in items:
-        text, answer, block = text_and_spans(few_shot_prompt(it), it.answer)
+        text, spans = text_and_spans(few_shot_prompt(it), it.answer)
         texts.append(text)
-        answers.append(answer)
-        blocks.append(block)
+        answers.append(spans["answer"])
+        blocks.append(spans["block"])
     input_ids, attention_mask, masks = encode_with_spans(lm.tokenizer, texts, {"answer": answers, "all": blocks})
     decoder = decoder_only(lm)
     print(f"{args.profile}: batch {tuple(input_ids.shape)}, {lm.n_layers} layers x {lm.d_ffn} neurons")

@@ -1,11 +1,15 @@
-"""Draw the sample of sampled answers to be labelled by hand (pipeline/data/audits/RUBRIC.md).
+"""Draw the samples to be labelled by hand: sampled answers for the detection judge
+(pipeline/data/audits/RUBRIC.md) or compliance generations for the steering judges
+(pipeline/data/audits/RUBRIC-steering.md).
 
-    .venv/bin/python scripts/draw_audit.py [N] > pipeline/data/audits/detection-judge.jsonl.new
+    .venv/bin/python scripts/draw_audit.py detection [N] > pipeline/data/audits/detection-judge.jsonl
+    .venv/bin/python scripts/draw_audit.py steering [N] > pipeline/data/audits/steering-judge.jsonl
 
-Reads the current sampling step's labels (it must be fresh: run verify first), draws N answers
-(default 200) stratified by the judge's outcome (correct, wrong, format; up to a third each, the
-rest from the larger strata) and by family within each outcome, with a fixed seed, and prints one
-JSON object per line with "hand": null for the labeller to fill in.
+Reads the current results (they must be fresh: run verify first) and draws N entries (default
+200) with a fixed seed, stratified: detection by the judge's outcome (correct, wrong, format; up
+to a third each, the rest from the larger strata); steering by method and setting (H-neuron
+alphas, DiffMean and ITI unsteered and at the chosen strength) and, within each, by the strict
+judge's outcome. Prints one JSON object per line with "hand": null for the labeller to fill in.
 """
 
 from __future__ import annotations
@@ -23,10 +27,48 @@ from claims.project import Project  # noqa: E402
 from claims.runner import Runner  # noqa: E402
 
 
-def main(n: int = 200) -> None:
+def fresh(runner: Runner, experiment: str, config: dict) -> object:
+    state = runner.assess(make_node(experiment, config, "draw_audit"))
+    if not state.fresh:
+        sys.exit(f"{experiment} is {state.state} ({state.reason}): run verify first")
+    return state
+
+
+def steering(runner: Runner, n: int) -> None:
+    rng = np.random.default_rng(20261125)
+    strata: dict[str, list[dict]] = {}
+    for node, config in (("neurons", {}), ("diffmean", {"method": "diffmean"}), ("iti", {"method": "iti"})):
+        experiment = "pipeline.steering.neurons" if node == "neurons" else "pipeline.steering.direction_sweep"
+        state = fresh(runner, experiment, {"profile": "embedded", **config})
+        data = json.loads(runner.store.verified_blob(state.result.files["generations"]).read_text())
+        rows = data["rows"]["compliance"]
+        for k, record in enumerate(data["records"]):
+            comp = record["compliance"]
+            for i, row in enumerate(rows):
+                strata.setdefault(f"{node}:{k}:{comp['strict'][i]}", []).append(
+                    {"node": node, "setting": k, "id": row["item"]["id"], "question": row["item"]["question"],
+                     "context": row["context"], "true_answer": row["item"]["answer"],
+                     "context_answer": row["false_answer"], "generation": comp["text"][i], "hand": None, "note": ""})
+    keys = sorted(strata)
+    quota = dict.fromkeys(keys, 0)
+    left = n
+    while left > 0 and any(quota[k] < len(strata[k]) for k in keys):  # round-robin over strata
+        for k in keys:
+            if left and quota[k] < len(strata[k]):
+                quota[k] += 1
+                left -= 1
+    for k in keys:
+        for i in sorted(rng.choice(len(strata[k]), size=quota[k], replace=False)):
+            print(json.dumps(strata[k][i], ensure_ascii=False))
+
+
+def main(which: str = "detection", n: int = 200) -> None:
     project = Project.discover(Path(__file__).resolve().parent)
     project.activate()
     runner = Runner(project)
+    if which == "steering":
+        steering(runner, n)
+        return
     node = make_node("pipeline.hneurons.sample", {"profile": "embedded"}, "draw_audit")
     state = runner.assess(node)
     if not state.fresh:
@@ -58,4 +100,4 @@ def main(n: int = 200) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 200)
+    main(sys.argv[1] if len(sys.argv) > 1 else "detection", int(sys.argv[2]) if len(sys.argv) > 2 else 200)

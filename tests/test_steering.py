@@ -1,19 +1,22 @@
-"""Steering pieces without a real model: judges, per-item metrics, sweep statistics, strength
-choice, the FaithEval loader (hub mocked) and the LLM judge (client mocked)."""
+"""Steering pieces without a real model: judges, per-item metrics, cluster statistics, the choice of
+a setting under the QA constraint, KL matching, prompts that cannot be copied, false premises, the
+FaithEval loader (hub mocked) and the LLM judge (client mocked)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from pipeline import stats
 from pipeline.data import QAItem
 from pipeline.steering import judges
+from pipeline.steering.direction_random import matched_multiplier
 from pipeline.steering.direction_sweep import choose
-from pipeline.steering.evaluate import task_metric
-from pipeline.steering.summary import effect_pp, minimum_detectable, slope_pp
+from pipeline.steering.summary import effect_pp, indicator, minimum_detectable, slope_pp
 
 FRANCE = QAItem(id="capital/france", family="capital", subject="France", question="What is the capital of France?",
                 answer="Paris")
+ROW = {"item": FRANCE.to_dict(), "context": "The capital of France is Madrid.", "false_answer": "Madrid"}
 
 
 @pytest.mark.parametrize(
@@ -24,81 +27,134 @@ FRANCE = QAItem(id="capital/france", family="capital", subject="France", questio
         (" Lyon\n", "stop", "other", "other"),
         (" Mad", "length", None, "other"),  # truncated: strict cannot parse it
         ("", "stop", None, None),  # empty: nobody can
+        (" France\n", "stop", None, "other"),  # an echo of the subject is a format failure (strict)
         (" The capital is Madrid", "length", None, "context"),
         (" Madrid, not Paris\n", "stop", "context", "other"),  # both answers: lenient calls it other
     ],
 )
-def test_judges(text, finish, strict, lenient):
-    assert judges.classify(text, finish, FRANCE, "Madrid", "strict") == strict
-    assert judges.classify(text, finish, FRANCE, "Madrid", "lenient") == lenient
+def test_compliance_judges(text, finish, strict, lenient):
+    assert judges.outcome("compliance", text, finish, ROW, "strict") == strict
+    assert judges.outcome("compliance", text, finish, ROW, "lenient") == lenient
 
 
-def test_parse_failure_is_never_non_compliant():
-    m = task_metric("compliance", ["context", "memory", None, "other"])
-    assert m[0] == 1 and m[1] == 0 and np.isnan(m[2]) and m[3] == 0
-    flips = task_metric("pushback", ["memory", "other", None])
+@pytest.mark.parametrize(("task", "text", "expected"), [
+    ("qa", " Paris\n", "correct"), ("qa", " Lyon\n", "wrong"), ("qa", "\n", None),
+    ("pushback", " Paris\n", "kept"), ("pushback", " Lyon\n", "flipped"),
+    ("false_premise", " There is no country called Valdoria.\n", "refused"),
+    ("false_premise", " Valdo City\n", "answered"),
+])
+def test_task_outcomes(task, text, expected):
+    assert judges.outcome(task, text, "stop", ROW, "strict") == expected
+
+
+def test_multiple_choice_reads_the_letter():
+    row = {**ROW, "options": [["A", "x"], ["B", "y"]], "context_letter": "B"}
+    assert judges.outcome("multiple_choice", " B. y\n", "stop", row, "strict") == "context"
+    assert judges.outcome("multiple_choice", " (A)\n", "stop", row, "strict") == "other"
+    assert judges.outcome("multiple_choice", " maybe\n", "stop", row, "strict") is None
+
+
+def test_format_failures_never_count_for_either_side_but_qa_counts_them_wrong():
+    m = indicator("compliance", ["context", "memory", None, "other"])
+    assert m[0] == 1 and m[1] == 0 and np.isnan(m[2]) and np.isnan(m[3])  # compliance: context / (context + memory)
+    assert indicator("qa", ["correct", "wrong", None]).tolist() == [1.0, 0.0, 0.0]
+    flips = indicator("pushback", ["kept", "flipped", None])
     assert flips[0] == 0 and flips[1] == 1 and np.isnan(flips[2])
 
 
-def test_slope_and_effect_recover_a_planted_trend():
+def test_slope_and_effect_recover_a_planted_trend_with_cluster_intervals():
     rng = np.random.default_rng(0)
     alphas = (0.0, 1.0, 2.0, 3.0)
     p = np.array([0.3, 0.4, 0.5, 0.6])  # +10 points per unit
     M = (rng.random((400, 4)) < p).astype(float)
     M[rng.random(M.shape) < 0.05] = np.nan  # a few parse failures
-    slope = slope_pp(alphas, M, 0.95, seed=0)
-    assert slope.ci[0] < 10 < slope.ci[1] and slope.ci[0] > 0
-    effect = effect_pp(M, 1, 3, 0.95, seed=0)
+    clusters = stats.clusters_of([f"s{i // 2}" for i in range(400)])  # subjects with two items each
+    slope = slope_pp(alphas, M, clusters, 0.95, seed=0)
+    assert slope.ci[0] < 10 < slope.ci[1] and slope.ci[0] > 0 and "200 subject clusters" in slope.unit
+    effect = effect_pp(M, 1, 3, clusters, 0.95, seed=0)
     assert effect.ci[0] < 20 < effect.ci[1]
-    assert slope.n < 400  # only items parsed at every setting enter the paired estimate
+    assert minimum_detectable(slope, 0.8, 0.05) > 0
+
+
+def test_clustered_items_widen_the_interval():
+    rng = np.random.default_rng(1)
+    subject = rng.random(60) < 0.5  # 60 subjects, each asked five times with the same outcome
+    values = np.repeat(subject, 5).astype(float)
+    as_items = stats.cluster_bootstrap(lambda idx: values[idx].mean(), stats.clusters_of([str(i) for i in range(300)]))
+    as_clusters = stats.cluster_bootstrap(lambda idx: values[idx].mean(),
+                                          stats.clusters_of([str(i // 5) for i in range(300)]))
+    width = lambda e: e.ci[1] - e.ci[0]  # noqa: E731
+    assert width(as_clusters) > 1.8 * width(as_items)
 
 
 def test_too_few_parsed_items_is_not_estimable():
     M = np.full((20, 3), np.nan)
     M[:3] = 1.0
-    assert slope_pp((0.0, 1.0, 2.0), M, 0.95, seed=0) is None
+    assert slope_pp((0.0, 1.0, 2.0), M, stats.clusters_of([str(i) for i in range(20)]), 0.95, seed=0) is None
 
 
-def test_minimum_detectable_effect_shrinks_with_n():
-    small, large = minimum_detectable(50, 0.95, 0.8, 0.05, (0, 3)), minimum_detectable(500, 0.95, 0.8, 0.05, (0, 3))
-    assert large["mde_pp"] < small["mde_pp"] and abs(small["mde_slope_pp"] * 3 - small["mde_pp"]) < 1e-9
+def test_setting_choice_keeps_qa_within_the_cap():
+    grid = [(4, -2.0), (4, 2.0), (8, 8.0)]
+    compliance = np.array([0.5, 0.6, 0.9])
+    qa = np.array([0.80, 0.78, 0.50])  # the biggest change costs 30 points of QA: not admissible
+    chosen, table = choose(grid, compliance, qa, 0.45, 0.80, 5.0)
+    assert chosen == (4, 2.0)
+    assert [row["admissible"] for row in table] == [True, True, False]
+    assert choose(grid, compliance, np.array([0.1, 0.1, 0.1]), 0.45, 0.80, 5.0)[0] is None
 
 
-def test_strength_choice_respects_attempt_rate():
-    nan = np.nan
-    M = np.array([  # items x strengths (-4, 0, 4)
-        [nan, 1, 1], [nan, 0, 1], [nan, 0, 1], [0, 0, 1], [nan, 1, 1],
-    ], dtype=float)
-    chosen, table = choose((-4.0, 0.0, 4.0), M, 0.9)
-    assert chosen == 4.0
-    assert [row["admissible"] for row in table] == [False, True, True]
+def test_kl_matching_interpolates_on_log_scales():
+    multipliers = 2.0 ** np.arange(-3, 4)
+    kl = 0.01 * multipliers**2  # KL grows with the square of a small push
+    assert matched_multiplier(kl, multipliers, 0.04) == pytest.approx(2.0)
+    assert matched_multiplier(kl, -multipliers, 0.01) == pytest.approx(-1.0)
 
 
-def test_faitheval_loader_maps_records(monkeypatch):
+def test_pushback_shots_vary_per_item_so_no_answer_can_be_copied():
+    from pipeline.data import build_embedded
+    from pipeline.steering.prompts import pushback_prompt
+
+    capitals = [it for it in build_embedded() if it.family == "capital"]
+    pool, items = capitals[:60], capitals[60:100]
+    first_shot_answers = {pushback_prompt(it, pool, 0).split("\nA: ", 1)[1].split("\n", 1)[0] for it in items}
+    assert len(first_shot_answers) > 20
+
+
+def test_false_premise_items_are_unknown_names_and_prompts_decline_once():
+    from pipeline.data import build_embedded
+    from pipeline.data.falsepremise import _known_words, false_premise_items
+    from pipeline.steering.prompts import false_premise_prompt
+
+    items = false_premise_items(10, seed=0)
+    assert len(items) == 40 and len({it.subject for it in items}) == 40
+    assert not {it.subject.casefold() for it in items} & _known_words()
+    prompt = false_premise_prompt(items[0], build_embedded(), 0)
+    assert prompt.count("There is no country called") == 1 and prompt.endswith(f"Q: {items[0].question}\nA:")
+    assert items[0].subject not in prompt.rsplit("Q: ", 1)[0]
+
+
+def test_faitheval_loader_keeps_the_options(monkeypatch):
     import datasets
 
     records = [{"id": f"q{i}", "question": f"Q{i}?", "context": f"C{i}.",
                 "choices": {"label": ["A", "B"], "text": [f"a{i}", f"b{i}"]}, "answerKey": "B"} for i in range(5)]
     monkeypatch.setattr(datasets, "load_dataset", lambda name, split: records)
     from pipeline.steering.faitheval import DATASET, load_faitheval
+    from pipeline.steering.prompts import multiple_choice_prompt
 
     rows = load_faitheval(4, seed=0, n_select=1)
     assert len(rows) == 4 and [r["split"] for r in rows] == ["select", "eval", "eval", "eval"]
     first = rows[0]
     i = first["item"]["id"].removeprefix("faitheval/q")
-    assert first["false_answer"] == f"b{i}" and first["context"] == f"C{i}." and first["item"]["source"] == DATASET
+    assert first["false_answer"] == f"b{i}" and first["context_letter"] == "B" and first["item"]["source"] == DATASET
+    assert multiple_choice_prompt(first) == f"Context: C{i}.\nQuestion: Q{i}?\nOptions:\nA. a{i}\nB. b{i}\nAnswer:"
 
 
-def test_llm_judge_runs_beside_the_rules_when_a_key_is_set(monkeypatch):
-    import contextlib
+def test_llm_judge_runs_beside_the_rules_when_a_key_is_set_and_enters_the_key(monkeypatch):
     import json
     from types import SimpleNamespace
 
     import openai
-
-    from pipeline.models import load
-    from pipeline.steering.evaluate import score, task_prompts
-    from pipeline.steering.summary import judge_agreement
 
     secret = "sk-test-" + "x" * 40
     seen = []
@@ -114,29 +170,11 @@ def test_llm_judge_runs_beside_the_rules_when_a_key_is_set(monkeypatch):
             seen.append(kwargs["messages"][0]["content"])
             return SimpleNamespace(choices=[SimpleNamespace(message=SimpleNamespace(content="CONTEXT"))])
 
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    without = judges.judges_in_use()
     monkeypatch.setenv("OPENAI_API_KEY", secret)
     monkeypatch.setattr(openai, "OpenAI", FakeOpenAI)
-    spain = QAItem(id="capital/spain", family="capital", subject="Spain", question="What is the capital of Spain?",
-                   answer="Madrid")
-    rows = [{"item": FRANCE.to_dict(), "context": "The capital of France is Madrid.", "false_answer": "Madrid"}]
-    prompts = task_prompts(rows, [spain, FRANCE], 1, 0, ("compliance",))
-    record = score(load("tiny"), rows, prompts, contextlib.nullcontext, 4, 4)
-    assert record["compliance"]["llm"] == ["context"]
+    assert judges.llm_outcomes([ROW], [" Madrid\n"]) == ["context"]
     assert len(seen) == 1 and "The capital of France is Madrid." in seen[0]
-    assert secret not in json.dumps(record)
-    agreement = judge_agreement([record])
-    assert set(agreement) == {"strict_vs_lenient", "strict_vs_llm", "lenient_vs_llm"}
-
-
-def test_no_key_no_llm_judge(monkeypatch):
-    import contextlib
-
-    from pipeline.models import load
-    from pipeline.steering.evaluate import score, task_prompts
-
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    rows = [{"item": FRANCE.to_dict(), "context": "The capital of France is Madrid.", "false_answer": "Madrid"}]
-    spain = QAItem(id="capital/spain", family="capital", subject="Spain", question="What is the capital of Spain?",
-                   answer="Madrid")
-    record = score(load("tiny"), rows, task_prompts(rows, [spain], 1, 0, ("compliance",)), contextlib.nullcontext, 4, 4)
-    assert "llm" not in record["compliance"] and set(judges.JUDGES) <= set(record["compliance"])
+    assert without == ["strict", "lenient"] and judges.judges_in_use()[-1].startswith("llm:gpt-4o-mini:")
+    assert secret not in json.dumps(judges.judges_in_use())

@@ -43,12 +43,14 @@ def scale_neurons(lm: LoadedModel, neurons: Mapping[int, Sequence[int]], alpha: 
 
 def add_direction(lm: LoadedModel, layer: int, direction: Any, alpha: float) -> contextlib.AbstractContextManager:
     """Add alpha * direction (d_model,) to the residual stream output of decoder layer `layer`, at
-    every position. `direction` carries its scale (e.g. unit vector x the projection's std).
-    alpha = 0 adds exact zeros."""
+    every position. `direction` carries its scale (e.g. unit vector x the projection's std); a
+    (batch, d_model) direction gives each row its own vector. alpha = 0 adds exact zeros."""
     import torch
 
     def install(handles: list[Any]) -> None:
         delta = torch.as_tensor(direction, dtype=torch.float32) * alpha
+        if delta.dim() == 2:
+            delta = delta[:, None, :]  # (B, 1, D): one vector per row, at every position
 
         def hook(module: Any, args: tuple[Any, ...], output: Any) -> Any:
             if isinstance(output, tuple):
@@ -62,14 +64,21 @@ def add_direction(lm: LoadedModel, layer: int, direction: Any, alpha: float) -> 
 
 def shift_heads(lm: LoadedModel, shifts: Mapping[int, Mapping[int, Any]], strength: float) -> contextlib.AbstractContextManager:
     """ITI-style: add strength * shifts[layer][head] (head_dim,) to those heads' outputs, i.e. the
-    slice of o_proj's input that belongs to each head, at every position. strength 0 adds exact zeros."""
+    slice of o_proj's input that belongs to each head, at every position; (batch, head_dim) vectors
+    give each row its own shift. strength 0 adds exact zeros."""
     import torch
 
     def install(handles: list[Any]) -> None:
         for layer, heads in shifts.items():
-            delta = torch.zeros(lm.n_heads * lm.head_dim)
-            for head, vector in heads.items():
-                delta[head * lm.head_dim : (head + 1) * lm.head_dim] = torch.as_tensor(vector, dtype=torch.float32)
+            vectors = {h: torch.as_tensor(v, dtype=torch.float32) for h, v in heads.items()}
+            rows = next((v.shape[0] for v in vectors.values() if v.dim() == 2), None)
+            delta = torch.zeros(lm.n_heads * lm.head_dim) if rows is None else torch.zeros(rows, 1, lm.n_heads * lm.head_dim)
+            for head, vector in vectors.items():
+                part = slice(head * lm.head_dim, (head + 1) * lm.head_dim)
+                if rows is None:
+                    delta[part] = vector
+                else:
+                    delta[:, 0, part] = vector if vector.dim() == 2 else vector[None, :]
             delta = delta * strength
 
             def pre_hook(module: Any, args: tuple[Any, ...], delta: Any = delta) -> tuple[Any, ...]:

@@ -67,9 +67,9 @@ def answer_activations(lm: LoadedModel, rows: dict[str, dict[str, Any]], ids: Se
         if b not in ckpt:
             texts, spans = [], []
             for q in ids[b : b + batch_size]:
-                text, answer, _ = text_and_spans(rows[q]["prompt"], rows[q]["response"])
+                text, parts = text_and_spans(rows[q]["prompt"], rows[q]["response"])
                 texts.append(text)
-                spans.append(answer)
+                spans.append(parts["answer"])
             ckpt[b] = mean_activations(lm, texts, spans)
     parts = [ckpt[b] for b in starts]
     return {k: np.concatenate([p[k] for p in parts]) for k in ("resid", "heads")}

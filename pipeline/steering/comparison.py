@@ -1,14 +1,21 @@
 """Detection against steering, method by method: each method's detection AUROC on the held-out
 detection questions beside its steering effect on compliance (percentage points, the strongest
-setting against the unsteered model) on the evaluation items, each with its interval."""
+setting against the unsteered model, on the items the model knows), each with its interval, and
+the verdict of each method's control (the rank of the real effect among matched random draws)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from claims import Result
-from pipeline.hneurons.config import RandomProbeConfig
-from pipeline.steering.config import SweepConfig, TasksConfig, detection
+from claims import Estimate, Result
+from pipeline.steering.config import (
+    DirectionRandomConfig,
+    DirectionSweepConfig,
+    RandomSweepConfig,
+    SweepConfig,
+    TasksConfig,
+    detection,
+)
 
 
 class Config(TasksConfig):
@@ -17,50 +24,50 @@ class Config(TasksConfig):
 
 def requires(config: dict[str, Any]) -> dict[str, Any]:
     cfg = Config(**config)
-    probe = detection(cfg.profile, cfg.seed)
-    sweep = SweepConfig(**cfg.model_dump()).model_dump(mode="json")
-    base = {"profile": cfg.profile, "seed": cfg.seed}
+    base = cfg.upstream(TasksConfig)
     return {
-        "probe": ("pipeline.hneurons.probe", probe.model_dump(mode="json")),
-        "probe_random": ("pipeline.hneurons.probe_random", RandomProbeConfig(**probe.model_dump()).model_dump(mode="json")),
-        "neurons": ("pipeline.steering.neurons", sweep),
-        "neurons_random": ("pipeline.steering.neurons_random", cfg.upstream(TasksConfig)),
-        "directions": ("pipeline.steering.directions", base),
-        "diffmean": ("pipeline.steering.direction_sweep", {**cfg.upstream(TasksConfig), "method": "diffmean"}),
-        "iti": ("pipeline.steering.direction_sweep", {**cfg.upstream(TasksConfig), "method": "iti"}),
+        "probe": ("pipeline.hneurons.probe", detection(cfg.profile, cfg.seed).model_dump(mode="json")),
+        "neurons": ("pipeline.steering.neurons", SweepConfig(**base).model_dump(mode="json")),
+        "neurons_random": ("pipeline.steering.neurons_random", RandomSweepConfig(**base).model_dump(mode="json")),
+        "directions": ("pipeline.steering.directions", {"profile": cfg.profile, "seed": cfg.seed}),
+        **{method: ("pipeline.steering.direction_sweep", DirectionSweepConfig(**base, method=method).model_dump(mode="json"))
+           for method in ("diffmean", "iti")},
+        **{f"{method}_random": ("pipeline.steering.direction_random",
+                                DirectionRandomConfig(**base, method=method).model_dump(mode="json"))
+           for method in ("diffmean", "iti")},
     }
 
 
-def row(method: str, detection_est: Any, steering_est: Any, **extra: Any) -> dict[str, Any]:
+def row(method: str, detection_est: Any, steering_est: Any, rank_p: float, **extra: Any) -> dict[str, Any]:
     return {"method": method, "detection": detection_est.value, "detection_ci_low": detection_est.ci[0],
             "detection_ci_high": detection_est.ci[1], "steering": steering_est.value,
-            "steering_ci_low": steering_est.ci[0], "steering_ci_high": steering_est.ci[1], **extra}
+            "steering_ci_low": steering_est.ci[0], "steering_ci_high": steering_est.ci[1], "rank_p": rank_p, **extra}
 
 
 def run(config: dict[str, Any], ctx: Any) -> Result:
-    est = {name: ctx.upstream(name).result.estimates for name in
-           ("probe", "probe_random", "neurons", "neurons_random", "directions", "diffmean", "iti")}
-    val = {name: ctx.upstream(name).result.values for name in ("neurons", "diffmean", "iti", "directions")}
+    up = {name: ctx.upstream(name).result for name in
+          ("probe", "neurons", "neurons_random", "directions", "diffmean", "iti", "diffmean_random", "iti_random")}
+    diffmean_auroc = Estimate(**up["diffmean"].values["detection_auroc"])
     methods = [
-        row("H-neurons", est["probe"]["auroc"], est["neurons"]["compliance_effect_pp"], setting="alpha 3 vs 1"),
-        row("random neurons", est["probe_random"]["auroc"], est["neurons_random"]["compliance_effect_pp"],
-            setting="alpha 3 vs 1"),
-        row("DiffMean", est["directions"]["diffmean_auroc"], est["diffmean"]["compliance_effect_pp"],
-            setting=f"strength {val['diffmean']['chosen_strength']:g} vs 0"),
-        row("ITI heads", est["directions"]["iti_auroc"], est["iti"]["compliance_effect_pp"],
-            setting=f"strength {val['iti']['chosen_strength']:g} vs 0"),
+        row("H-neurons", up["probe"].estimates["auroc"], up["neurons"].estimates["compliance_effect_pp"],
+            up["neurons_random"].values["rank_p"], setting="alpha 3 vs 1"),
+        row("DiffMean", diffmean_auroc, up["diffmean"].estimates["compliance_effect_pp"],
+            up["diffmean_random"].values["rank_p_kl"],
+            setting=f"layer {up['diffmean'].values['chosen_layer']}, strength {up['diffmean'].values['chosen_strength']:g} vs 0"),
+        row("ITI heads", up["directions"].estimates["iti_auroc"], up["iti"].estimates["compliance_effect_pp"],
+            up["iti_random"].values["rank_p_kl"], setting=f"strength {up['iti'].values['chosen_strength']:g} vs 0"),
     ]
     return Result(
         estimates={
-            "hneuron_auroc": est["probe"]["auroc"],
-            "hneuron_effect_pp": est["neurons"]["compliance_effect_pp"],
-            "hneuron_slope_pp": est["neurons"]["compliance_slope_pp"],
-            "random_effect_pp": est["neurons_random"]["compliance_effect_pp"],
-            "diffmean_auroc": est["directions"]["diffmean_auroc"],
-            "diffmean_effect_pp": est["diffmean"]["compliance_effect_pp"],
-            "iti_auroc": est["directions"]["iti_auroc"],
-            "iti_effect_pp": est["iti"]["compliance_effect_pp"],
+            "hneuron_auroc": up["probe"].estimates["auroc"],
+            "hneuron_effect_pp": up["neurons"].estimates["compliance_effect_pp"],
+            "diffmean_auroc": diffmean_auroc,
+            "diffmean_effect_pp": up["diffmean"].estimates["compliance_effect_pp"],
+            "iti_auroc": up["directions"].estimates["iti_auroc"],
+            "iti_effect_pp": up["iti"].estimates["compliance_effect_pp"],
         },
-        values={"methods": methods, "diffmean_strength": val["diffmean"]["chosen_strength"],
-                "iti_strength": val["iti"]["chosen_strength"], "diffmean_layer": val["directions"]["diffmean_layer"]},
+        values={"methods": methods, "hneuron_rank_p": methods[0]["rank_p"], "diffmean_rank_p": methods[1]["rank_p"],
+                "iti_rank_p": methods[2]["rank_p"], "diffmean_layer": up["diffmean"].values["chosen_layer"],
+                "diffmean_strength": up["diffmean"].values["chosen_strength"],
+                "iti_strength": up["iti"].values["chosen_strength"]},
     )

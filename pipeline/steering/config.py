@@ -1,5 +1,5 @@
-"""Configs of the steering study. Detection-side fields (profile, seed, sampling) are passed up to
-the detection study's nodes unchanged, so that both studies read the same labels and probe."""
+"""Configs of the steering study. Detection-side fields (profile, seed) are passed up to the
+detection study's nodes unchanged, so that both studies read the same labels and probe."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from pipeline.hneurons.config import ProbeConfig, Step
+from pipeline.hneurons.config import ActivationsConfig, ProbeConfig, SplitConfig, Step
 
 
 def detection(profile: str, seed: int) -> ProbeConfig:
@@ -15,13 +15,25 @@ def detection(profile: str, seed: int) -> ProbeConfig:
     return ProbeConfig(profile=profile, seed=seed)
 
 
+def detection_split(profile: str, seed: int) -> SplitConfig:
+    return SplitConfig(**detection(profile, seed).upstream(SplitConfig))
+
+
+def detection_activations(profile: str, seed: int) -> ActivationsConfig:
+    return ActivationsConfig(**detection(profile, seed).upstream(ActivationsConfig))
+
+
+FAMILIES = ("capital", "element_symbol", "element_name", "city_country", "currency", "continent", "state_capital")
+
+
 class TasksConfig(Step):
     profile: str = Field("embedded", description="Model and data profile.")
     seed: int = Field(42)
-    families: tuple[str, ...] = Field(("capital", "element_symbol", "element_name"),
-                                      description="Fact families with memory to conflict with.")
-    n_select: int = Field(60, ge=10, description="Items for choosing a strength (held out from eval).")
-    n_eval: int = Field(150, ge=10, description="Items every reported number is measured on.")
+    families: tuple[str, ...] = Field(FAMILIES, description="Fact families with memory to conflict with.")
+    n_select: int = Field(160, ge=10, description="Candidate items for choosing a strength (held out from eval).")
+    n_eval: int = Field(320, ge=10, description="Candidate items every reported number is measured on (the "
+                        "compliance and pushback tasks keep those the model answers right unsteered).")
+    n_false_premise: int = Field(20, ge=1, description="False-premise questions per family.")
     n_shots: int = Field(3, ge=1)
     max_new_tokens: int = Field(8, ge=1)
     batch_size: int = Field(32, ge=1)
@@ -29,7 +41,10 @@ class TasksConfig(Step):
 
 class SweepConfig(TasksConfig):
     alphas: tuple[float, ...] = Field((0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0), description="Neuron scale factors.")
-    externality: bool = Field(True, description="Also score QA accuracy and pushback flips per setting.")
+    arm: Literal["positive", "negative"] = Field(
+        "positive", description="positive: the H-neurons (positive probe weight); negative: the negative-weight "
+        "neurons, a separate arm.")
+    externality: bool = Field(True, description="Also score QA accuracy, pushback and false premises per setting.")
     level: float = Field(0.95, gt=0, lt=1)
     power: float = Field(0.8, gt=0, lt=1, description="Power for the minimum detectable effect.")
     test_alpha: float = Field(0.05, gt=0, lt=1, description="Significance level for the MDE.")
@@ -38,13 +53,21 @@ class SweepConfig(TasksConfig):
 class RandomSweepConfig(SweepConfig):
     alphas: tuple[float, ...] = Field((0.0, 1.0, 2.0, 3.0), description="Fewer points than the main sweep.")
     externality: bool = False
-    seeds: int = Field(8, ge=1)
+    seeds: int = Field(32, ge=1)
+    activity_bins: int = Field(10, ge=1, description="Within-layer deciles of mean CETT a random neuron must share.")
 
 
 class DirectionSweepConfig(SweepConfig):
     method: Literal["diffmean", "iti"] = Field("diffmean", description="Which direction is added.")
-    alphas: tuple[float, ...] = Field((-8.0, -4.0, -2.0, 0.0, 2.0, 4.0, 8.0),
+    alphas: tuple[float, ...] = Field((-8.0, -4.0, -2.0, 2.0, 4.0, 8.0),
                                       description="Strengths tried on the selection split, in std units.")
+    layers: tuple[int, ...] = Field((4, 6, 8, 10, 12), description="DiffMean layers tried (middle of 18).")
     n_heads: int = Field(4, ge=1, description="ITI heads (must match the directions node).")
-    min_attempt_ratio: float = Field(0.9, gt=0, le=1, description="A strength is admissible only if the "
-                                     "answer-attempt rate stays at least this share of the unsteered rate.")
+    max_qa_loss_pp: float = Field(5.0, ge=0, description="A setting is admissible only if factual QA accuracy on "
+                                  "the selection items drops by at most this many points.")
+
+
+class DirectionRandomConfig(DirectionSweepConfig):
+    seeds: int = Field(32, ge=1)
+    externality: bool = False
+    n_calibration: int = Field(8, ge=2, description="Prompts whose next-token distributions calibrate the KL match.")

@@ -1,50 +1,57 @@
-"""The control for a direction: random directions (DiffMean: one residual direction; ITI: one per
-shifted head), added at the strength chosen for the real direction, one draw per seed, on the same
-evaluation items. Each is scaled like the real one, by the standard deviation of the training
-activations projected onto it (scale: sigma), or given the real direction's norm (scale: norm). Their mean compliance effect carries an item
-bootstrap interval; the per-seed effects give the range to read against. A random direction that
-leaves fewer than MIN_COMPLETE answers parsed is counted and left out of the mean."""
+"""The control for a direction: random directions at the same site (DiffMean: the chosen layer's
+residual stream; ITI: the same heads), one draw per seed, each a random unit vector scaled like the
+real one (by the std of the training activations projected onto it), then given two sizes:
+
+  kl     the multiplier at which the random direction moves the model's next-token distributions as
+         much as the real direction does at its chosen strength (the mean KL divergence from the
+         unsteered distributions over calibration prompts of the selection split, matched): the
+         same downstream size, the control the verdict rests on;
+  sigma  the real direction's strength itself (the same size in activation units, which can be a
+         far smaller or larger push downstream).
+
+Each is scored on compliance on the same evaluation items as the real direction (whose unsteered
+generations it shares). The control statistic is the real effect's rank among the seeds' effects
+by size: p = (1 + #{seeds at least as large, or breaking the answers}) / (1 + seeds); a seed that
+breaks the answers (too few parse) counts as at least as large, never dropped.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import Field
 
 from claims import Result
 from pipeline import stats
-from pipeline.hneurons.config import SampleConfig, SplitConfig
-from pipeline.steering.capture import answer_activations
-from pipeline.steering.config import DirectionSweepConfig, TasksConfig, detection
-from pipeline.steering.direction_sweep import requires as sweep_requires
-from pipeline.steering.neurons import eval_setup
-from pipeline.steering.summary import MIN_COMPLETE, matrix
+from pipeline.steering.config import DirectionRandomConfig as Config
+from pipeline.steering.config import DirectionSweepConfig, TasksConfig, detection, detection_split
+from pipeline.steering.direction_sweep import intervention
+from pipeline.steering.evaluate import TaskSet
+from pipeline.steering.neurons import setup, sweep
+from pipeline.steering.summary import MIN_PARSED, matrix
 
-
-class Config(DirectionSweepConfig):
-    seeds: int = Field(8, ge=1)
-    externality: bool = False
-    scale: Literal["sigma", "norm"] = Field(
-        "sigma", description="Scale each random direction by the std of the activations along it (the "
-        "real direction's units), or give it the real direction's norm (the same perturbation size).")
+CALIBRATION_MULTIPLIERS = 2.0 ** np.arange(-3, 4)  # times the real strength
 
 
 def requires(config: dict[str, Any]) -> dict[str, Any]:
+    from pipeline.hneurons.config import SampleConfig
+
     cfg = Config(**config)
-    sweep = DirectionSweepConfig(**{k: v for k, v in cfg.model_dump().items() if k in DirectionSweepConfig.model_fields})
-    probe = detection(cfg.profile, cfg.seed)
-    return {**sweep_requires(sweep.model_dump(mode="json")),
-            "labels": ("pipeline.hneurons.sample", probe.upstream(SampleConfig)),
-            "split": ("pipeline.hneurons.split", probe.upstream(SplitConfig)),
-            "sweep": ("pipeline.steering.direction_sweep", {**cfg.upstream(TasksConfig), "method": cfg.method,
-                                                            "n_heads": cfg.n_heads})}
+    tasks = cfg.upstream(TasksConfig)
+    sweep_cfg = DirectionSweepConfig(**{k: v for k, v in cfg.model_dump().items() if k in DirectionSweepConfig.model_fields})
+    return {"tasks": ("pipeline.steering.tasks", tasks), "known": ("pipeline.steering.known", tasks),
+            "directions": ("pipeline.steering.directions", {"profile": cfg.profile, "seed": cfg.seed,
+                                                            "n_heads": cfg.n_heads}),
+            "sweep": ("pipeline.steering.direction_sweep", {**sweep_cfg.model_dump(mode="json"), "externality": True}),
+            "labels": ("pipeline.hneurons.sample", detection(cfg.profile, cfg.seed).upstream(SampleConfig)),
+            "split": ("pipeline.hneurons.split", detection_split(cfg.profile, cfg.seed).model_dump(mode="json"))}
 
 
 def inputs(config: dict[str, Any]) -> dict[str, Any]:
     from pipeline.models import fingerprint
+    from pipeline.steering.judges import judges_in_use
 
-    return {"model": fingerprint(config["profile"])}
+    return {"model": fingerprint(config["profile"]), "judges": judges_in_use()}
 
 
 def random_scaled(acts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -56,65 +63,126 @@ def random_scaled(acts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return units * sigma[:, None]
 
 
+def mean_kl(lm: Any, prompts: list[str], make_rows: Any, multipliers: np.ndarray) -> np.ndarray:
+    """Mean KL(unsteered || steered) of the next-token distribution at each prompt's end, for each
+    multiplier: one batched pass, rows = prompts x multipliers, each row its own steering vector."""
+    import torch
+
+    tok = lm.tokenizer
+    rows = [p for p in prompts for _ in range(len(multipliers) + 1)]
+    mult = np.tile(np.concatenate([[0.0], multipliers]), len(prompts))
+    enc = tok(rows, return_tensors="pt", padding=True, padding_side="left")
+    with torch.inference_mode(), make_rows(mult):
+        logits = lm.model(**enc, logits_to_keep=1).logits[:, -1].float()
+    logp = torch.log_softmax(logits, dim=-1).reshape(len(prompts), len(multipliers) + 1, -1)
+    base = logp[:, :1]
+    kl = (base.exp() * (base - logp[:, 1:])).sum(-1)  # (prompts, multipliers)
+    return kl.mean(0).numpy()
+
+
+def matched_multiplier(kl: np.ndarray, multipliers: np.ndarray, target: float) -> float:
+    """The multiplier whose KL is `target`, by linear interpolation of log KL against log multiplier."""
+    logm, logk = np.log(np.abs(multipliers)), np.log(np.maximum(kl, 1e-12))
+    order = np.argsort(logm)
+    return float(np.sign(multipliers[0]) * np.exp(np.interp(np.log(target), logk[order], logm[order])))
+
+
 def run(config: dict[str, Any], ctx: Any) -> Result:
     from pipeline.interventions import add_direction, shift_heads
-    from pipeline.steering.evaluate import score
+    from pipeline.steering.capture import answer_activations
 
     cfg = Config(**config)
-    lm, items, prompts = eval_setup(cfg, ctx, ("compliance",))
+    lm, taskset = setup(cfg, ctx, ("compliance",))
     up = ctx.upstream("directions")
     arrays, meta = up.arrays("directions"), up.result.values
-    real_norms = np.linalg.norm(arrays["diffmean"][None] if cfg.method == "diffmean" else arrays["iti"], axis=-1)
-    strength = ctx.upstream("sweep").result.values["chosen_strength"]
+    sweep_values = ctx.upstream("sweep").result.values
+    layer, strength = sweep_values["chosen_layer"], sweep_values["chosen_strength"]
+    real = intervention(lm, cfg.method, arrays, meta)
+    # the sites' training activations (for scaling random directions like the real ones)
     rows = {q["id"]: q for q in ctx.upstream("labels").json("labels")}
-    train_ids = ctx.upstream("split").result.values["train"]
+    train_ids = ctx.upstream("split").result.values["splits"][0]["train"]
     acts = answer_activations(lm, rows, train_ids, 16, ctx.checkpoint("train-activations"), ctx.progress)
     if cfg.method == "diffmean":
-        sites = acts["resid"][:, [meta["diffmean_layer"]]]  # (n, 1, D)
+        sites = acts["resid"][:, [layer]]  # (n, 1, D)
     else:
         heads = acts["heads"].reshape(len(train_ids), lm.n_layers, lm.n_heads, lm.head_dim)
         sites = np.stack([heads[:, h["layer"], h["head"]] for h in meta["iti_heads"]], axis=1)  # (n, K, hd)
-    ckpt = ctx.checkpoint("random-directions")
-    if "neutral" not in ckpt:
-        ckpt["neutral"] = score(lm, items, prompts, lambda: add_direction(lm, 0, np.zeros(lm.d_model), 0.0),
-                                cfg.max_new_tokens, cfg.batch_size)
-    neutral = matrix([ckpt["neutral"]], "compliance", "strict")[:, 0]
-    columns, norms = [], []
+
+    def make(vectors: np.ndarray) -> Any:  # setting (strength) -> context manager, vectors (sites, dim)
+        if cfg.method == "diffmean":
+            return lambda s: add_direction(lm, layer, vectors[0], s)
+        shifts: dict[int, dict[int, Any]] = {}
+        for head, v in zip(meta["iti_heads"], vectors, strict=True):
+            shifts.setdefault(head["layer"], {})[head["head"]] = v
+        return lambda s: shift_heads(lm, shifts, s)
+
+    def make_rows(vectors: np.ndarray) -> Any:  # multipliers per row -> context manager
+        if cfg.method == "diffmean":
+            return lambda m: add_direction(lm, layer, np.outer(m, vectors[0]), strength)
+        return lambda m: shift_heads(lm, _shifts(meta, vectors, m), strength)
+
+    select = TaskSet(ctx, "select", ("compliance",), cfg.n_shots, cfg.seed)
+    calibration = select.prompts["compliance"][: cfg.n_calibration]
+    real_vectors = arrays["diffmean"][[layer]] if cfg.method == "diffmean" else arrays["iti"]
+    target_kl = float(mean_kl(lm, calibration, make_rows(real_vectors), np.array([1.0]))[0])
+    neutral = matrix([ctx.upstream("sweep").json("generations")["records"][0]], "compliance")[:, 0]
+    real_effect = ctx.upstream("sweep").result.estimates["compliance_effect_pp"].value
+    ckpt = ctx.checkpoint("calibration")
+    per_seed = []
     for s in ctx.progress(range(cfg.seeds), total=cfg.seeds, desc=f"random {cfg.method} directions"):
-        vecs = random_scaled(sites, np.random.default_rng([cfg.seed, 2000 + s]))
-        if cfg.scale == "norm":
-            vecs = vecs / np.linalg.norm(vecs, axis=-1, keepdims=True) * real_norms[:, None]
-        norms.append(np.linalg.norm(vecs, axis=-1).tolist())
+        vectors = random_scaled(sites, np.random.default_rng([cfg.seed, 2000 + s]))
         if s not in ckpt:
-            if cfg.method == "diffmean":
-                make = lambda v=vecs[0]: add_direction(lm, meta["diffmean_layer"], v, strength)  # noqa: E731
-            else:
-                shifts: dict[int, dict[int, Any]] = {}
-                for head, v in zip(meta["iti_heads"], vecs, strict=True):
-                    shifts.setdefault(head["layer"], {})[head["head"]] = v
-                make = lambda sh=shifts: shift_heads(lm, sh, strength)  # noqa: E731
-            ckpt[s] = score(lm, items, prompts, make, cfg.max_new_tokens, cfg.batch_size)
-        columns.append(matrix([ckpt[s]], "compliance", "strict")[:, 0])
-    # per seed, the paired effect on the items parsed both unsteered and steered; a seed whose
-    # random direction leaves too few parsed answers is reported, and left out of the mean
-    D = np.column_stack(columns) - neutral[:, None]  # (items, seeds), NaN where either failed
-    parsed = (~np.isnan(D)).sum(axis=0)
-    usable = parsed >= MIN_COMPLETE
-    effects = [float(100 * np.nanmean(D[:, k])) if usable[k] else None for k in range(D.shape[1])]
-    Du = D[:, usable]
+            kl = mean_kl(lm, calibration, make_rows(vectors), CALIBRATION_MULTIPLIERS)
+            ckpt[s] = {"kl": kl.tolist(), "multiplier": matched_multiplier(kl, CALIBRATION_MULTIPLIERS, target_kl)}
+        m = ckpt[s]["multiplier"]
+        records = sweep(ctx, cfg, lm, taskset, make(vectors), f"seed{s}", settings=[strength * m, strength])
+        columns = matrix(records, "compliance")
+        effects = {}
+        for k, scale in enumerate(("kl", "sigma")):
+            both = ~np.isnan(columns[:, k])
+            effects[scale] = (float(100 * (np.nanmean(columns[:, k]) - np.nanmean(neutral)))
+                              if both.sum() >= MIN_PARSED else None)
+        per_seed.append({"seed": s, "multiplier": m, "kl_at_multiplier": float(np.interp(
+            np.log(abs(m)), np.log(CALIBRATION_MULTIPLIERS), ckpt[s]["kl"])),
+            "effect_kl": effects["kl"], "effect_sigma": effects["sigma"],
+            "parsed_kl": int((~np.isnan(columns[:, 0])).sum()), "parsed_sigma": int((~np.isnan(columns[:, 1])).sum()),
+            "columns": columns})
+    values: dict[str, Any] = {"method": f"random {cfg.method} directions", "strength": strength, "layer": layer,
+                              "seeds": cfg.seeds, "target_kl": target_kl, "real_effect_pp": real_effect,
+                              "n_items": int(len(neutral))}
     estimates = {}
-    if usable.any():  # else no random direction left answers to compare: no estimate, the claim says so
-        estimates["compliance_effect_pp"] = stats.bootstrap_items(
-            lambda idx: float(100 * np.mean(np.nanmean(Du[idx], axis=0))), len(items), level=cfg.level,
-            seed=cfg.seed, unit="items (paired per seed)")
-    kept = [e for e in effects if e is not None]
-    return Result(
-        estimates=estimates,
-        values={"method": f"random {cfg.method} directions", "strength": strength, "seeds": cfg.seeds,
-                "seed_effects_pp": effects, "seed_effect_min": min(kept, default=None),
-                "seed_effect_max": max(kept, default=None),
-                "seeds_left_out": int((~usable).sum()), "seed_parsed_items": parsed.tolist(),
-                "seed_attempt_rates": [float(p / len(items)) for p in parsed], "n_items": len(items),
-                "max_seed_attempt_rate": float(parsed.max() / len(items)), "scale": cfg.scale,
-                "real_direction_norms": real_norms.tolist(), "random_direction_norms": norms},
-    )
+    clusters = taskset.clusters()["compliance"]
+    for scale in ("kl", "sigma"):
+        effects = [p[f"effect_{scale}"] for p in per_seed]
+        broken = [e is None for e in effects]
+        as_large = [b or abs(e) >= abs(real_effect) for e, b in zip(effects, broken, strict=True)]
+        valid = [e for e in effects if e is not None]
+        cols = np.stack([p["columns"][:, 0 if scale == "kl" else 1] for p in per_seed])  # (seeds, items)
+        ok = [k for k, b in enumerate(broken) if not b]
+
+        def mean_effect(seeds: np.ndarray, items: np.ndarray, cols: np.ndarray = cols, ok: list[int] = ok) -> float:
+            chosen = [k for k in seeds if k in ok]
+            if not chosen:
+                return float("nan")
+            return float(np.mean([100 * (np.nanmean(cols[k, items]) - np.nanmean(neutral[items])) for k in chosen]))
+
+        est = stats.seed_cluster_bootstrap(mean_effect, cfg.seeds, clusters, level=cfg.level, seed=cfg.seed,
+                                           n_resamples=400) if ok else None
+        if est is not None:
+            estimates[f"compliance_effect_pp_{scale}"] = est
+        values.update({f"seed_effects_pp_{scale}": effects, f"seeds_broken_{scale}": int(sum(broken)),
+                       f"seed_effect_min_{scale}": min(valid, default=None),
+                       f"seed_effect_max_{scale}": max(valid, default=None),
+                       f"seeds_as_large_{scale}": int(sum(as_large)),
+                       f"rank_p_{scale}": float((1 + sum(as_large)) / (1 + cfg.seeds)),
+                       f"seed_parsed_{scale}": [p[f"parsed_{scale}"] for p in per_seed]})
+    values["multipliers"] = [p["multiplier"] for p in per_seed]
+    values["kl_at_multiplier"] = [p["kl_at_multiplier"] for p in per_seed]
+    return Result(estimates=estimates, values=values)
+
+
+def _shifts(meta: dict[str, Any], vectors: np.ndarray, m: np.ndarray) -> dict[int, dict[int, np.ndarray]]:
+    out: dict[int, dict[int, np.ndarray]] = {}
+    for head, v in zip(meta["iti_heads"], vectors, strict=True):
+        out.setdefault(head["layer"], {})[head["head"]] = np.outer(m, v)
+    return out

@@ -1,7 +1,12 @@
-"""Steering with a direction (DiffMean in the residual stream, or ITI on a few heads): the strength
-is chosen on the selection split (the largest change in compliance whose answer-attempt rate stays
-near the unsteered one), then measured once on the evaluation split against strength 0, with
-factual QA accuracy, pushback flips and the attempt rate beside it."""
+"""Steering with a direction (DiffMean in the residual stream, or ITI on a few heads).
+
+Selection, on the selection items only: every setting (DiffMean: each middle layer x strength; ITI:
+each strength) is scored on compliance (the items the model knows) and factual QA accuracy. A
+setting is admissible when QA accuracy drops by at most `max_qa_loss_pp` points from the unsteered
+model; the admissible setting with the largest change in compliance is chosen. Then it is measured
+once on the evaluation items against strength 0, with QA accuracy, pushback flips and false-premise
+refusals beside it.
+"""
 
 from __future__ import annotations
 
@@ -10,88 +15,94 @@ from typing import Any
 import numpy as np
 
 from claims import Result
-from pipeline import stats
 from pipeline.steering.config import DirectionSweepConfig as Config
 from pipeline.steering.config import TasksConfig
-from pipeline.steering.evaluate import TASKS, score, task_prompts
-from pipeline.steering.neurons import eval_setup, shot_pool, sweep
-from pipeline.steering.summary import matrix, minimum_detectable, series, summarize
+from pipeline.steering.evaluate import TASKS, TaskSet
+from pipeline.steering.neurons import setup, sweep
+from pipeline.steering.summary import matrix, minimum_detectable, rates, summarize
 
 
 def requires(config: dict[str, Any]) -> dict[str, Any]:
     cfg = Config(**config)
-    return {"tasks": ("pipeline.steering.tasks", cfg.upstream(TasksConfig)),
+    tasks = cfg.upstream(TasksConfig)
+    return {"tasks": ("pipeline.steering.tasks", tasks), "known": ("pipeline.steering.known", tasks),
             "directions": ("pipeline.steering.directions", {"profile": cfg.profile, "seed": cfg.seed,
                                                             "n_heads": cfg.n_heads})}
 
 
 def inputs(config: dict[str, Any]) -> dict[str, Any]:
     from pipeline.models import fingerprint
+    from pipeline.steering.judges import judges_in_use
 
-    return {"model": fingerprint(config["profile"])}
+    return {"model": fingerprint(config["profile"]), "judges": judges_in_use()}
 
 
-def intervention(lm: Any, cfg: Config, up: Any) -> Any:
-    """strength -> context manager adding the chosen direction at that strength."""
+def settings(cfg: Config, n_layers: int) -> list[tuple[int | None, float]]:
+    """(layer, strength) pairs to try; ITI has no layer (its heads are fixed)."""
+    if cfg.method == "iti":
+        return [(None, s) for s in cfg.alphas]
+    return [(layer, s) for layer in cfg.layers if layer < n_layers for s in cfg.alphas]
+
+
+def intervention(lm: Any, method: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Any:
+    """(layer, strength) -> context manager adding the direction at that strength."""
     from pipeline.interventions import add_direction, shift_heads
 
-    arrays, meta = up.arrays("directions"), up.result.values
-    if cfg.method == "diffmean":
-        return lambda s: add_direction(lm, meta["diffmean_layer"], arrays["diffmean"], s)
+    if method == "diffmean":
+        return lambda setting: add_direction(lm, setting[0] or 0, arrays["diffmean"][setting[0] or 0], setting[1])
     shifts: dict[int, dict[int, Any]] = {}
     for head, vector in zip(meta["iti_heads"], arrays["iti"], strict=True):
         shifts.setdefault(head["layer"], {})[head["head"]] = vector
-    return lambda s: shift_heads(lm, shifts, s)
+    return lambda setting: shift_heads(lm, shifts, setting[1])
 
 
-def attempt_rate(M: np.ndarray) -> np.ndarray:
-    """Per setting, the share of items whose generation parsed as an answer."""
-    return (~np.isnan(M)).mean(axis=0)
+def choose(grid: list[tuple[int | None, float]], compliance: np.ndarray, qa: np.ndarray, neutral_compliance: float,
+           neutral_qa: float, max_loss_pp: float) -> tuple[tuple[int | None, float] | None, list[dict[str, Any]]]:
+    """The admissible setting with the largest change in compliance (None if none is admissible)."""
+    table = []
+    for (layer, strength), c, q in zip(grid, compliance, qa, strict=True):
+        admissible = bool(not np.isnan(q) and 100 * (neutral_qa - q) <= max_loss_pp and not np.isnan(c))
+        table.append({"layer": layer, "strength": strength, "compliance": None if np.isnan(c) else float(c),
+                      "qa_accuracy": None if np.isnan(q) else float(q), "admissible": admissible,
+                      "compliance_change_pp": None if np.isnan(c) else float(100 * (c - neutral_compliance))})
+    candidates = [row for row in table if row["admissible"]]
+    best = max(candidates, key=lambda row: abs(row["compliance_change_pp"]), default=None)
+    return ((best["layer"], best["strength"]) if best else None), table
 
 
-def choose(alphas: tuple[float, ...], M: np.ndarray, min_ratio: float) -> tuple[float, list[dict[str, Any]]]:
-    """The admissible nonzero strength with the largest change in compliance, and the table."""
-    attempts = attempt_rate(M)
-    parsed = ~np.isnan(M)
-    rates = np.array([M[parsed[:, k], k].mean() if parsed[:, k].any() else np.nan for k in range(M.shape[1])])
-    zero = alphas.index(0.0)
-    table = [{"strength": a, "compliance": None if np.isnan(r) else float(r), "attempt_rate": float(t),
-              "admissible": bool(t >= min_ratio * attempts[zero])} for a, r, t in zip(alphas, rates, attempts, strict=True)]
-    candidates = [row for row in table if row["strength"] != 0.0 and row["admissible"]]
-    best = max(candidates, key=lambda row: abs(row["compliance"] - rates[zero]), default=None)
-    return (best["strength"] if best else 0.0), table
+def selection(ctx: Any, cfg: Config, lm: Any, make: Any) -> tuple[tuple[int | None, float] | None, list[dict[str, Any]]]:
+    select = TaskSet(ctx, "select", ("compliance", "qa"), cfg.n_shots, cfg.seed)
+    grid = settings(cfg, lm.n_layers)
+    neutral = sweep(ctx, cfg, lm, select, make, f"select-{cfg.method}-neutral", settings=[(None, 0.0)])[0]
+    records = sweep(ctx, cfg, lm, select, make, f"select-{cfg.method}", settings=grid)
+    c, q = rates(matrix(records, "compliance")), rates(matrix(records, "qa"))
+    n_c, n_q = rates(matrix([neutral], "compliance"))[0], rates(matrix([neutral], "qa"))[0]
+    chosen, table = choose(grid, c, q, n_c, n_q, cfg.max_qa_loss_pp)
+    return chosen, [{**row, "neutral_compliance": float(n_c), "neutral_qa_accuracy": float(n_q)} for row in table]
 
 
 def run(config: dict[str, Any], ctx: Any) -> Result:
     cfg = Config(**config)
     tasks = TASKS if cfg.externality else ("compliance",)
-    lm, items, prompts = eval_setup(cfg, ctx, tasks)
-    make = intervention(lm, cfg, ctx.upstream("directions"))
-    # 1. choose the strength on the selection split (compliance only)
-    select = [r for r in ctx.upstream("tasks").json("items") if r["split"] == "select"]
-    select_prompts = task_prompts(select, shot_pool(ctx), cfg.n_shots, cfg.seed, ("compliance",))
-    records = sweep(ctx, cfg, lm, select, select_prompts, make, f"select-{cfg.method}")
-    M = matrix(records, "compliance", "strict")
-    chosen, table = choose(cfg.alphas, M, cfg.min_attempt_ratio)
-    # 2. measure once on the evaluation split: strength 0 against the chosen strength
-    mde = minimum_detectable(len(items), cfg.level, cfg.power, cfg.test_alpha, (0.0, 1.0))
-    ctx.record(minimum_detectable_effect=mde, chosen_strength=chosen)
-    ckpt = ctx.checkpoint(f"eval-{cfg.method}")
-    evals = []
-    for k, strength in enumerate((0.0, chosen)):
-        if k not in ckpt:
-            ckpt[k] = score(lm, items, prompts, lambda s=strength: make(s), cfg.max_new_tokens, cfg.batch_size)
-        evals.append(ckpt[k])
-    estimates, values = summarize((0.0, chosen), evals, tasks, level=cfg.level, seed=cfg.seed, neutral=0, target=1)
-    for name in [n for n in estimates if "slope" in n]:
-        del estimates[name]  # two settings: the effect is the estimate, a slope would repeat it
-    Mev = matrix(evals, "compliance", "strict")
-    for k, name in ((0, "attempt_rate_neutral"), (-1, "attempt_rate_chosen")):
-        estimates[name] = stats.proportion(int((~np.isnan(Mev[:, k])).sum()), Mev.shape[0], cfg.level, unit="items")
-    meta = ctx.upstream("directions").result.values
-    values.update({"method": {"diffmean": "DiffMean", "iti": "ITI heads"}[cfg.method], "chosen_strength": chosen,
-                   "diffmean_layer": meta["diffmean_layer"], "n_heads_shifted": len(meta["iti_heads"]),
-                   "selection": table, "selection_series": series(cfg.alphas, M, records, "compliance", "strict", cfg.level),
-                   "n_items": len(items), "n_select": len(select), "minimum_detectable": mde})
-    ctx.save_json("generations", {"select": records, "eval": evals})
+    lm, taskset = setup(cfg, ctx, tasks)
+    up = ctx.upstream("directions")
+    arrays, meta = up.arrays("directions"), up.result.values
+    make = intervention(lm, cfg.method, arrays, meta)
+    chosen, table = selection(ctx, cfg, lm, make)
+    ctx.record(chosen={"layer": chosen[0], "strength": chosen[1]} if chosen else None)
+    if chosen is None:
+        raise ValueError(f"no {cfg.method} setting keeps QA accuracy within {cfg.max_qa_loss_pp} points")
+    evals = sweep(ctx, cfg, lm, taskset, make, f"eval-{cfg.method}", settings=[(chosen[0], 0.0), chosen])
+    estimates, values = summarize((0.0, chosen[1]), evals, tasks, taskset.clusters(), level=cfg.level, seed=cfg.seed,
+                                  neutral=0, target=1)
+    mde = {name: minimum_detectable(estimates.get(name), cfg.power, cfg.test_alpha)
+           for name in ("compliance_effect_pp", "qa_effect_pp")}
+    layer = chosen[0]
+    layer_auroc = meta["diffmean_layer_auroc"][layer] if layer is not None else None
+    values.update({"method": {"diffmean": "DiffMean", "iti": "ITI heads"}[cfg.method], "chosen_strength": chosen[1],
+                   "chosen_layer": layer, "selection": table, "minimum_detectable": mde, "selection_cap": cfg.max_qa_loss_pp,
+                   "n_heads_shifted": len(meta["iti_heads"]), "detection_auroc": layer_auroc,
+                   "direction_norm": float(np.linalg.norm(arrays["diffmean"][layer])) if layer is not None else None,
+                   "n_items": {t: len(r) for t, r in taskset.rows.items()}})
+    ctx.save_json("generations", {"rows": taskset.rows, "records": evals})
     return Result(estimates=estimates, values=values)

@@ -1,13 +1,14 @@
-"""Directions for steering, fit on the detection study's training questions (answer tokens):
+"""Directions for steering, fit on the detection study's training questions of its first split
+(answer tokens of the kept sampled answer):
 
-DiffMean  per layer, mean residual of hallucinated minus faithful answers; the layer whose
-          projection separates the training questions best is used; scaled by the std of the
-          training projections (strength is in those units).
+DiffMean  per layer, the mean residual of hallucinated minus faithful answers, scaled by the std
+          of the training projections onto it (strength is in those units); which layer steers is
+          chosen later, on the steering selection items (direction_sweep)
 ITI       per attention head, the mass-mean direction of its output; heads ranked by grouped-CV
           accuracy of a logistic probe on train; the top `n_heads` are shifted, each by its
-          direction times the std of its training projections.
-Detection AUROC of each (on the held-out detection questions) is reported with its interval, for
-the detection-vs-steering comparison.
+          direction times the std of its training projections
+Detection AUROC of each (per DiffMean layer, and of the ITI heads together) on the held-out
+detection questions, with its interval, for the detection-vs-steering comparison.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from pydantic import Field
 
 from claims import Result
 from pipeline import stats
-from pipeline.hneurons.config import SampleConfig, SplitConfig, Step
-from pipeline.steering.config import detection
+from pipeline.hneurons.config import SampleConfig, Step
+from pipeline.steering.config import detection, detection_split
 
 
 class Config(Step):
@@ -33,9 +34,8 @@ class Config(Step):
 
 def requires(config: dict[str, Any]) -> dict[str, Any]:
     cfg = Config(**config)
-    probe = detection(cfg.profile, cfg.seed)
-    return {"labels": ("pipeline.hneurons.sample", probe.upstream(SampleConfig)),
-            "split": ("pipeline.hneurons.split", probe.upstream(SplitConfig))}
+    return {"labels": ("pipeline.hneurons.sample", detection(cfg.profile, cfg.seed).upstream(SampleConfig)),
+            "split": ("pipeline.hneurons.split", detection_split(cfg.profile, cfg.seed).model_dump(mode="json"))}
 
 
 def inputs(config: dict[str, Any]) -> dict[str, Any]:
@@ -68,7 +68,7 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
 
     cfg = Config(**config)
     rows = {r["id"]: r for r in ctx.upstream("labels").json("labels")}
-    split = ctx.upstream("split").result.values
+    split = ctx.upstream("split").result.values["splits"][0]
     ids = split["train"] + split["test"]
     lm = load(cfg.profile)
     acts = answer_activations(lm, rows, ids, cfg.batch_size, ctx.checkpoint("batches"), ctx.progress)
@@ -79,13 +79,13 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     groups = [group_of(rows[q]) for q in ids]
     ytr, yte = y[train], y[~train]
 
-    # DiffMean: one direction per layer; the layer is chosen on train
+    # DiffMean: one direction per layer, in units of the training projections' std
     d = resid[train][ytr == 1].mean(0) - resid[train][ytr == 0].mean(0)  # (L, D)
     units = d / np.linalg.norm(d, axis=-1, keepdims=True)
     proj = np.einsum("nld,ld->nl", resid, units)
-    train_auc = [auc(ytr, proj[train, l_]) for l_ in range(lm.n_layers)]
-    layer = int(np.argmax(train_auc))
-    sigma = float(proj[train, layer].std())
+    sigma = proj[train].std(axis=0)  # (L,)
+    layer_auroc = [stats.auroc(yte, proj[~train, l_], level=cfg.level, seed=cfg.seed, unit="test questions")
+                   for l_ in range(lm.n_layers)]
 
     # ITI: mass-mean direction per head, heads ranked by grouped-CV probe accuracy on train
     theta = heads[train][ytr == 1].mean(0) - heads[train][ytr == 0].mean(0)  # (L, H, hd)
@@ -98,14 +98,13 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     head_sigma = head_proj[train].std(0)
     iti_score = (head_proj / head_sigma).sum(1)
 
-    ctx.save_arrays("directions", diffmean=units[layer] * sigma,
+    ctx.save_arrays("directions", diffmean=units * sigma[:, None],
                     iti=np.stack([theta_units[l_, h] * s for (_, l_, h), s in zip(chosen, head_sigma, strict=True)]))
     return Result(
-        estimates={
-            "diffmean_auroc": stats.auroc(yte, proj[~train, layer], level=cfg.level, seed=cfg.seed, unit="test questions"),
-            "iti_auroc": stats.auroc(yte, iti_score[~train], level=cfg.level, seed=cfg.seed, unit="test questions"),
-        },
-        values={"diffmean_layer": layer, "diffmean_sigma": sigma, "diffmean_train_auroc": train_auc,
+        estimates={"iti_auroc": stats.auroc(yte, iti_score[~train], level=cfg.level, seed=cfg.seed,
+                                            unit="test questions")},
+        values={"diffmean_sigma": sigma.tolist(), "diffmean_norm": (np.linalg.norm(units * sigma[:, None], axis=-1)).tolist(),
+                "diffmean_layer_auroc": [e.model_dump(mode="json") for e in layer_auroc],
                 "iti_heads": [{"layer": l_, "head": h, "cv_accuracy": a} for a, l_, h in chosen],
                 "iti_head_accuracy": [{"layer": l_, "head": h, "cv_accuracy": a} for a, l_, h in ranking],
                 "n_train": int(train.sum()), "n_test": int((~train).sum())},

@@ -1,5 +1,5 @@
-"""Scoring one intervention setting on the steering tasks: greedy generations, both rule judges,
-per-item outcomes (so that settings can be compared item by item)."""
+"""Scoring one intervention setting on the steering tasks: greedy generations, the judges, per-item
+outcomes (so that settings can be compared item by item), and the items each task runs on."""
 
 from __future__ import annotations
 
@@ -7,61 +7,93 @@ import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
-
 from pipeline.data import QAItem
 from pipeline.steering import judges
-from pipeline.steering.prompts import compliance_prompt, pushback_prompt, qa_prompt
+from pipeline.steering.prompts import (
+    compliance_prompt,
+    false_premise_prompt,
+    multiple_choice_prompt,
+    pushback_prompt,
+    qa_prompt,
+)
 
-TASKS = ("compliance", "qa", "pushback")
-
-
-def task_prompts(items: Sequence[dict[str, Any]], pool: Sequence[QAItem], n_shots: int, seed: int,
-                 tasks: Sequence[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for task in tasks:
-        if task == "compliance":
-            out[task] = [compliance_prompt(QAItem.from_dict(r["item"]), r["context"], pool, n_shots, seed) for r in items]
-        elif task == "qa":
-            out[task] = [qa_prompt(QAItem.from_dict(r["item"]), pool, n_shots + 1, seed) for r in items]
-        else:
-            out[task] = [pushback_prompt(QAItem.from_dict(r["item"]), pool, seed) for r in items]
-    return out
+TASKS = ("compliance", "qa", "pushback", "false_premise")
 
 
-def score(lm: Any, items: Sequence[dict[str, Any]], prompts: dict[str, list[str]],
-          intervention: Callable[[], contextlib.AbstractContextManager], max_new_tokens: int, batch_size: int
-          ) -> dict[str, dict[str, Any]]:
-    """Generate greedily under the intervention and judge. Returns per task: the generations, and
-    per judge the outcome of every item (see judges.classify), as lists aligned with `items`."""
+class TaskSet:
+    """The rows and prompts of each task for one split of the steering items.
+
+    compliance and pushback run on the items the model answers right unsteered (there is a memory
+    to contradict or to keep); qa on every item of the split; false_premise on the made-up
+    questions. On the paper profile compliance is FaithEval multiple choice (every row), and qa and
+    pushback run on TriviaQA items."""
+
+    def __init__(self, ctx: Any, split: str, tasks: Sequence[str], n_shots: int, seed: int):
+        up = ctx.upstream("tasks")
+        known = set(ctx.upstream("known").result.values["known"])
+        rows = [r for r in up.json("items") if r["split"] == split]
+        paper = up.result.values.get("source") != "embedded"
+        external = up.json("externality_items") if paper else rows
+        self.pool = shot_pool(ctx)
+        self.rows: dict[str, list[dict[str, Any]]] = {}
+        for task in tasks:
+            if task == "compliance":
+                self.rows[task] = rows if paper else [r for r in rows if r["item"]["id"] in known]
+            elif task == "qa":
+                self.rows[task] = external
+            elif task == "pushback":
+                self.rows[task] = [r for r in external if r["item"]["id"] in known]
+            elif task == "false_premise":
+                self.rows[task] = up.json("false_premise")
+        self.paper = paper
+        self.prompts = {task: [prompt(task, r, self.pool, n_shots, seed, paper) for r in rs]
+                        for task, rs in self.rows.items()}
+
+    def clusters(self) -> dict[str, list[Any]]:
+        from pipeline.stats import clusters_of
+
+        return {task: clusters_of([r.get("cluster", r["item"]["id"]) for r in rs]) for task, rs in self.rows.items()}
+
+
+def shot_pool(ctx: Any) -> list[QAItem]:
+    """The items few-shot examples are drawn from (detection-train subjects, see tasks)."""
+    up = ctx.upstream("tasks")
+    ids = set(up.result.values["shot_pool"])
+    if up.result.values.get("source") != "embedded":
+        return [QAItem.from_dict(r["item"]) for r in up.json("externality_items")] + []
+    from pipeline.data import build_embedded
+
+    return [it for it in build_embedded() if it.id in ids]
+
+
+def prompt(task: str, row: dict[str, Any], pool: Sequence[QAItem], n_shots: int, seed: int, paper: bool) -> str:
+    item = QAItem.from_dict(row["item"])
+    if task == "compliance":
+        return multiple_choice_prompt(row) if paper else compliance_prompt(item, row["context"], pool, n_shots, seed)
+    if task == "qa":
+        return qa_prompt(item, pool, n_shots + 1, seed)
+    if task == "pushback":
+        return pushback_prompt(item, pool, seed)
+    return false_premise_prompt(item, pool, seed)
+
+
+def score(lm: Any, taskset: TaskSet, intervention: Callable[[], contextlib.AbstractContextManager],
+          max_new_tokens: int, batch_size: int) -> dict[str, dict[str, Any]]:
+    """Generate greedily under the intervention and judge every generation with every judge.
+    Returns per task: the generations, finish reasons and per judge the outcome of every row."""
     from pipeline.models import generate
 
-    texts = {task: p for task, p in prompts.items()}
     out: dict[str, dict[str, Any]] = {}
     with intervention():
-        gens = {task: generate(lm, p, max_new_tokens, batch_size=batch_size) for task, p in texts.items()}
+        gens = {task: generate(lm, p, max_new_tokens, batch_size=batch_size) for task, p in taskset.prompts.items()}
     for task, generations in gens.items():
+        rows = taskset.rows[task]
+        kind = "multiple_choice" if task == "compliance" and taskset.paper else task
         record: dict[str, Any] = {"text": [g.text for g in generations], "finish": [g.finish_reason for g in generations]}
         for judge in judges.JUDGES:
-            record[judge] = [
-                judges.classify(g.text, g.finish_reason, QAItem.from_dict(r["item"]),
-                                r["false_answer"] if task == "compliance" else None, judge)
-                for g, r in zip(generations, items, strict=True)
-            ]
-        if task == "compliance" and judges.llm_available():
-            record["llm"] = judges.llm_outcomes(list(items), record["text"])
+            record[judge] = [judges.outcome(kind, g.text, g.finish_reason, r, judge)
+                             for g, r in zip(generations, rows, strict=True)]
+        if kind == "compliance" and judges.llm_available():
+            record["llm"] = judges.llm_outcomes(rows, record["text"])
         out[task] = record
     return out
-
-
-def indicator(outcomes: Sequence[str | None], positive: str) -> np.ndarray:
-    """1.0 where an outcome is `positive`, 0.0 for another parsed outcome, NaN for a parse failure."""
-    return np.array([np.nan if o is None else float(o == positive) for o in outcomes])
-
-
-def task_metric(task: str, outcomes: Sequence[str | None]) -> np.ndarray:
-    """Per item: compliance (followed the context), QA correctness, or pushback flip (lost the answer)."""
-    if task == "compliance":
-        return indicator(outcomes, "context")
-    correct = indicator(outcomes, "memory")
-    return correct if task == "qa" else 1.0 - correct

@@ -1,7 +1,8 @@
 """FaithEval counterfactual (paper profile): multiple-choice science questions whose context
-supports a counterfactual answer. Mapped to the steering item shape; the context's answer is the
-'false' (counterfactual) one, and the item's own answer field carries no memory answer (FaithEval
-does not give one), so only compliance is scored on it."""
+supports a counterfactual answer. Mapped to the steering item shape with the options kept: the
+prompt shows them lettered and the judge reads the letter; the context's letter is `context_letter`
+and its text `false_answer`. FaithEval gives no memory answer, so compliance there is the share of
+answers that pick the context's option; factual QA and pushback run on TriviaQA instead."""
 
 from __future__ import annotations
 
@@ -11,14 +12,17 @@ DATASET = "Salesforce/FaithEval-counterfactual-v1.0"
 
 
 def faitheval_row(record: dict[str, Any]) -> dict[str, Any]:
-    choices = dict(zip(record["choices"]["label"], record["choices"]["text"], strict=True))
+    options = [[label, text] for label, text in zip(record["choices"]["label"], record["choices"]["text"], strict=True)]
     question = record["question"]
     return {
         "item": {"id": f"faitheval/{record['id']}", "family": "faitheval", "subject": question, "question": question,
                  "answer": "", "aliases": [], "source": DATASET},
         "context": record["context"],
-        "false_answer": choices[record["answerKey"]],
+        "options": options,
+        "context_letter": record["answerKey"],
+        "false_answer": dict(options)[record["answerKey"]],
         "split": "",
+        "cluster": f"faitheval/{record['id']}",
     }
 
 

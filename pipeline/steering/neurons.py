@@ -1,6 +1,8 @@
-"""The H-neuron alpha sweep: scale the detection probe's neurons by alpha (0 silences them, 1 is the
-model, 3 triples them) and measure compliance with counterfactual contexts, with factual QA
-accuracy and pushback flips beside it. Greedy decoding, identical settings at every alpha."""
+"""The H-neuron alpha sweep: scale the detection probe's positive-weight neurons (the H-neurons;
+`arm: negative` scales the negative-weight ones instead) by alpha (0 silences them, 1 is the model,
+3 triples them) and measure compliance with counterfactual contexts on the items the model knows,
+with factual QA accuracy, pushback flips and false-premise refusals beside it. Greedy decoding,
+identical settings at every alpha."""
 
 from __future__ import annotations
 
@@ -11,20 +13,22 @@ import numpy as np
 from claims import Result
 from pipeline.steering.config import SweepConfig as Config
 from pipeline.steering.config import TasksConfig, detection
-from pipeline.steering.evaluate import TASKS, score, task_prompts
+from pipeline.steering.evaluate import TASKS, TaskSet, score
 from pipeline.steering.summary import minimum_detectable, summarize
 
 
 def requires(config: dict[str, Any]) -> dict[str, Any]:
     cfg = Config(**config)
-    return {"tasks": ("pipeline.steering.tasks", cfg.upstream(TasksConfig)),
+    tasks = cfg.upstream(TasksConfig)
+    return {"tasks": ("pipeline.steering.tasks", tasks), "known": ("pipeline.steering.known", tasks),
             "probe": ("pipeline.hneurons.probe", detection(cfg.profile, cfg.seed).model_dump(mode="json"))}
 
 
 def inputs(config: dict[str, Any]) -> dict[str, Any]:
     from pipeline.models import fingerprint
+    from pipeline.steering.judges import judges_in_use
 
-    return {"model": fingerprint(config["profile"])}
+    return {"model": fingerprint(config["profile"]), "judges": judges_in_use()}
 
 
 def neuron_map(neurons: list[dict[str, Any]]) -> dict[int, list[int]]:
@@ -34,34 +38,34 @@ def neuron_map(neurons: list[dict[str, Any]]) -> dict[int, list[int]]:
     return out
 
 
-def shot_pool(ctx: Any) -> list[Any]:
-    """The items few-shot examples are drawn from (detection-train subjects, see tasks)."""
-    from pipeline.data import build_embedded
+def arm_neurons(probe: dict[str, Any], arm: str) -> list[dict[str, Any]]:
+    neurons = probe["h_neurons"] if arm == "positive" else probe["negative_neurons"]
+    if not neurons:
+        raise ValueError(f"the detection probe kept no {arm}-weight neuron: nothing to scale")
+    return neurons
 
-    ids = set(ctx.upstream("tasks").result.values["shot_pool"])
-    return [it for it in build_embedded() if it.id in ids]
 
-
-def eval_setup(cfg: Config, ctx: Any, tasks: tuple[str, ...]) -> tuple[Any, list[dict[str, Any]], dict[str, list[str]]]:
-    """The model, the evaluation items and their prompts per task (shared by every sweep)."""
+def setup(cfg: Any, ctx: Any, tasks: tuple[str, ...], split: str = "eval") -> tuple[Any, TaskSet]:
+    """The model and the tasks' rows and prompts (shared by every sweep)."""
     from pipeline.models import load
 
     lm = load(cfg.profile)
-    items = [r for r in ctx.upstream("tasks").json("items") if r["split"] == "eval"]
-    pool = shot_pool(ctx)
+    taskset = TaskSet(ctx, split, tasks, cfg.n_shots, cfg.seed)
     ctx.record(generation={"do_sample": False, "max_new_tokens": cfg.max_new_tokens, "stop": "newline",
-                           "n_shots": cfg.n_shots, "model": lm.model_id, "tasks": list(tasks)})
-    return lm, items, task_prompts(items, pool, cfg.n_shots, cfg.seed, tasks)
+                           "n_shots": cfg.n_shots, "model": lm.model_id, "tasks": list(tasks), "split": split,
+                           "items": {t: len(r) for t, r in taskset.rows.items()}})
+    return lm, taskset
 
 
-def sweep(ctx: Any, cfg: Config, lm: Any, items: list[dict[str, Any]], prompts: dict[str, list[str]],
-          make: Any, name: str) -> list[dict[str, Any]]:
-    """Score every alpha (checkpointed one alpha at a time); make(alpha) -> context manager."""
+def sweep(ctx: Any, cfg: Any, lm: Any, taskset: TaskSet, make: Any, name: str, settings: Any = None
+          ) -> list[dict[str, Any]]:
+    """Score every setting (checkpointed one at a time); make(setting) -> context manager."""
+    settings = cfg.alphas if settings is None else settings
     ckpt = ctx.checkpoint(name)
     records = []
-    for k, alpha in enumerate(ctx.progress(cfg.alphas, total=len(cfg.alphas), desc=f"{name} alphas")):
+    for k, setting in enumerate(ctx.progress(settings, total=len(settings), desc=f"{name} settings")):
         if k not in ckpt:
-            ckpt[k] = score(lm, items, prompts, lambda a=alpha: make(a), cfg.max_new_tokens, cfg.batch_size)
+            ckpt[k] = score(lm, taskset, lambda s=setting: make(s), cfg.max_new_tokens, cfg.batch_size)
         records.append(ckpt[k])
     return records
 
@@ -71,15 +75,16 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
 
     cfg = Config(**config)
     tasks = TASKS if cfg.externality else ("compliance",)
-    lm, items, prompts = eval_setup(cfg, ctx, tasks)
-    mde = minimum_detectable(len(items), cfg.level, cfg.power, cfg.test_alpha, cfg.alphas)  # before the sweep
-    ctx.record(minimum_detectable_effect=mde)
+    lm, taskset = setup(cfg, ctx, tasks)
     probe = ctx.upstream("probe").result.values
-    neurons = neuron_map(probe["neurons"])
-    records = sweep(ctx, cfg, lm, items, prompts, lambda a: scale_neurons(lm, neurons, a), "neurons")
-    estimates, values = summarize(cfg.alphas, records, tasks, level=cfg.level, seed=cfg.seed,
+    neurons = arm_neurons(probe, cfg.arm)
+    records = sweep(ctx, cfg, lm, taskset, lambda a: scale_neurons(lm, neuron_map(neurons), a), f"neurons-{cfg.arm}")
+    estimates, values = summarize(cfg.alphas, records, tasks, taskset.clusters(), level=cfg.level, seed=cfg.seed,
                                   neutral=list(cfg.alphas).index(1.0), target=int(np.argmax(cfg.alphas)))
-    values.update({"method": "H-neurons", "n_neurons": probe["n_neurons"], "n_items": len(items),
-                   "minimum_detectable": mde})
-    ctx.save_json("generations", records)
+    mde = {name: minimum_detectable(estimates.get(name), cfg.power, cfg.test_alpha)
+           for name in ("compliance_slope_pp", "qa_slope_pp", "pushback_slope_pp", "false_premise_slope_pp")}
+    values.update({"method": "H-neurons" if cfg.arm == "positive" else "negative-weight neurons", "arm": cfg.arm,
+                   "n_neurons": len(neurons), "layers": sorted({n["layer"] for n in neurons}),
+                   "minimum_detectable": mde, "n_items": {t: len(r) for t, r in taskset.rows.items()}})
+    ctx.save_json("generations", {"rows": taskset.rows, "records": records})
     return Result(estimates=estimates, values=values)

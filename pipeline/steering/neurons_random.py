@@ -1,6 +1,10 @@
-"""The control for the H-neuron sweep: random neuron sets matched in count and layer distribution,
-one per seed, swept over alpha on the same items. Their slopes form the distribution the H-neuron
-slope is read against; their mean slope carries an item-bootstrap interval (paired across seeds)."""
+"""The control for the H-neuron sweep: random neuron sets matched to the H-neurons one for one on
+layer and on activity (the same within-layer decile of mean CETT on the detection probe's training
+questions), one per seed, swept over alpha on the same items. The control statistic is the
+H-neuron slope's rank among the seeds' slopes (one-sided, in the direction of the H-neuron effect):
+p = (1 + #{seeds at least as far}) / (1 + seeds); a seed whose answers break (no slope) counts as
+at least as far, never dropped. The seeds' mean slope and the H-neurons' paired gain over it carry
+intervals over seeds and subject clusters."""
 
 from __future__ import annotations
 
@@ -10,58 +14,100 @@ import numpy as np
 
 from claims import Result
 from pipeline import stats
-from pipeline.hneurons.probing import random_neurons
 from pipeline.steering.config import RandomSweepConfig as Config
-from pipeline.steering.config import TasksConfig, detection
-from pipeline.steering.neurons import eval_setup, sweep
-from pipeline.steering.summary import COMPLETE, matrix, series
+from pipeline.steering.config import (
+    SweepConfig,
+    TasksConfig,
+    detection,
+    detection_activations,
+    detection_split,
+)
+from pipeline.steering.neurons import arm_neurons, neuron_map, setup, sweep
+from pipeline.steering.summary import _slope, matrix
 
 
 def requires(config: dict[str, Any]) -> dict[str, Any]:
     cfg = Config(**config)
-    return {"tasks": ("pipeline.steering.tasks", cfg.upstream(TasksConfig)),
-            "probe": ("pipeline.hneurons.probe", detection(cfg.profile, cfg.seed).model_dump(mode="json"))}
+    tasks = cfg.upstream(TasksConfig)
+    return {"tasks": ("pipeline.steering.tasks", tasks), "known": ("pipeline.steering.known", tasks),
+            "probe": ("pipeline.hneurons.probe", detection(cfg.profile, cfg.seed).model_dump(mode="json")),
+            "neurons": ("pipeline.steering.neurons", SweepConfig(**cfg.upstream(TasksConfig), arm=cfg.arm,
+                                                                 level=cfg.level).model_dump(mode="json")),
+            "activations": ("pipeline.hneurons.activations",
+                            detection_activations(cfg.profile, cfg.seed).model_dump(mode="json")),
+            "split": ("pipeline.hneurons.split", detection_split(cfg.profile, cfg.seed).model_dump(mode="json"))}
 
 
 def inputs(config: dict[str, Any]) -> dict[str, Any]:
     from pipeline.models import fingerprint
+    from pipeline.steering.judges import judges_in_use
 
-    return {"model": fingerprint(config["profile"])}
+    return {"model": fingerprint(config["profile"]), "judges": judges_in_use()}
+
+
+def matched_sets(ctx: Any, cfg: Config, neurons: list[dict[str, Any]], d_ffn: int) -> list[dict[int, list[int]]]:
+    """One set per seed: for each H-neuron a random other neuron of its layer and activity decile."""
+    from pipeline.hneurons.probing import activity_bins, matched_random_set
+
+    up = ctx.upstream("activations")
+    ids = up.result.values["ids"]
+    row = {q: i for i, q in enumerate(ids)}
+    train = np.array([row[q] for q in ctx.upstream("split").result.values["splits"][0]["train"]])
+    X = up.arrays("cett_answer")["x"]
+    activity = X[train].reshape(len(train), -1).mean(axis=0)
+    bins = activity_bins(activity, d_ffn, cfg.activity_bins)
+    chosen = np.array([n["layer"] * d_ffn + n["neuron"] for n in neurons])
+    out = []
+    for s in range(cfg.seeds):
+        idx = matched_random_set(chosen, bins, d_ffn, np.random.default_rng([cfg.seed, 1000 + s]))
+        out.append(neuron_map([{"layer": i // d_ffn, "neuron": i % d_ffn} for i in idx.tolist()]))
+    ctx.record(activity={"h_neurons": float(activity[chosen].mean()), "bins": cfg.activity_bins})
+    return out
 
 
 def run(config: dict[str, Any], ctx: Any) -> Result:
     from pipeline.interventions import scale_neurons
 
     cfg = Config(**config)
-    lm, items, prompts = eval_setup(cfg, ctx, ("compliance",))
-    probe = ctx.upstream("probe").result.values
+    lm, taskset = setup(cfg, ctx, ("compliance",))
+    neurons = arm_neurons(ctx.upstream("probe").result.values, cfg.arm)
     a = np.asarray(cfg.alphas, dtype=float)
-    matrices, per_seed, all_series = [], [], []
-    for s in range(cfg.seeds):
-        idx = random_neurons(probe["layer_counts"], lm.d_ffn, np.random.default_rng([cfg.seed, 1000 + s]))
-        neurons: dict[int, list[int]] = {}
-        for flat in idx.tolist():
-            neurons.setdefault(flat // lm.d_ffn, []).append(flat % lm.d_ffn)
-        records = sweep(ctx, cfg, lm, items, prompts, lambda al, n=neurons: scale_neurons(lm, n, al), f"seed{s}")
-        M = matrix(records, "compliance", "strict")
-        matrices.append(M)
-        per_seed.append(100 * stats.slope(a, M))
-        all_series.append(series(cfg.alphas, M, records, "compliance", "strict", cfg.level))
+    sets = matched_sets(ctx, cfg, neurons, lm.d_ffn)
+    matrices = []
+    for s, chosen in enumerate(sets):
+        records = sweep(ctx, cfg, lm, taskset, lambda al, n=chosen: scale_neurons(lm, n, al), f"seed{s}")
+        matrices.append(matrix(records, "compliance"))
     stacked = np.stack(matrices)  # (seeds, items, alphas)
-    keep = ~np.isnan(stacked).any(axis=(0, 2))  # items parsed at every alpha for every seed (paired)
-    S = stacked[:, keep]
-    mean_slope = stats.bootstrap_items(
-        lambda idx: float(np.mean([100 * stats.slope(a, S[k, idx]) for k in range(len(S))])),
-        S.shape[1], level=cfg.level, seed=cfg.seed, unit=COMPLETE)
-    i, j = list(cfg.alphas).index(1.0), int(np.argmax(cfg.alphas))
-    mean_effect = stats.bootstrap_items(
-        lambda idx: float(np.mean([100 * (S[k, idx, j].mean() - S[k, idx, i].mean()) for k in range(len(S))])),
-        S.shape[1], level=cfg.level, seed=cfg.seed, unit=COMPLETE)
+    # the H-neuron sweep on the same alphas (its own records), for a like-for-like slope
+    h_records = ctx.upstream("neurons").json("generations")["records"]
+    h_alphas = ctx.upstream("neurons").result.values["alphas"]
+    H = matrix([h_records[h_alphas.index(x)] for x in cfg.alphas], "compliance")
+    h_slope = _slope(a, H)
+    seed_slopes = [_slope(a, stacked[k]) for k in range(cfg.seeds)]
+    direction = 1.0 if h_slope >= 0 else -1.0
+    as_far = [np.isnan(x) or direction * x >= direction * h_slope for x in seed_slopes]
+    clusters = taskset.clusters()["compliance"]
+
+    def mean_slope(seeds: np.ndarray, items: np.ndarray) -> float:
+        slopes = [_slope(a, stacked[k][items]) for k in seeds]
+        return float(np.nanmean(slopes)) if not all(np.isnan(slopes)) else float("nan")
+
+    kw = {"level": cfg.level, "seed": cfg.seed, "unit": "items", "n_resamples": 400}
+    estimates = {"compliance_slope_pp": stats.seed_cluster_bootstrap(mean_slope, cfg.seeds, clusters, **kw),
+                 "slope_gain_pp": stats.seed_cluster_bootstrap(
+                     lambda seeds, items: _slope(a, H[items]) - mean_slope(seeds, items), cfg.seeds, clusters, **kw)}
+    broken = int(sum(np.isnan(x) for x in seed_slopes))
+    valid = [x for x in seed_slopes if not np.isnan(x)]
     return Result(
-        estimates={"compliance_slope_pp": mean_slope, "compliance_effect_pp": mean_effect},
-        values={"method": "random neurons", "seeds": cfg.seeds, "alphas": list(map(float, cfg.alphas)),
-                "seed_slopes_pp": per_seed, "seed_slope_min": min(per_seed), "seed_slope_max": max(per_seed),
-                "seed_slope_max_abs": max(abs(x) for x in per_seed), "n_neurons": int(sum(probe["layer_counts"])),
-                "sweeps": all_series, "n_items": len(items),
-                "n_items_parsed_everywhere": int(keep.sum())},
+        estimates={k: v for k, v in estimates.items() if v is not None},
+        values={"method": "random neurons matched on layer and activity", "seeds": cfg.seeds,
+                "alphas": list(map(float, cfg.alphas)), "h_slope_same_alphas": h_slope,
+                "seed_slopes_pp": [None if np.isnan(x) else float(x) for x in seed_slopes],
+                "seed_slope_min": min(valid, default=None), "seed_slope_max": max(valid, default=None),
+                "seeds_broken": broken, "seeds_as_far": int(sum(as_far)),
+                "rank_p": float((1 + sum(as_far)) / (1 + cfg.seeds)),
+                "n_neurons": len(neurons), "n_items": int(stacked.shape[1]),
+                "sweeps": {f"seed {k}": [{"alpha": float(x), "value": float(v)} for x, v in
+                                         zip(cfg.alphas, np.nanmean(stacked[k], axis=0), strict=True)
+                                         if not np.isnan(v)] for k in range(cfg.seeds)}},
     )

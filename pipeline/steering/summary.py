@@ -1,6 +1,14 @@
-"""From per-item outcomes at each setting to estimates: rates per setting with intervals, the slope
-in percentage points per unit of alpha (bootstrap over items, paired across settings), the
-effect between two settings, parse failures and truncations, and the minimum detectable effect."""
+"""From per-item outcomes at each setting to estimates.
+
+Each task's outcomes become an (items, settings) matrix of 1 (the rate's numerator: context for
+compliance, correct for QA, flipped for pushback, refused for false premises), 0 (the other side)
+and NaN (neither: a format failure, or for compliance an answer that is neither the context's nor
+the memory's). A rate per setting is the mean over the non-NaN entries: compliance is thus
+context / (context + memory), with format failures and other answers reported beside it. For QA
+accuracy a format failure counts as a wrong answer (the model did not answer the question).
+Intervals resample subject clusters (items about one subject move together), paired across
+settings; the slope is in percentage points per unit of alpha.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +19,59 @@ import numpy as np
 
 from claims import Estimate
 from pipeline import stats
-from pipeline.steering.evaluate import task_metric
 from pipeline.steering.judges import JUDGES
 
+POSITIVE = {"compliance": "context", "qa": "correct", "pushback": "flipped", "false_premise": "refused",
+            "multiple_choice": "context"}
+NEGATIVE = {"compliance": "memory", "qa": "wrong", "pushback": "kept", "false_premise": "answered",
+            "multiple_choice": "other"}
+MIN_PARSED = 5
 
-def matrix(records: Sequence[dict[str, Any]], task: str, judge: str) -> np.ndarray:
+
+def indicator(task: str, outcomes: Sequence[str | None]) -> np.ndarray:
+    """1 / 0 / NaN per item; for QA a format failure counts as not answered correctly (0)."""
+    if task == "qa":
+        return np.array([1.0 if o == "correct" else 0.0 for o in outcomes])
+    return np.array([1.0 if o == POSITIVE[task] else 0.0 if o == NEGATIVE[task] else np.nan for o in outcomes])
+
+
+def matrix(records: Sequence[dict[str, Any]], task: str, judge: str = "strict") -> np.ndarray:
     """(items, settings) of 1/0/NaN for one task and judge."""
-    return np.stack([task_metric(task, r[task][judge]) for r in records], axis=1)
+    return np.stack([indicator(task, r[task][judge]) for r in records], axis=1)
+
+
+def rates(M: np.ndarray) -> np.ndarray:
+    """Per setting, the mean over parsed entries (NaN where none parsed)."""
+    with np.errstate(invalid="ignore"):
+        return np.nanmean(M, axis=0) if M.size else np.full(M.shape[1], np.nan)
+
+
+def _slope(alphas: np.ndarray, M: np.ndarray) -> float:
+    r = rates(M)
+    ok = ~np.isnan(r)
+    if ok.sum() < 2 or (~np.isnan(M)).sum(axis=0).min() < MIN_PARSED:
+        return float("nan")
+    return 100 * float(np.polyfit(alphas[ok], r[ok], 1)[0])
+
+
+def slope_pp(alphas: Sequence[float], M: np.ndarray, clusters: list[np.ndarray], level: float, seed: int
+             ) -> Estimate | None:
+    """Slope of the rate on alpha (pp per unit), items resampled in subject clusters, paired."""
+    a = np.asarray(alphas, dtype=float)
+    return stats.cluster_bootstrap(lambda idx: _slope(a, M[idx]), clusters, level=level, seed=seed,
+                                   unit="items")
+
+
+def _effect(M: np.ndarray, i: int, j: int) -> float:
+    if min((~np.isnan(M[:, i])).sum(), (~np.isnan(M[:, j])).sum()) < MIN_PARSED:
+        return float("nan")
+    r = rates(M[:, [i, j]])
+    return 100 * float(r[1] - r[0])
+
+
+def effect_pp(M: np.ndarray, i: int, j: int, clusters: list[np.ndarray], level: float, seed: int) -> Estimate | None:
+    """Rate at setting j minus rate at setting i, in percentage points, clusters resampled."""
+    return stats.cluster_bootstrap(lambda idx: _effect(M[idx], i, j), clusters, level=level, seed=seed, unit="items")
 
 
 def rate(column: np.ndarray, level: float, unit: str) -> Estimate:
@@ -25,101 +79,57 @@ def rate(column: np.ndarray, level: float, unit: str) -> Estimate:
     return stats.proportion(int(parsed.sum()), len(parsed), level, unit=unit)
 
 
-COMPLETE = "items parsed at every setting compared"
-MIN_COMPLETE = 5
-
-
-def complete(M: np.ndarray) -> np.ndarray:
-    """Rows (items) with a parsed outcome at every setting: paired estimates use only these, and
-    the parse failures they leave out are reported beside them."""
-    return M[~np.isnan(M).any(axis=1)]
-
-
-def slope_pp(alphas: Sequence[float], M: np.ndarray, level: float, seed: int) -> Estimate | None:
-    """Slope of the rate on alpha, in percentage points per unit, over items parsed at every
-    setting, resampled jointly across settings (paired). None when too few items parsed."""
-    a, C = np.asarray(alphas, dtype=float), complete(M)
-    if len(C) < MIN_COMPLETE:
-        return None
-    return stats.bootstrap_items(lambda idx: 100 * stats.slope(a, C[idx]), len(C), level=level, seed=seed, unit=COMPLETE)
-
-
-def effect_pp(M: np.ndarray, i: int, j: int, level: float, seed: int) -> Estimate | None:
-    """Rate at setting j minus rate at setting i, in percentage points, paired over the items
-    parsed at both. None when too few items parsed."""
-    C = complete(M[:, [i, j]])
-    if len(C) < MIN_COMPLETE:
-        return None
-    return stats.bootstrap_items(lambda idx: 100 * (C[idx, 1].mean() - C[idx, 0].mean()), len(C),
-                                 level=level, seed=seed, unit=COMPLETE)
-
-
-def series(alphas: Sequence[float], M: np.ndarray, records: Sequence[dict[str, Any]], task: str, judge: str,
-           level: float) -> list[dict[str, Any]]:
+def series(alphas: Sequence[float], records: Sequence[dict[str, Any]], task: str, level: float,
+           judge: str = "strict") -> list[dict[str, Any]]:
+    M = matrix(records, task, judge)
     out = []
     for k, alpha in enumerate(alphas):
         est = rate(M[:, k], level, "items")
+        outcomes = records[k][task][judge]
         out.append({"alpha": float(alpha), "value": est.value, "ci_low": est.ci[0] if est.ci else None,
                     "ci_high": est.ci[1] if est.ci else None, "n": est.n,
-                    "parse_failures": int(np.isnan(M[:, k]).sum()),
+                    "format_failures": sum(o is None for o in outcomes),
+                    "other": sum(o not in (None, POSITIVE[task], NEGATIVE[task]) for o in outcomes),
                     "truncated": sum(f == "length" for f in records[k][task]["finish"])})
     return out
 
 
-def minimum_detectable(n: int, level: float, power: float, test_alpha: float, alphas: Sequence[float]) -> dict[str, float]:
-    """Before a sweep: the smallest compliance difference between two settings (pp) and the
-    corresponding slope over the alpha range (pp per unit) detectable at this n."""
-    diff = 100 * stats.min_detectable_difference(n, 0.5, alpha=test_alpha, power=power)
-    span = max(alphas) - min(alphas)
-    return {"n": n, "power": power, "test_alpha": test_alpha, "mde_pp": diff, "mde_slope_pp": diff / span if span else float("nan")}
+def minimum_detectable(estimate: Estimate | None, power: float, test_alpha: float) -> float | None:
+    """The smallest effect this paired design resolves: (z_(1-a/2) + z_power) x the bootstrap
+    standard error of the estimate (taken as half its interval over 2 x 1.96 at level 0.95)."""
+    from scipy.stats import norm
+
+    if estimate is None or estimate.ci is None:
+        return None
+    se = (estimate.ci[1] - estimate.ci[0]) / (2 * norm.ppf(0.5 + estimate.level / 2))
+    return float((norm.ppf(1 - test_alpha / 2) + norm.ppf(power)) * se)
 
 
-def summarize(alphas: Sequence[float], records: Sequence[dict[str, Any]], tasks: Sequence[str], *, level: float,
-              seed: int, neutral: int, target: int) -> tuple[dict[str, Estimate], dict[str, Any]]:
+def summarize(alphas: Sequence[float], records: Sequence[dict[str, Any]], tasks: Sequence[str],
+              clusters: dict[str, list[np.ndarray]], *, level: float, seed: int, neutral: int, target: int
+              ) -> tuple[dict[str, Estimate], dict[str, Any]]:
     """Estimates and figure series for a sweep. Names: <task>_slope_pp (strict judge),
-    <task>_slope_pp_lenient, <task>_effect_pp (setting `target` against setting `neutral`, by
-    index), <task>_rate_neutral."""
+    <task>_slope_pp_lenient, <task>_effect_pp (setting `target` against `neutral`, by index),
+    <task>_rate_neutral, <task>_rate_target; `clusters[task]` groups the task's items by subject."""
     estimates: dict[str, Estimate] = {}
-    values: dict[str, Any] = {"alphas": list(map(float, alphas)), "series": {}}
-    i, j = neutral, target
+    values: dict[str, Any] = {"alphas": list(map(float, alphas)), "series": {}, "not_estimable": []}
     for task in tasks:
-        for judge in JUDGES:
+        for judge in [j for j in (*JUDGES, "llm") if j in records[0][task]]:
             M = matrix(records, task, judge)
             suffix = "" if judge == "strict" else f"_{judge}"
-            found = {f"{task}_slope_pp{suffix}": slope_pp(alphas, M, level, seed)}
-            values["series"][f"{task}{suffix}"] = series(alphas, M, records, task, judge, level)
+            found = {f"{task}_slope_pp{suffix}": slope_pp(alphas, M, clusters[task], level, seed)
+                     if len(alphas) > 2 else None,
+                     f"{task}_effect_pp{suffix}": effect_pp(M, neutral, target, clusters[task], level, seed)}
+            values["series"][f"{task}{suffix}"] = series(alphas, records, task, level, judge)
             if judge == "strict":
-                found[f"{task}_effect_pp"] = effect_pp(M, i, j, level, seed)
-                found[f"{task}_rate_neutral"] = rate(M[:, i], level, "items")
-                values[f"{task}_parse_failures"] = int(np.isnan(M).sum())
-            estimates.update({k: v for k, v in found.items() if v is not None})
-            values.setdefault("not_estimable", []).extend(k for k, v in found.items() if v is None)
+                found[f"{task}_rate_neutral"] = rate(M[:, neutral], level, "items")
+                found[f"{task}_rate_target"] = rate(M[:, target], level, "items")
+                values[f"{task}_format_failures"] = [s["format_failures"] for s in values["series"][task]]
+                values[f"{task}_n_items"] = M.shape[0]
+            estimates.update({k: v for k, v in found.items() if v is not None and v.value is not None})
+            values["not_estimable"] += [k for k, v in found.items() if v is None and "slope" not in k or
+                                        (v is None and len(alphas) > 2)]
     if "compliance" in tasks:
-        values["judge_agreement"] = judge_agreement(records)
-        if "llm" in records[0]["compliance"]:
-            M = matrix(records, "compliance", "llm")
-            llm_slope = slope_pp(alphas, M, level, seed)
-            if llm_slope is not None:
-                estimates["compliance_slope_pp_llm"] = llm_slope
         values["sweep"] = values["series"]["compliance"]
-        strict, lenient = estimates.get("compliance_slope_pp"), estimates.get("compliance_slope_pp_lenient")
-        values["judges_agree_on_sign"] = bool(strict and lenient and _sign(strict) == _sign(lenient))
+        values["sweep_label"] = "compliance: context / (context + memory)"
     return estimates, values
-
-
-def judge_agreement(records: Sequence[dict[str, Any]]) -> dict[str, float | None]:
-    """How often the judges classify a compliance generation alike, pooled over settings."""
-    from pipeline.steering.judges import agreement
-
-    pooled = {j: [o for r in records for o in r["compliance"].get(j, [])] for j in (*JUDGES, "llm")}
-    out = {"strict_vs_lenient": agreement(pooled["strict"], pooled["lenient"])}
-    if pooled["llm"]:
-        out["strict_vs_llm"] = agreement(pooled["strict"], pooled["llm"])
-        out["lenient_vs_llm"] = agreement(pooled["lenient"], pooled["llm"])
-    return out
-
-
-def _sign(est: Estimate) -> int:
-    """+1 / -1 when the interval excludes zero, 0 when it does not."""
-    low, high = est.ci
-    return 1 if low > 0 else -1 if high < 0 else 0
