@@ -25,7 +25,6 @@ from claims import Result
 from pipeline import stats
 from pipeline.steering.config import DirectionRandomConfig as Config
 from pipeline.steering.config import DirectionSweepConfig, TasksConfig, detection, detection_split
-from pipeline.steering.direction_sweep import intervention
 from pipeline.steering.evaluate import TaskSet
 from pipeline.steering.neurons import setup, sweep
 from pipeline.steering.summary import MIN_PARSED, matrix
@@ -97,7 +96,6 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     arrays, meta = up.arrays("directions"), up.result.values
     sweep_values = ctx.upstream("sweep").result.values
     layer, strength = sweep_values["chosen_layer"], sweep_values["chosen_strength"]
-    real = intervention(lm, cfg.method, arrays, meta)
     # the sites' training activations (for scaling random directions like the real ones)
     rows = {q["id"]: q for q in ctx.upstream("labels").json("labels")}
     train_ids = ctx.upstream("split").result.values["splits"][0]["train"]
