@@ -124,15 +124,23 @@ def _check_writable(path: Path, what: str) -> None:
 @click.option("--only", multiple=True, metavar="ID", help="Check only this claim (repeatable).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the report (default: build/verify.json).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where stale experiments run: in this process, or as Ray tasks (in parallel).")
+@click.option("--ray-address", metavar="ADDRESS",
+              help="Ray cluster to run on (default: $RAY_ADDRESS, else a local Ray for this command).")
 @click.pass_obj
-def verify(project: Project, no_run: bool, rerun: bool, only: tuple[str, ...], json_path: Path | None) -> None:
+def verify(project: Project, no_run: bool, rerun: bool, only: tuple[str, ...], json_path: Path | None,
+           executor: str, ray_address: str | None) -> None:
     """Run or reuse every claim's experiments, check each claim, print a table.
 
     Writes build/verify.json. Exit 0 when every required claim is verified, 1 otherwise.
+    With --executor ray, independent experiments and a sweep's units run as Ray tasks on a shared
+    artifact store; the results are the same bytes as a local run's, and each reuses the other's.
 
     \b
     Example:
       python -m claims verify --only hneuron-probe-accuracy
+      RAY_ADDRESS=head:6379 python -m claims verify --executor ray
     """
     from claims.provenance import git_state
     from claims.report import verify_table
@@ -141,6 +149,9 @@ def verify(project: Project, no_run: bool, rerun: bool, only: tuple[str, ...], j
 
     if no_run and rerun:
         raise click.UsageError("--no-run and --rerun contradict each other")
+    if ray_address and executor != "ray":
+        raise click.UsageError("--ray-address needs --executor ray")
+    from claims.executor import open_executor
     from claims.runner import Interrupted
 
     specs = _specs(project, only)
@@ -150,7 +161,9 @@ def verify(project: Project, no_run: bool, rerun: bool, only: tuple[str, ...], j
         project.check_cache()
     overrides = click.get_current_context().meta.get("overrides") or {}
     try:
-        outcomes, runner = run_verify(project, specs, run=not no_run, rerun=rerun, overrides=overrides)
+        with open_executor(executor, project, ray_address, run=not no_run) as where:
+            outcomes, runner = run_verify(project, specs, run=not no_run, rerun=rerun, overrides=overrides,
+                                          executor=where)
     except (KeyboardInterrupt, Interrupted):
         click.echo("interrupted: finished results are kept, and partial work is checkpointed; "
                    "run verify again to resume", err=True)

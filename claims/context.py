@@ -140,6 +140,13 @@ class Context:
     def checkpoint(self, name: str) -> Checkpoint:
         return Checkpoint(self._store.checkpoint_dir(self.key) / name, self.node.label)
 
+    def unit_results(self) -> list[Any]:
+        """A sweep's unit outputs in units() order, computing any that are missing (see
+        claims/experiment.py: units() and run_unit())."""
+        from claims.units import results
+
+        return results(self)
+
     def record(self, **fingerprints: Any) -> None:
         """Record settings a reader must see in provenance (e.g. generation settings)."""
         json.dumps(fingerprints)  # must be plain data

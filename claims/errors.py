@@ -51,3 +51,8 @@ class BuildError(ClaimsError):
     """The site or paper could not be built."""
 
     exit_code = 1
+
+
+class ExecutorError(ClaimsError):
+    """The executor cannot start: ray is not installed, the cluster is unreachable, a worker cannot
+    see the project (exit 2: an option or the set-up is wrong, no claim was checked)."""

@@ -10,6 +10,38 @@ An experiment is a module in the project that exposes:
     inputs(config) -> {name: fingerprint}      optional: cheap fingerprints of external inputs
                                                (model weights id and hash, dataset hash)
     PACKAGES = ("countryinfo", ...)            optional: packages whose versions enter the key
+
+Scale-out (read by `verify --executor ray`; the local executor honours units too):
+
+    RESOURCES = {"num_cpus": 2, "num_gpus": 1, "memory": "24GB"}
+                                               optional: what one task of this experiment needs
+    resources(config) -> {...}                 optional: the same, per config (a GPU on the paper
+                                               profile only); a claim's `resources:` overrides both
+    units(config) -> [unit, ...]               optional: a sweep's units of work, e.g.
+                                               [{"alpha": a, "seed": s} for a in alphas for s in seeds]
+                                               (plain JSON values, distinct)
+    run_unit(config, unit, ctx) -> data        with units(): one unit's work; returns JSON data or
+                                               {name: ndarray}. Its ctx.rng is seeded by (seed, unit),
+                                               so a unit gives the same numbers on any worker, in any
+                                               order; ctx.checkpoint() is the unit's own.
+
+A sweep's run(config, ctx) reads `ctx.unit_results()`: the units' outputs in units() order. Each
+output is checkpointed under the node's key as soon as its unit finishes, so an interruption, a
+failure or a killed worker loses only the unfinished units. Locally the units run one after the
+other inside run(); on Ray each missing unit is its own task (the units of a node run in parallel),
+and run() then only gathers. Every output is read back from its checkpoint in both cases, so the
+result is byte-identical whichever executor made it.
+
+    def units(config):
+        return [{"alpha": a, "seed": s} for a in config["alphas"] for s in range(config["seeds"])]
+
+    def run_unit(config, unit, ctx):
+        neurons = ctx.rng.choice(d_ffn, size=config["k"], replace=False)   # seeded per unit
+        return {"compliance": evaluate(scale(neurons, unit["alpha"]))}
+
+    def run(config, ctx):
+        rows = ctx.unit_results()                 # [{"compliance": ...}, ...] in units() order
+        return Result(estimates={"slope": fit_slope(config["alphas"], rows)})
 """
 
 from __future__ import annotations
@@ -23,6 +55,8 @@ from pydantic import BaseModel, ValidationError
 
 from claims.errors import ExperimentError, SpecError
 from claims.node import Node
+from claims.provenance import canonical_json, sha256_text
+from claims.resources import Resources, declared
 
 
 def load_module(name: str, where: str) -> ModuleType:
@@ -92,3 +126,47 @@ def input_fingerprints(node: Node) -> dict[str, Any]:
 
 def key_packages(node: Node) -> tuple[str, ...]:
     return tuple(getattr(load_module(node.experiment, node.label), "PACKAGES", ()))
+
+
+def declared_resources(node: Node) -> Resources:
+    """What one task of the node needs: `resources(config)` if the module has it, else `RESOURCES`."""
+    module = load_module(node.experiment, node.label)
+    fn = getattr(module, "resources", None)
+    if callable(fn):
+        try:
+            raw = fn(node.config)
+        except Exception as exc:  # a bug in the experiment's resources(): report it, do not crash
+            raise ExperimentError(f"{node.label}: resources() raised {type(exc).__name__}: {exc}") from None
+        return declared(raw, f"{node.label}: resources()")
+    return declared(getattr(module, "RESOURCES", None), f"{node.label}: RESOURCES")
+
+
+def unit_id(unit: Any) -> str:
+    """A unit's name in checkpoints and locks: the hash of its canonical JSON."""
+    return sha256_text(canonical_json(unit))[:16]
+
+
+def declared_units(node: Node) -> list[Any] | None:
+    """The node's units of work (None for an experiment that is not a sweep), validated."""
+    module = load_module(node.experiment, node.label)
+    units = getattr(module, "units", None)
+    if units is None:
+        return None
+    if not callable(getattr(module, "run_unit", None)):
+        raise ExperimentError(f"{node.label}: declares units() but no run_unit(config, unit, ctx)")
+    try:
+        out = units(node.config)
+    except Exception as exc:
+        raise ExperimentError(f"{node.label}: units() raised {type(exc).__name__}: {exc}") from None
+    if not isinstance(out, list | tuple):
+        raise ExperimentError(f"{node.label}: units() must return a list, not {type(out).__name__}")
+    seen: dict[str, Any] = {}
+    for unit in out:
+        try:
+            uid = unit_id(unit)
+        except (TypeError, ValueError):
+            raise ExperimentError(f"{node.label}: unit {unit!r} is not plain JSON data") from None
+        if uid in seen:
+            raise ExperimentError(f"{node.label}: units() lists {unit!r} twice")
+        seen[uid] = unit
+    return list(json.loads(canonical_json(list(out))))

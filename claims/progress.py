@@ -27,3 +27,56 @@ def log(message: str) -> None:
     """One line of engine narration on stderr ("ran X", "reused X (key abc123)")."""
     if not os.environ.get("CLAIMS_SILENT"):
         click.echo(message, err=True)
+
+
+class Tally:
+    """A live count of an executor's tasks: done / running / failed / reused (and waiting: nodes
+    whose upstream is not finished). On a terminal one line is rewritten in place; elsewhere (CI,
+    logs) a line is printed whenever a task finishes."""
+
+    FIELDS = ("done", "running", "failed", "reused", "waiting")
+
+    def __init__(self, name: str = "ray"):
+        self.name = name
+        self.counts = dict.fromkeys(self.FIELDS, 0)
+        self._live = not quiet() and not os.environ.get("CLAIMS_SILENT")
+        self._shown = ""
+        self._finished = (0, 0, 0)  # (done, failed, reused) when a line was last logged
+
+    def add(self, show: bool = True, **delta: int) -> None:
+        for field, n in delta.items():
+            self.counts[field] += n
+        if show:
+            self.show()
+
+    def line(self) -> str:
+        return f"{self.name}: " + ", ".join(f"{self.counts[f]} {f}" for f in self.FIELDS)
+
+    def show(self) -> None:
+        text = self.line()
+        if text == self._shown:
+            return
+        if self._live:
+            self._shown = text
+            click.echo(f"\r\033[K{text}", err=True, nl=False)
+            return
+        finished = (self.counts["done"], self.counts["failed"], self.counts["reused"])
+        if finished != self._finished:  # a log gets a line when a task finishes, not at each start
+            self._finished = finished
+            log(text)
+
+    def say(self, message: str) -> None:
+        """A log line that does not collide with the live line (which is drawn again below it)."""
+        if self._live and self._shown:
+            click.echo("\r\033[K", err=True, nl=False)
+            self._shown = ""
+            log(message)
+            self.show()
+        else:
+            log(message)
+
+    def close(self) -> None:
+        """End the live line (the next log line starts on a fresh one)."""
+        if self._live and self._shown:
+            click.echo("", err=True)
+            self._shown = ""

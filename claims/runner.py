@@ -4,7 +4,8 @@ A node is fresh when its stored sidecar carries the key computed now from (code,
 upstream outputs, package versions) and the stored result matches the sidecar's hash. Otherwise
 it is missing, stale (with what changed) or corrupt, and `ensure` reruns it under a per-node
 file lock, after making its upstream fresh. Two processes asking for the same node: one runs,
-the other waits for the lock, finds the node fresh and reuses it.
+the other waits for the lock, finds the node fresh and reuses it. The same holds for Ray workers
+sharing the store (claims/executor/): each task is an `ensure` in a worker process.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class Runner:
         self._states: dict[Node, NodeState] = {}
         self._assessing: list[Node] = []
         self.overrides: dict[str, Any] = {}  # the --profile / --set this run was made under (gc reads it)
+        self.argv: list[str] = list(sys.argv)  # the command recorded in sidecars (a Ray worker gets the driver's)
         self.ran: list[Node] = []
         self.reused: list[Node] = []
         if clean:  # temp files of writes interrupted by a kill (their process is gone)
@@ -135,24 +137,28 @@ class Runner:
         return order
 
     # ---- running ---------------------------------------------------------------------------
-    def ensure(self, node: Node, force: bool = False, need_files: bool = False) -> NodeState:
-        """Make a node fresh (running it and its stale upstream) and return its state."""
-        state = self._reusable(node, force, need_files, "", fresh_look=False)
+    def ensure(self, node: Node, force: bool = False, need_files: bool = False,
+               discard_checkpoint: bool | None = None) -> NodeState:
+        """Make a node fresh (running it and its stale upstream) and return its state. A forced run
+        discards the node's checkpoints unless `discard_checkpoint` is False (its units were just
+        computed for this run)."""
+        state = self.reusable(node, force, need_files, "", fresh_look=False)
         if state is not None:
             return state
         ups = {name: self.ensure(up, need_files=True) for name, up in self.assess(node).upstream.items()}
-        if ups and (state := self._reusable(node, force, need_files, ": its upstream reran with identical output")):
+        if ups and (state := self.reusable(node, force, need_files, ": its upstream reran with identical output")):
             return state
         with self.store.lock(node):
             # another process may have produced it while we waited for the lock
-            state = self._reusable(node, force, need_files, ", made by another run")
-            return state if state is not None else self._run(node, ups, discard_checkpoint=force)
+            state = self.reusable(node, force, need_files, ", made by another run")
+            discard = force if discard_checkpoint is None else discard_checkpoint
+            return state if state is not None else self._run(node, ups, discard_checkpoint=discard)
 
-    def _reusable(self, node: Node, force: bool, need_files: bool, why: str, fresh_look: bool = True
+    def reusable(self, node: Node, force: bool, need_files: bool, why: str, fresh_look: bool = True
                   ) -> NodeState | None:
         """The node's state when it can be reused as it is (re-assessed when `fresh_look`), else None."""
         if fresh_look:
-            self._states.pop(node, None)
+            self.forget(node)
         state = self.assess(node)
         if not state.fresh or force or (need_files and self._files_missing(state)):
             return None
@@ -160,6 +166,10 @@ class Runner:
             self.reused.append(node)
             log(f"reused {node.label} (key {state.key[:12]}){why}")
         return state
+
+    def forget(self, node: Node) -> None:
+        """Assess the node afresh next time (another process, e.g. a Ray worker, has written it)."""
+        self._states.pop(node, None)
 
     def _files_missing(self, state: NodeState) -> bool:
         for name, sha in state.result.files.items():
@@ -175,8 +185,7 @@ class Runner:
         key = prov.cache_key(material)
         if discard_checkpoint:
             self.store.clear_checkpoint(key)
-        upstream = {name: Upstream(name, s.node, s.result, self.store) for name, s in ups.items()}
-        ctx = Context(node, key, self.store, upstream)
+        ctx = Context(node, key, self.store, self.views(ups))
         scrub = prov.PathScrubber(self.project.root, self.project.cache_dir)
         record: dict[str, Any] = {
             "experiment": node.experiment,
@@ -184,7 +193,7 @@ class Runner:
             "key": key,
             "pid": os.getpid(),
             "overrides": self.overrides,
-            "lifecycle": [{"status": "running", "at": _now()}],
+            "lifecycle": [*self._unfinished_attempts(node, key), {"status": "running", "at": _now()}],
         }
         self.store.write_run_record(node, record)
         log(f"running {node.label} ...")
@@ -243,7 +252,7 @@ class Runner:
             "packages": prov.package_versions(prov.RECORDED_PACKAGES + key_packages(node)),
             "platform": prov.platform_info(),
             "environment": prov.recorded_environment(),
-            "argv": prov.redact_argv(sys.argv),
+            "argv": prov.redact_argv(self.argv),
             "overrides": self.overrides,
             "git": prov.git_state(self.project.root),
             "wall_time_s": round(wall, 3),
@@ -259,6 +268,24 @@ class Runner:
                           {name: s.node for name, s in ups.items()})
         self._states[node] = state
         return state
+
+    def views(self, ups: dict[str, NodeState]) -> dict[str, Upstream]:
+        """What run() reads of its (fresh) upstream: results and their files."""
+        return {name: Upstream(name, s.node, s.result, self.store) for name, s in ups.items()}
+
+    def _unfinished_attempts(self, node: Node, key: str) -> list[dict[str, Any]]:
+        """The lifecycle of earlier attempts at this key that never finished, so that a run resuming
+        from their checkpoint says so. One still marked running was killed (we hold its lock now)."""
+        previous = self.store.read_run_record(node) or {}
+        lifecycle = previous.get("lifecycle")
+        if previous.get("key") != key or not isinstance(lifecycle, list) or not lifecycle \
+                or not all(isinstance(step, dict) for step in lifecycle):
+            return []
+        last = lifecycle[-1].get("status")
+        if last == "running":
+            return [*lifecycle, {"status": "interrupted", "at": _now(), "note": "its process ended without a trace "
+                                 "(killed, or its machine was lost)"}]
+        return lifecycle if last == "interrupted" else []
 
     def _validated(self, node: Node, raw: Any, ctx: Context, record: dict[str, Any]) -> Result:
         try:

@@ -23,6 +23,7 @@ from pydantic import (
 
 from claims import expr
 from claims.errors import ExpressionError, SpecError
+from claims.resources import Resources
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 MODULE_PATTERN = r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$"
@@ -124,6 +125,9 @@ class ControlSpec(_Strict):
         "within the control's range.",
     )
     description: str = Field(default="", description="What the control is, for readers.")
+    resources: Resources | None = Field(
+        default=None, description="What one task of the control needs on Ray (num_cpus, num_gpus, memory); "
+        "overrides the module's RESOURCES. Never part of the key.")
 
     @field_validator("assert_")
     @classmethod
@@ -239,6 +243,9 @@ class ClaimSpec(_Strict):
         default_factory=list, description="Claims that must stand for this one to stand."
     )
     section: str = Field(default="", description="Study or section the claim belongs to.")
+    resources: Resources | None = Field(
+        default=None, description="What one task of the claim's experiment needs on Ray (num_cpus, num_gpus, "
+        "memory); overrides the module's RESOURCES. Never part of the key.")
 
     _where: str = PrivateAttr(default="")
     _lines: dict = PrivateAttr(default_factory=dict)

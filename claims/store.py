@@ -11,18 +11,25 @@ Layout
 A result is written before its sidecar, each atomically (temp file + os.replace); the sidecar
 holds the sha256 of the result bytes, so a torn pair, a truncated file or a hand edit is caught,
 and an `integrity` hash over its own fields, so that an edited config, seed or commit is caught
-too. Temp files are named `.<name>.<pid>.<random>.tmp`: one whose process is gone is debris from
-an interrupted write, and `clean_debris` removes it.
+too. Temp files are named `.<name>.<pid>-<host>.<random>.tmp` (host: a hash of the hostname):
+one whose process on this host is gone is debris from an interrupted write, and `clean_debris`
+removes it. Debris of another host is left alone, since a pid means nothing across machines that
+share the store (Ray workers on a shared filesystem): that host's next run removes it.
+
+Several processes and machines may share one store (a shared filesystem path): the per-node lock
+is an flock(2) on a file under locks/, which NFSv4 and CephFS honour across machines.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,7 +43,9 @@ from claims.project import Project
 from claims.provenance import canonical_json, sha256_bytes, sha256_file
 from claims.result import Result
 
-_DEBRIS = re.compile(r"^\..+\.(?P<pid>\d+)\.[^.]+\.tmp$")
+_DEBRIS = re.compile(r"^\..+\.(?P<pid>\d+)(?:-(?P<host>[0-9a-f]{8}))?\.[^.]+\.tmp$")
+#: This machine in temp file names: a hash, so that names never carry a hostname.
+HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
 
 def _umask() -> int:
@@ -53,7 +62,7 @@ FILE_MODE = 0o666 & ~_umask()
 def temp_file(folder: Path, name: str) -> tuple[int, str]:
     """A temp file beside its destination, named so that debris can be traced to its process."""
     folder.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(dir=folder, prefix=f".{name}.{os.getpid()}.", suffix=".tmp")
+    return tempfile.mkstemp(dir=folder, prefix=f".{name}.{os.getpid()}-{HOST_TAG}.", suffix=".tmp")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -81,15 +90,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def clean_debris(*folders: Path) -> list[Path]:
-    """Remove temp files left by writes whose process is gone (a SIGKILL mid-write); returns them."""
+def clean_debris(*folders: Path, recursive: bool = True) -> list[Path]:
+    """Remove temp files left by writes whose process (on this host) is gone (a SIGKILL mid-write);
+    returns them."""
     removed = []
     for folder in folders:
         if not folder.is_dir():
             continue
-        for path in folder.rglob("*.tmp"):
+        for path in folder.rglob("*.tmp") if recursive else folder.glob("*.tmp"):
             match = _DEBRIS.match(path.name)
-            if match and int(match["pid"]) != os.getpid() and not _alive(int(match["pid"])):
+            if not match or match["host"] not in (None, HOST_TAG):
+                continue
+            if int(match["pid"]) != os.getpid() and not _alive(int(match["pid"])):
                 with contextlib.suppress(OSError):
                     path.unlink()
                     removed.append(path)
@@ -235,12 +247,13 @@ class Store:
     def write_run_record(self, node: Node, record: dict[str, Any]) -> None:
         atomic_write_json(self.run_record_path(node), record)
 
-    def lock_path(self, node: Node) -> Path:
-        return self.cache / "locks" / f"{node.experiment}.{node.config_hash}.lock"
+    def lock_path(self, node: Node, part: str = "") -> Path:
+        return self.cache / "locks" / f"{node.experiment}.{node.config_hash}{'.' + part if part else ''}.lock"
 
     @contextlib.contextmanager
-    def lock(self, node: Node) -> Iterator[None]:
-        path = self.lock_path(node)
+    def lock(self, node: Node, part: str = "") -> Iterator[None]:
+        """One holder at a time of the node (or of one `part` of it, e.g. a sweep's unit)."""
+        path = self.lock_path(node, part)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
@@ -271,3 +284,10 @@ class Store:
 
     def clear_checkpoint(self, key: str) -> None:
         shutil.rmtree(self.checkpoint_dir(key), ignore_errors=True)
+
+    def clean_node_debris(self, node: Node, key: str | None) -> list[Path]:
+        """Debris of killed writes where a run of this node writes (a retried task starts here)."""
+        folders = [self.result_path(node).parent, self.run_record_path(node).parent]
+        if key:
+            folders.append(self.checkpoint_dir(key))
+        return clean_debris(*folders) + clean_debris(self.cache, recursive=False)  # blobs are staged in the cache root

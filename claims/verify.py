@@ -98,12 +98,15 @@ def check_interval(spec: ClaimSpec, result: Result) -> list[str]:
 
 class Verifier:
     def __init__(self, project: Project, *, run: bool = True, rerun: bool = False,
-                 overrides: dict[str, Any] | None = None):
+                 overrides: dict[str, Any] | None = None, executor: Any = None):
+        from claims.executor import LocalExecutor
+
         self.project = project
         self.runner = Runner(project, clean=run)
         self.runner.overrides = dict(overrides or {})
         self.run = run
         self.rerun = rerun
+        self.executor = executor or LocalExecutor()  # where stale nodes run (claims/executor/)
 
     def where(self, spec: ClaimSpec, field_name: str) -> str:
         return f"{self.project.rel(self.project.specs_dir / (spec.id + '.yaml'))}: {field_name}"
@@ -117,7 +120,7 @@ class Verifier:
 
     def state(self, node: Node) -> NodeState:
         if self.run:
-            return self.runner.ensure(node, force=self.rerun and node not in self.runner.ran)
+            return self.executor.ensure(self.runner, node, force=self.rerun and node not in self.runner.ran)
         return self.runner.assess(node)
 
     def check(self, spec: ClaimSpec) -> Outcome:
@@ -244,8 +247,10 @@ class Verifier:
 
 
 def verify(project: Project, specs: dict[str, ClaimSpec], *, run: bool = True, rerun: bool = False,
-           overrides: dict[str, Any] | None = None) -> tuple[list[Outcome], Runner]:
-    verifier = Verifier(project, run=run, rerun=rerun, overrides=overrides)
+           overrides: dict[str, Any] | None = None, executor: Any = None) -> tuple[list[Outcome], Runner]:
+    verifier = Verifier(project, run=run, rerun=rerun, overrides=overrides, executor=executor)
+    if run:
+        verifier.executor.prepare(verifier, specs)  # Ray: every stale node runs now, in parallel
     outcomes = {spec_id: verifier.check(spec) for spec_id, spec in specs.items()}
     propagate(outcomes)
     return list(outcomes.values()), verifier.runner
