@@ -261,7 +261,7 @@ class Schedule:
     def fail(self, job: Job, error: ClaimsError) -> None:
         if job.node not in self.ex.failed:
             self.ex.failed[job.node] = error
-        self.tally.say(f"failed {job.label}: {error.message}")
+        self.tally.say(f"failed: {error.message}")
         self.tally.add(failed=1)
 
     def cancel(self) -> None:
