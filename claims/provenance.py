@@ -142,13 +142,17 @@ def code_files(module: str, root: Path) -> dict[str, str]:
 
 
 def package_versions(names: Iterable[str]) -> dict[str, str]:
-    out = {}
-    for name in sorted(set(names)):
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = "absent"
-    return out
+    return {name: package_version(name) for name in sorted(set(names))}
+
+
+@functools.lru_cache(maxsize=256)
+def package_version(name: str) -> str:
+    """An installed package's version ('absent' if it is not installed), read once per process: the
+    modules a process has imported cannot change version under it (reading metadata costs ms)."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
 
 
 @functools.lru_cache(maxsize=8)

@@ -2,9 +2,10 @@
 
 With an address (`--ray-address`, else `$RAY_ADDRESS`) the command connects to a running cluster
 (`ray start --head` on one machine); without one it starts a local Ray whose temp dir lives in the
-project's cache, and stops it afterwards. Every mistake is one line (ExecutorError, exit 2): ray
-not installed, an address nobody answers at (probed first: `ray.init` would retry for minutes),
-a cache path too long for Ray's sockets.
+project's cache (or, when that path is too long for Ray's unix sockets, in a short folder named
+after it in the system's temp dir), and stops it afterwards. Every mistake is one line
+(ExecutorError, exit 2): ray not installed, an address nobody answers at (probed first: `ray.init`
+would retry for minutes), a cluster that refuses this client.
 """
 
 from __future__ import annotations
@@ -14,14 +15,17 @@ import logging
 import os
 import re
 import socket
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from claims.errors import ExecutorError
+from claims.progress import log
 from claims.project import Project
-from claims.provenance import looks_secret
+from claims.provenance import looks_secret, sha256_text
 from claims.resources import Resources
 
 #: Environment a worker gets from the driver: what changes results or where things are. Secrets
@@ -43,10 +47,11 @@ def import_ray() -> ModuleType:
     return ray
 
 
-def worker_environment(project: Project) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if FORWARDED.match(k) and not looks_secret(k, v)}
-    env["CLAIMS_CACHE"] = str(project.cache_dir)
-    return env
+def worker_environment() -> dict[str, str]:
+    """The driver's settings that workers need (a task sets CLAIMS_CACHE from the project it is given,
+    so that one Ray session serves projects with other caches without starting other workers)."""
+    return {k: v for k, v in sorted(os.environ.items())
+            if FORWARDED.match(k) and k != "CLAIMS_CACHE" and not looks_secret(k, v)}
 
 
 def probe(address: str) -> None:
@@ -62,6 +67,16 @@ def probe(address: str) -> None:
     except OSError as exc:
         raise ExecutorError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}): start one with "
                             "`ray start --head`, or fix --ray-address / RAY_ADDRESS") from None
+
+
+def temp_dir(project: Project) -> Path:
+    """Ray's temp dir for a local Ray: in the cache, unless its sockets' paths would be too long."""
+    temp = project.cache_dir / "ray"
+    if len(str(temp)) <= SOCKET_ROOM:
+        return temp
+    short = Path(tempfile.gettempdir()) / f"claims-ray-{sha256_text(str(project.cache_dir))[:8]}"
+    log(f"Ray's temp dir is {short}: {temp} is too long for its unix sockets")
+    return short
 
 
 @dataclass
@@ -104,11 +119,7 @@ def connect(project: Project, address: str | None = None, num_cpus: int | None =
             probe(address)
             ray.init(address=address, **quiet)
         else:
-            temp = project.cache_dir / "ray"
-            if len(str(temp)) > SOCKET_ROOM:
-                raise ExecutorError(f"the cache path {project.cache_dir} is too long for Ray's sockets (at most "
-                                    f"{SOCKET_ROOM - 4} characters): set CLAIMS_CACHE to a shorter path, or start "
-                                    "Ray yourself (`ray start --head`) and pass --ray-address")
+            temp = temp_dir(project)
             # Ray's default for a local Ray (token auth) stays; only its notice about it is silenced
             auth = logging.getLogger("ray._private.authentication.authentication_token_setup")
             level, auth.level = auth.level, logging.ERROR

@@ -209,7 +209,7 @@ class Schedule:
             self._remote[kind] = self.ray.remote(getattr(tasks, kind))
         options = {**needs.ray_options(), "max_retries": MAX_RETRIES, "retry_exceptions": [tasks.Preempted],
                    "name": f"claims {job.label}"[:200],
-                   "runtime_env": {"env_vars": worker_environment(self.runner.project)}}
+                   "runtime_env": {"env_vars": worker_environment()}}
         common = (self.runner.project, job.node, self.material[job.node])
         tail = (self.runner.overrides, self.runner.argv)
         if job.unit is None:
