@@ -18,7 +18,7 @@ from claims.executor.schedule import RayExecutor
 from claims.node import Node
 from claims.runner import Runner
 from tests.conftest import MEAN, MEAN_SPEC
-from tests.test_engine import DOWN_SPEC, DOWNSTREAM, NO_CONTROL_SPEC, UPSTREAM
+from tests.test_engine import DOWN_SPEC, DOWNSTREAM, NO_CONTROL_SPEC, STEPS, UPSTREAM
 from tests.test_executor import check, result_bytes, sweep_project, unit_log
 
 
@@ -101,37 +101,17 @@ def test_fixture_dag_on_ray_gives_the_local_bytes_and_each_reuses_the_other(fx, 
         {k: v for k, v in ray_keys.items() if "fx_gpu" not in k}
 
 
-KILLED = '''
-import os
-import signal
-from pathlib import Path
-
-import numpy as np
-
-from claims import Estimate, Result
-from claims.store import temp_file
-
-
-def run(config, ctx):
-    cache = Path(os.environ["CLAIMS_CACHE"])
-    ckpt = ctx.checkpoint("steps")
-    values = []
-    for i in range(6):
-        if i not in ckpt:
-            if i == 3 and (cache / "kill-at-3").exists():  # killed mid-write of a step and of a blob
-                (cache / "kill-at-3").unlink()
-                for folder, name in ((ckpt.folder, "3.json"), (cache, "values.npz")):
+# test_engine's STEPS (ten checkpointed steps), killed instead of interrupted: SIGKILL mid-write of a
+# step and of a blob, at the step named by the marker $CLAIMS_CACHE/interrupt-at-<i>
+KILLED = STEPS.replace("                raise KeyboardInterrupt\n", """\
+                import signal
+                from claims.store import temp_file
+                for folder, name in ((ckpt.folder, f"{i}.json"), (cache, "values.npz")):
                     fd, _ = temp_file(folder, name)
                     os.write(fd, b'{"val')
                 os.kill(os.getpid(), signal.SIGKILL)
-            ckpt[i] = {"value": i * 0.5}
-            with open(cache / "steps-done", "a") as f:
-                f.write(f"{i} ")
-        values.append(ckpt[i]["value"])
-    ctx.save_arrays("values", v=np.array(values))
-    return Result(estimates={"value": Estimate(value=float(np.mean(values)), ci=(0.1, 2.5), level=0.95,
-                                               n=len(values), method="analytic-range")})
-'''
+""")
+assert KILLED != STEPS
 
 
 def test_a_tiny_model_sweep_fans_out_and_killed_workers_are_retried_without_debris(fx, session, monkeypatch):
@@ -147,14 +127,14 @@ def test_a_tiny_model_sweep_fans_out_and_killed_workers_are_retried_without_debr
     cache = use_cache(fx, monkeypatch, "cache-ray")
     cache.mkdir()
     (cache / "kill-0.0-0").write_text("")  # this unit's worker dies mid-write on its first attempt
-    (cache / "kill-at-3").write_text("")  # this node's worker dies mid-write at step 3
+    (cache / "interrupt-at-3").write_text("")  # this node's worker dies mid-write at step 3
     remote, runner = on_ray(fx, session)
     assert {o.status for o in remote.values()} == {"verified"}, [o.problems for o in remote.values()]
     assert {e: result_bytes(fx, e) for e in local_bytes} == local_bytes  # the local executor's bytes
     assert sorted(unit_log(fx)) == sorted(f"{a}-{s}" for a in (0.0, 1.0, 2.0, 3.0) for s in (0, 1))  # each once
     pids = {line.split(",")[1] for line in (cache / "units").read_text().split()}
     assert len(pids) >= 2 and str(os.getpid()) not in pids  # units ran in parallel, in workers
-    assert (cache / "steps-done").read_text().split() == ["0", "1", "2", "3", "4", "5"]  # resumed: no step twice
+    assert (cache / "steps-done").read_text().split() == [str(i) for i in range(10)]  # resumed: no step twice
     assert not debris(fx.root / "artifacts", cache)  # the killed writes' temp files were removed
     assert not (cache / "checkpoints").exists() or not any((cache / "checkpoints").iterdir())
     sidecar, local_sidecar = (json.loads(next((fx.root / folder / "fx_killed").glob("*.provenance.json")).read_text())
