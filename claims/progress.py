@@ -65,15 +65,19 @@ class Tally:
             self._finished = finished
             log(text)
 
-    def say(self, message: str) -> None:
-        """A log line that does not collide with the live line (which is drawn again below it)."""
+    def clear(self) -> None:
+        """Erase the live line, so that the next log line starts clean (`show` draws it again)."""
         if self._live and self._shown:
             click.echo("\r\033[K", err=True, nl=False)
             self._shown = ""
-            log(message)
+
+    def say(self, message: str) -> None:
+        """A log line that does not collide with the live line (which is drawn again below it)."""
+        live = self._live and self._shown
+        self.clear()
+        log(message)
+        if live:
             self.show()
-        else:
-            log(message)
 
     def close(self) -> None:
         """End the live line (the next log line starts on a fresh one)."""

@@ -13,6 +13,7 @@ from typing import Any
 
 from claims import expr
 from claims.errors import ClaimsError, EvaluationFault, ExpressionError, GraphError
+from claims.executor import LocalExecutor
 from claims.experiment import make_node
 from claims.node import Node
 from claims.numbers import literal_numbers, render_statement
@@ -99,8 +100,6 @@ def check_interval(spec: ClaimSpec, result: Result) -> list[str]:
 class Verifier:
     def __init__(self, project: Project, *, run: bool = True, rerun: bool = False,
                  overrides: dict[str, Any] | None = None, executor: Any = None):
-        from claims.executor import LocalExecutor
-
         self.project = project
         self.runner = Runner(project, clean=run)
         self.runner.overrides = dict(overrides or {})

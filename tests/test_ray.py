@@ -100,6 +100,15 @@ def test_fixture_dag_on_ray_gives_the_local_bytes_and_each_reuses_the_other(fx, 
     assert {k: v for k, v in sidecar_keys(fx).items() if "fx_gpu" not in k} == \
         {k: v for k, v in ray_keys.items() if "fx_gpu" not in k}
 
+    # a fresh upstream whose blob is gone, under a dependant that must run: it runs first, on Ray
+    numbers = json.loads(next(iter(result_bytes(fx, "fx_up").values())))["files"]["numbers"]
+    Runner(fx.project).store.find_blob(numbers).unlink()
+    fx.spec("down", DOWN_SPEC.replace("scale: 2", "scale: 3"))
+    outcomes, runner = on_ray(fx, session)
+    assert outcomes["down"].status == "verified" and [n.experiment for n in runner.ran if n.experiment != "fx_boom"] \
+        == ["fx_up", "fx_down"]
+    assert Runner(fx.project).store.verified_blob(numbers)  # rebuilt, the same bytes
+
 
 # test_engine's STEPS (ten checkpointed steps), killed instead of interrupted: SIGKILL mid-write of a
 # step and of a blob, at the step named by the marker $CLAIMS_CACHE/interrupt-at-<i>

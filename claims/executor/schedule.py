@@ -85,6 +85,7 @@ class Schedule:
         self.inflight: dict[Any, Job] = {}
         self.units_left: dict[Node, int] = {}
         self.material: dict[Node, dict[str, Any]] = {}
+        self.need_files: set[Node] = set()  # fresh nodes run again because a dependant needs their blobs
         self.tally = Tally("ray")
         self._remote: dict[str, Any] = {}
 
@@ -170,13 +171,16 @@ class Schedule:
         return waiting
 
     def start(self, node: Node) -> None:
-        force = node in self.forced
+        force, need_files = node in self.forced, self.needs_files(node)
         try:
-            state = self.runner.reusable(node, force, self.needs_files(node), "")
+            self.tally.clear()  # the runner may log "reused ..."
+            state = self.runner.reusable(node, force, need_files, "")
             if state is not None:
                 self.ex.settled[node] = state
                 self.tally.add(reused=1)
                 return
+            if need_files and self.runner.assess(node).fresh:
+                self.need_files.add(node)
             self.runner.forget(node)
             state = self.runner.assess(node)  # its upstream is fresh: the key is known
             ups = {name: self.runner.assess(up) for name, up in state.upstream.items()}
@@ -215,7 +219,7 @@ class Schedule:
         if job.unit is None:
             force = job.node in self.forced
             discard = force and job.node not in self.units_left  # a sweep's units were just made for this run
-            args = (*common, force, discard, *tail)
+            args = (*common, force, discard, job.node in self.need_files, *tail)
             self.tally.say(f"running {job.node.label} on ray ...")
         else:
             args = (*common, job.unit, *tail)

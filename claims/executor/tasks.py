@@ -55,14 +55,15 @@ def _upstream(runner: Runner, node: Node, expected: dict[str, Any]) -> tuple[str
 
 
 def run_node(project: Project, node: Node, material: dict[str, Any], force: bool, discard: bool,
-             overrides: dict[str, Any], argv: list[str]) -> dict[str, Any]:
-    """Make one node fresh in this worker: {"ran": [labels], "reused": [labels], "seconds": s} or {"error": e}."""
+             need_files: bool, overrides: dict[str, Any], argv: list[str]) -> dict[str, Any]:
+    """Make one node fresh in this worker (with its blobs, when `need_files`): {"ran": [labels],
+    "reused": [labels], "seconds": s} or {"error": e}."""
     started = time.monotonic()
     try:
         runner = _runner(project, overrides, argv)
         key, _ = _upstream(runner, node, material)
         runner.store.clean_node_debris(node, key)
-        runner.ensure(node, force=force, discard_checkpoint=discard)
+        runner.ensure(node, force=force, need_files=need_files, discard_checkpoint=discard)
         return {"ran": [n.label for n in runner.ran], "reused": [n.label for n in runner.reused],
                 "seconds": time.monotonic() - started}
     except (KeyboardInterrupt, Interrupted) as exc:  # the run record says interrupted; Ray tries again
