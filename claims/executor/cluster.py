@@ -69,6 +69,13 @@ def probe(address: str) -> None:
                             "`ray start --head`, or fix --ray-address / RAY_ADDRESS") from None
 
 
+def local_config() -> dict[str, Any]:
+    """A local Ray's settings. Ray runs workers at nice 15 to keep its own daemons responsive; here the
+    workers do the command's work, as the local executor does at normal priority, and at nice 15 any
+    other job on the machine would starve them (RAY_worker_niceness still decides, when set)."""
+    return {} if "RAY_worker_niceness" in os.environ else {"worker_niceness": 0}
+
+
 def temp_dir(project: Project) -> Path:
     """Ray's temp dir for a local Ray: in the cache, unless its sockets' paths would be too long."""
     temp = project.cache_dir / "ray"
@@ -125,7 +132,7 @@ def connect(project: Project, address: str | None = None, num_cpus: int | None =
             level, auth.level = auth.level, logging.ERROR
             try:
                 ray.init(address="local", num_cpus=num_cpus, _temp_dir=str(temp), include_dashboard=False,
-                         object_store_memory=OBJECT_STORE_BYTES, **quiet)
+                         object_store_memory=OBJECT_STORE_BYTES, _system_config=local_config(), **quiet)
             finally:
                 auth.setLevel(level)
     except ExecutorError:
