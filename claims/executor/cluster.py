@@ -141,7 +141,11 @@ def connect(project: Project, address: str | None = None, num_cpus: int | None =
         with contextlib.suppress(Exception):
             ray.shutdown()
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "Authentication" in str(exc) or "auth" in type(exc).__name__.lower():
+        chain, cause = [], exc
+        while cause is not None and len(chain) < 8:  # Ray wraps the token error in a ConnectionError
+            chain.append(f"{type(cause).__name__}: {cause}")
+            cause = cause.__cause__ or cause.__context__
+        if any("Authentication" in text or "InvalidAuthToken" in text for text in chain):
             first = ("the cluster refused this client's token: give it the cluster's token (RAY_AUTH_TOKEN, or "
                      "the file ~/.ray/auth_token) with RAY_AUTH_MODE=token")
         where = f"connect to the Ray cluster at {address}" if address else "start a local Ray"
