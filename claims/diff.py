@@ -114,6 +114,8 @@ class ClaimDiff:
             return {"status": state.status.replace("_", " "), "value": state.shown(state.value),
                     "interval": state.interval(), "verdict": state.verdict or "–"}[name]
 
+        if self.old is None or self.new is None:  # added or removed: the one side there is
+            return show(self.old or self.new)
         old, new = show(self.old), show(self.new)
         return new if old == new else f"{old} → {new}"
 

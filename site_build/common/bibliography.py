@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import io
 import re
 import warnings
 from collections.abc import Iterable
@@ -71,7 +72,13 @@ class Bibliography:
         return bib
 
     def _format(self, path: Path, csl: Path | None, groups: list[tuple[str, ...]]) -> None:
-        from citeproc import Citation, CitationItem, CitationStylesBibliography, CitationStylesStyle, formatter
+        from citeproc import (
+            Citation,
+            CitationItem,
+            CitationStylesBibliography,
+            CitationStylesStyle,
+            formatter,
+        )
 
         caught: list[str] = []
         source = _source(path, self.where, caught)
@@ -113,13 +120,20 @@ def _source(path: Path, where: str, caught: list[str]) -> Any:
         fields = {**BibTeX.fields, "url": "URL", "howpublished": "publisher", "institution": "publisher",
                   "organization": "publisher"}
 
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BuildError(f"{where}: cannot read: {exc}") from None
+    # lines starting with % are comments (BibTeX ignores text outside entries; citeproc's parser does not)
+    text = "\n".join("" if line.lstrip().startswith("%") else line for line in text.splitlines()) + "\n"
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         try:
-            source = Source(str(path), encoding="utf-8")
-        except (KeyError, ValueError, UnicodeDecodeError) as exc:
-            raise BuildError(f"{where}: cannot read the bibliography: {type(exc).__name__}: {exc} "
-                             "(entry types: article, inproceedings, book, misc, techreport, ...)") from None
+            source = Source(io.StringIO(text))
+        except Exception as exc:  # citeproc's parser fails with KeyError, AssertionError, ValueError ...
+            detail = f": {exc}" if str(exc) else ""
+            raise BuildError(f"{where}: cannot parse the bibliography ({type(exc).__name__}{detail}); entries are "
+                             "@article, @inproceedings, @book, @misc, @techreport ... {key, field = {...}}") from None
     caught += [f"{where}: {w.message} (the style ignores it)" for w in seen]
     return source
 
