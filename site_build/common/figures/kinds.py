@@ -72,22 +72,33 @@ def titles(panel: dict[str, Any], width: int, subtitle: list[str]) -> tuple[list
     return title, [line for s in subtitle for line in wrap(s, width, FONT_SIZE)]
 
 
-def reference_layers(lines: list[Line], axis_name: str, along: str | None = None) -> list[Any]:
+LABEL_ROW = 15  # px between stacked labels of lines at the top of a chart
+
+
+def label_y(row: int) -> int:
+    """Labels of lines sit at the top of the plot, alternating between two rows so that two lines
+    close together keep their labels apart."""
+    return 2 + LABEL_ROW * (row % 2)
+
+
+def reference_layers(lines: list[Line], axis_name: str, first_row: int = 0) -> list[Any]:
     """Dashed reference lines with their labels; `axis_name` is the axis the values are on."""
     import altair as alt
 
     if not lines:
         return []
-    rows = [{"value": line.value, "label": line.label} for line in lines]
+    rows = [{"value": line.value, "label": line.label, "y": label_y(first_row + i)} for i, line in enumerate(lines)]
     base = alt.Chart(alt.Data(values=rows))
     pos = {axis_name: alt.X("value:Q") if axis_name == "x" else alt.Y("value:Q")}
-    rule = base.mark_rule(color=REFERENCE, strokeDash=[5, 4], strokeWidth=1.2).encode(**pos)
+    layers = [base.mark_rule(color=REFERENCE, strokeDash=[5, 4], strokeWidth=1.2).encode(**pos)]
     if axis_name == "x":
-        text = base.mark_text(align="left", baseline="top", dx=4, y=2, color=REFERENCE).encode(x="value:Q", text="label:N")
+        for y in sorted({r["y"] for r in rows}):
+            layers.append(alt.Chart(alt.Data(values=[r for r in rows if r["y"] == y])).mark_text(
+                align="left", baseline="top", dx=4, y=y, color=REFERENCE).encode(x="value:Q", text="label:N"))
     else:
-        text = base.mark_text(align="right", baseline="bottom", dy=-3, x="width", color=REFERENCE).encode(
-            y="value:Q", text="label:N")
-    return [rule, text]
+        layers.append(base.mark_text(align="right", baseline="bottom", dy=-3, x="width", color=REFERENCE).encode(
+            y="value:Q", text="label:N"))
+    return layers
 
 
 def band_layer(low: float, high: float, label: str, axis_name: str = "x") -> list[Any]:
@@ -171,7 +182,7 @@ def intervals(claim: ClaimData, panel: dict[str, Any], width: int) -> tuple[Any,
     layers: list[Any] = []
     if null:
         layers += band_layer(*null)
-    layers += reference_layers(lines["x"], "x")
+    layers += reference_layers(lines["x"], "x", first_row=1 if null else 0)
     base = alt.Chart(alt.Data(values=rows))
     colour = alt.Color("colour:N", scale=None, legend=None)
     layers.append(base.mark_rule(strokeWidth=3).encode(y=y, x=alt.X("low:Q", axis=x_axis, scale=alt.Scale(zero=False)),
@@ -228,7 +239,7 @@ def rank(claim: ClaimData, panel: dict[str, Any], width: int) -> tuple[Any, str,
     dots, tallest = dot_stack(valid, low - pad, high + pad, bins)
     plot_width = width - 50
     diameter = max(4.0, min(plot_width / bins * 0.9, 150 / max(tallest, 1)))
-    headroom = 2.4  # dot rows left empty at the top for the labels of the lines
+    headroom = (2 * LABEL_ROW + 8) / diameter + 0.4  # dot rows left empty at the top for two rows of labels
     height = int(max(80, diameter * (tallest + headroom) + 10))
     group = f"{len(draws)} {panel.get('label') or 'random draws'}"
     you = panel.get("value_label") or "this claim"
@@ -242,7 +253,8 @@ def rank(claim: ClaimData, panel: dict[str, Any], width: int) -> tuple[Any, str,
         ci = alt.Chart(alt.Data(values=[{"low": iv.low, "high": iv.high}]))
         layers.append(ci.mark_rect(color=CLAIM, opacity=0.16).encode(x="low:Q", x2="high:Q"))
     lines = references(claim, panel, [value_path], fmt, "x")
-    layers += reference_layers(lines["x"], "x")
+    first = 1 if null else 0
+    layers += reference_layers(lines["x"], "x", first_row=first)
     for d in dots:
         d["series"] = group
     layers.append(alt.Chart(alt.Data(values=dots)).mark_circle(size=diameter ** 2 * 0.78, opacity=0.8).encode(
@@ -250,8 +262,9 @@ def rank(claim: ClaimData, panel: dict[str, Any], width: int) -> tuple[Any, str,
     mark = alt.Chart(alt.Data(values=[{"x": iv.value, "label": f"{you} {number(iv.value, fmt)}"}]))
     right = iv.value <= (low + high) / 2  # the label goes to the side with room
     layers += [mark.mark_rule(strokeWidth=2.5, color=CLAIM).encode(x="x:Q"),
-               mark.mark_text(align="left" if right else "right", baseline="top", dx=5 if right else -5, y=2,
-                              color=CLAIM, fontWeight="bold").encode(x="x:Q", text="label:N")]
+               mark.mark_text(align="left" if right else "right", baseline="top", dx=5 if right else -5,
+                              y=label_y(first + len(lines["x"])), color=CLAIM, fontWeight="bold").encode(
+                   x="x:Q", text="label:N")]
     sub = []
     if p is not None:
         sub.append(f"rank p = {number(float(p), '.3f')}; control: {claim.outcome.verdict}")
@@ -383,8 +396,14 @@ def scatter(claim: ClaimData, panel: dict[str, Any], width: int) -> tuple[Any, s
     base = alt.Chart(alt.Data(values=rows))
     layers += [base.mark_rule(color=CONTROL, strokeWidth=1.5).encode(x="x_low:Q", x2="x_high:Q", y=y),
                base.mark_rule(color=CONTROL, strokeWidth=1.5).encode(y="y_low:Q", y2="y_high:Q", x=x),
-               base.mark_point(filled=True, size=80, color=CLAIM, opacity=1).encode(x=x, y=y),
-               base.mark_text(align="left", dx=7, dy=-8, color="#1d232b").encode(x=x, y=y, text="label:N")]
+               base.mark_point(filled=True, size=80, color=CLAIM, opacity=1).encode(x=x, y=y)]
+    xs = [v for r in rows for v in (r["x_low"], r["x_high"])] + [line.value for line in lines.get("x", [])]
+    middle = (min(xs) + max(xs)) / 2
+    for side in ("left", "right"):  # a label on the side with room, so that none runs off the chart
+        chosen = [r for r in rows if (r["x"] <= middle) == (side == "left")]
+        if chosen:
+            layers.append(alt.Chart(alt.Data(values=chosen)).mark_text(
+                align=side, dx=7 if side == "left" else -7, dy=-8, color="#1d232b").encode(x=x, y=y, text="label:N"))
     t, s = titles(panel, width, [])
     alt_text = f"{x_title} against {y_title}: " + "; ".join(
         f"{r['label']} {number(r['x'], spec_x.get('format'))}, {number(r['y'], spec_y.get('format'))}" for r in rows)
