@@ -40,11 +40,12 @@ class Quiet(http.server.SimpleHTTPRequestHandler):
 def server(tmp_path_factory):
     """build/site of a sample project (with a failed claim and a hostile statement), on 127.0.0.1."""
     tmp_path = tmp_path_factory.mktemp("browser")
-    os.environ.setdefault("CLAIMS_CACHE", str(tmp_path / "cache"))
-    project = make(tmp_path, {"probe-near-perfect": FAILING, "xss": XSS},
-                   {"content/methods.md": "# Methods\n\n{{ claim('xss') }} and {{ claim('probe-near-perfect') }}\n"})
-    build_paper(project)
-    build_site(project)
+    with pytest.MonkeyPatch.context() as mp:  # module-scoped: the autouse cache isolation does not reach here
+        mp.setenv("CLAIMS_CACHE", str(tmp_path / "cache"))
+        project = make(tmp_path, {"probe-near-perfect": FAILING, "xss": XSS},
+                       {"content/methods.md": "# Methods\n\n{{ claim('xss') }} and {{ claim('probe-near-perfect') }}\n"})
+        build_paper(project)
+        build_site(project)
     handler = functools.partial(Quiet, directory=str(project.build_dir / "site"))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()

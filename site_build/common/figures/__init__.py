@@ -23,7 +23,7 @@ from typing import Any
 
 from markupsafe import escape
 
-from claims.errors import BuildError
+from claims.errors import BuildError, ClaimsError
 from claims.figure import KINDS as SPEC_KINDS
 from claims.figure import PRESETS, panels
 from site_build.common.figures.data import ClaimData, FigureDataError
@@ -86,8 +86,8 @@ def plan(record: Any) -> tuple[list[Drawn], str]:
         drawn.append(Drawn(wide.to_json(), narrow.to_json(), alt_text, caption))
     try:
         caption = claim.render_caption()
-    except BuildError as exc:
-        raise FigureDataError(exc.message) from None
+    except ClaimsError as exc:  # a caption {field} the result lacks
+        raise FigureDataError(exc.message, "caption") from None
     if caption is None:
         parts = [d.caption for d in drawn]
         caption = parts[0] if len(parts) == 1 else " ".join(f"({chr(97 + i)}) {p}" for i, p in enumerate(parts))
@@ -121,7 +121,7 @@ def add_figures(outputs: Outputs, study: Any, folder: str) -> tuple[dict[str, Ch
         try:
             drawn, caption = plan(record)
         except FigureDataError as exc:
-            warnings.append(f"{record.spec_path}:{record.spec.line('figure')}: figure: {exc.message}")
+            warnings.append(f"{record.spec_path}:{record.spec.line(exc.field)}: {exc.field}: {exc.message}")
             continue
         files = []
         for k, panel in enumerate(drawn):

@@ -12,7 +12,11 @@ from claims.errors import BuildError
 
 
 class FigureDataError(BuildError):
-    """A figure's data is missing or malformed in the result."""
+    """A figure's data is missing or malformed in the result; `field` is the spec field to blame."""
+
+    def __init__(self, message: str, field: str = "figure"):
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -186,7 +190,7 @@ class ClaimData:
         if self._ns["control"] is not None:
             namespace["control"] = self._ns["control"]
         namespace.setdefault("level", self.outcome.level)
-        return render_statement(self.spec.caption, namespace, f"{self.spec.where}: caption")
+        return render_statement(self.spec.caption, namespace, self.where)
 
 
 def is_number(value: Any) -> bool:
