@@ -16,8 +16,8 @@ from claims.cli import cli
 from claims.errors import BuildError
 from claims.provenance import sha256_file
 from site_build import sample
-from site_build.common import figures
 from site_build.build import build_site
+from site_build.common import figures
 
 FAILING = """
 id: probe-near-perfect
