@@ -15,6 +15,7 @@ from paper_build.build import build_paper
 from paper_build.pdf import pdf_renderer
 from site_build import pages
 from site_build.build import build_site
+from tests.conftest import git, shared_project
 from tests.test_site import make, site_file
 
 MODEL_PROBE_INPUTS = '''
@@ -30,14 +31,13 @@ def project(tmp_path_factory):
     from site_build import sample
 
     tmp = tmp_path_factory.mktemp("apparatus")
-    with pytest.MonkeyPatch.context() as mp:  # module-scoped: the autouse cache isolation does not reach here
-        mp.setenv("CLAIMS_CACHE", str(tmp / "cache"))
+    with shared_project(tmp):
         project = make(tmp, probe=sample.PROBE + MODEL_PROBE_INPUTS,
                        content={"content/front.md": sample.CONTENT["content/front.md"].replace(
                            "keywords:", "repository: https://git.example.org/study\nkeywords:")})
         build_paper(project)
         build_site(project)
-        yield project
+    return project
 
 
 def test_front_matter_is_one_place_for_site_and_paper(project):
@@ -114,22 +114,17 @@ def test_large_results_are_not_copied(tmp_path, monkeypatch):
     assert "is too large to copy into the site: it is in the repository" in site_file(project, "claims/probe-accuracy.html")
 
 
-def test_commit_links_when_a_repository_is_configured(tmp_path, monkeypatch):
-    import subprocess
-
+def test_commit_links_when_a_repository_is_configured(tmp_path, git_env):
     from site_build import sample
 
-    for k, v in {"GIT_CEILING_DIRECTORIES": str(tmp_path), "GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@l",
-                 "GIT_COMMITTER_NAME": "T", "GIT_COMMITTER_EMAIL": "t@l"}.items():
-        monkeypatch.setenv(k, v)
+    content = {**sample.CONTENT, "content/front.md": "---\ntitle: T\nrepository: https://git.example.org/s\n---\n"}
     root = tmp_path / "proj"
-    sample.write(root, content={**sample.CONTENT, "content/front.md": "---\ntitle: T\nrepository: https://git.example.org/s\n---\n"})
+    sample.write(root, content=content)
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "one"]):
-        subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
-    project = sample.create(root, content={**sample.CONTENT, "content/front.md":
-                                           "---\ntitle: T\nrepository: https://git.example.org/s\n---\n"})
+        git(root, *args)
+    project = sample.create(root, content=content)  # results made at that commit
     build_site(project)
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+    head = git(root, "rev-parse", "HEAD")
     assert f'<a href="https://git.example.org/s/commit/{head}">the commit it was made at</a>' in site_file(
         project, "claims/probe-accuracy.html")
 

@@ -21,6 +21,7 @@ import pytest
 
 from paper_build.build import build_paper
 from site_build.build import build_site
+from tests.conftest import shared_project
 from tests.test_site import FAILING, XSS, make
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -40,8 +41,7 @@ class Quiet(http.server.SimpleHTTPRequestHandler):
 def server(tmp_path_factory):
     """build/site of a sample project (with a failed claim and a hostile statement), on 127.0.0.1."""
     tmp_path = tmp_path_factory.mktemp("browser")
-    with pytest.MonkeyPatch.context() as mp:  # module-scoped: the autouse cache isolation does not reach here
-        mp.setenv("CLAIMS_CACHE", str(tmp_path / "cache"))
+    with shared_project(tmp_path):
         project = make(tmp_path, {"probe-near-perfect": FAILING, "xss": XSS},
                        {"content/methods.md": "# Methods\n\n{{ claim('xss') }} and {{ claim('probe-near-perfect') }}\n"})
         build_paper(project)

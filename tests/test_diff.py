@@ -5,7 +5,6 @@ default revision (the last publish, else HEAD~1); the site's changes page; clear
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 from click.testing import CliRunner
@@ -15,22 +14,9 @@ from claims.spec import load_specs
 from claims.verify import verify
 from site_build import sample
 from site_build.build import build_site
+from tests.conftest import git
 
 NEW_CLAIM = sample.SPECS["probe-chance"].replace("probe-chance", "probe-chance-two")
-
-
-@pytest.fixture
-def git_env(tmp_path, monkeypatch):
-    for key, value in {"GIT_CEILING_DIRECTORIES": str(tmp_path), "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(tmp_path),
-                       "GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "t@localhost", "GIT_COMMITTER_NAME": "Test",
-                       "GIT_COMMITTER_EMAIL": "t@localhost"}.items():
-        monkeypatch.setenv(key, value)
-
-
-def git(root, *args) -> str:
-    out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from claims.expr import thresholds
 from claims.spec import load_spec
 from site_build import sample
 from site_build.build import build_site
+from tests.conftest import shared_project
 from tests.test_site import make, site_file
 
 BASE = """
@@ -56,10 +57,9 @@ def test_names_and_panels_load():
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("figs")
-    with pytest.MonkeyPatch.context() as mp:  # module-scoped: the autouse cache isolation does not reach here
-        mp.setenv("CLAIMS_CACHE", str(tmp / "cache"))
+    with shared_project(tmp):
         project = make(tmp)
-        yield project, build_site(project)
+        return project, build_site(project)
 
 
 def svg(project, name: str) -> str:

@@ -67,6 +67,14 @@ def finish(layers: list[Any], width: int, height: int, title: list[str] | None, 
             .configure_view(stroke=None))
 
 
+def panel_axis(spec: dict[str, Any] | None, default_label: str, default_format: str | None = None) -> tuple[str, str | None]:
+    """(title, d3 format) of an axis the panel names ({label, unit, format}), else the defaults."""
+    if not spec:
+        return default_label, default_format
+    title = f"{spec['label']} ({spec['unit']})" if spec.get("unit") else spec["label"]
+    return title, spec.get("format") or default_format
+
+
 def titles(panel: dict[str, Any], width: int, subtitle: list[str]) -> tuple[list[str] | None, list[str]]:
     title = wrap(panel["title"], width) if panel.get("title") else None
     return title, [line for s in subtitle for line in wrap(s, width, FONT_SIZE)]
@@ -317,15 +325,9 @@ def sweep(claim: ClaimData, panel: dict[str, Any], width: int) -> tuple[Any, str
     controls = _control_series(claim, panel)
     every = [p["value"] for p in main] + [p["value"] for s in controls.values() for p in s]
     every += [p[k] for p in main for k in ("ci_low", "ci_high") if p.get(k) is not None]
-    y_axis = panel.get("y")
-    sweep_label = claim.field("sweep_label") if claim.has("sweep_label") else "value"
-    y_title = (f"{y_axis['label']} ({y_axis['unit']})" if y_axis and y_axis.get("unit") else
-               y_axis["label"] if y_axis else str(sweep_label))
-    y_fmt = (y_axis or {}).get("format") or (".0%" if all(0 <= v <= 1 for v in every) else None)
-    x_axis_spec = panel.get("x")
-    x_title = (f"{x_axis_spec['label']} ({x_axis_spec['unit']})" if x_axis_spec and x_axis_spec.get("unit") else
-               x_axis_spec["label"] if x_axis_spec else x_key)
-    x_fmt = (x_axis_spec or {}).get("format")
+    sweep_label = str(claim.field("sweep_label")) if claim.has("sweep_label") else "value"
+    y_title, y_fmt = panel_axis(panel.get("y"), sweep_label, ".0%" if all(0 <= v <= 1 for v in every) else None)
+    x_title, x_fmt = panel_axis(panel.get("x"), x_key)
     you = panel.get("value_label") or "this claim"
     group = (f"{len(controls)} {panel.get('label') or 'control series'}" if len(controls) > 1
              else panel.get("label") or "control")
@@ -386,11 +388,10 @@ def scatter(claim: ClaimData, panel: dict[str, Any], width: int) -> tuple[Any, s
         rows.append({"label": str(row[lk]), "x": row[xk], "y": row[yk],
                      "x_low": row.get(f"{xk}_ci_low", row[xk]), "x_high": row.get(f"{xk}_ci_high", row[xk]),
                      "y_low": row.get(f"{yk}_ci_low", row[yk]), "y_high": row.get(f"{yk}_ci_high", row[yk])})
-    spec_x, spec_y = panel.get("x") or {}, panel.get("y") or {}
-    x_title = spec_x.get("label", words(xk)) + (f" ({spec_x['unit']})" if spec_x.get("unit") else "")
-    y_title = spec_y.get("label", words(yk)) + (f" ({spec_y['unit']})" if spec_y.get("unit") else "")
-    x = alt.X("x:Q", axis=axis(x_title, spec_x.get("format"), width), scale=alt.Scale(zero=False))
-    y = alt.Y("y:Q", axis=axis(y_title, spec_y.get("format"), width), scale=alt.Scale(zero=False))
+    x_title, x_fmt = panel_axis(panel.get("x"), words(xk))
+    y_title, y_fmt = panel_axis(panel.get("y"), words(yk))
+    x = alt.X("x:Q", axis=axis(x_title, x_fmt, width), scale=alt.Scale(zero=False))
+    y = alt.Y("y:Q", axis=axis(y_title, y_fmt, width), scale=alt.Scale(zero=False))
     lines = references(claim, panel, [], None, "y")
     layers = reference_layers(lines.get("x", []), "x") + reference_layers(lines.get("y", []), "y")
     base = alt.Chart(alt.Data(values=rows))
@@ -406,7 +407,7 @@ def scatter(claim: ClaimData, panel: dict[str, Any], width: int) -> tuple[Any, s
                 align=side, dx=7 if side == "left" else -7, dy=-8, color="#1d232b").encode(x=x, y=y, text="label:N"))
     t, s = titles(panel, width, [])
     alt_text = f"{x_title} against {y_title}: " + "; ".join(
-        f"{r['label']} {number(r['x'], spec_x.get('format'))}, {number(r['y'], spec_y.get('format'))}" for r in rows)
+        f"{r['label']} {number(r['x'], x_fmt)}, {number(r['y'], y_fmt)}" for r in rows)
     caption = "Each point is one row with its interval on both axes" + (
         "; dashed lines are references" if any(lines.values()) else "") + "."
     return finish(layers, width, 240 if width < NARROW else 300, t, s), alt_text, caption
