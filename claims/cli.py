@@ -326,13 +326,14 @@ def diff(project: Project, rev: str | None, to: str | None, fmt: str) -> None:
 
     \b
     Example:
-      $ python -m claims diff HEAD~1
-      claims: HEAD~1 (3f2a1b9c0d1e) -> work tree
-      claim (* headline)   status             value          interval          verdict        changed
-      -------------------  -----------------  -------------  ----------------  -------------  -------------
-      * probe-accuracy     verified -> failed 75.2% -> 61.0% 71.0% to 79.5% .. beats control  status, moved
-      probe-accuracy: the value moved outside its old interval (71.0% to 79.5%): 75.2% -> 61.0%
-      1 of 4 claims changed; headline status changed: probe-accuracy
+      $ python -m claims diff HEAD~1                 # (its verdict column left out here)
+      claims: HEAD~1 (23b3bbb29e15) -> work tree
+      claim (* headline)  status             value        interval                     changed
+      ------------------  -----------------  -----------  ---------------------------  ---------------------
+      * steering-slope    verified → failed  3.23 → 1.23  2.64 to 3.82 → 0.64 to 1.82  status, moved, ...
+      steering-slope: the value moved outside its old interval (2.64 to 3.82): 3.23 -> 1.23
+      steering-slope: criterion config.shift was 0.3, now 0.1
+      1 of 7 claims changed; headline status changed: steering-slope
       $ python -m claims diff main --format markdown > comment.md
     """
     from claims.diff import diff as compute
