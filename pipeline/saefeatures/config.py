@@ -19,7 +19,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "tiny": {"layers": (0, 1), "d_sae": 64, "k": 4, "seq_len": 32, "train_sequences": 96,
              "heldout_sequences": 24, "loss_sequences": 8, "epochs": 6, "batch_size": 128},
     "embedded": {"layers": (3, 7, 11, 15), "d_sae": 2048, "k": 32, "seq_len": 64, "train_sequences": 1024,
-                 "heldout_sequences": 128, "loss_sequences": 32, "epochs": 4, "batch_size": 512},
+                 "heldout_sequences": 128, "loss_sequences": 32, "epochs": 3, "batch_size": 512},
     "paper": {"layers": (9, 17, 22, 29), "d_sae": 16384, "k": 0, "seq_len": 128, "train_sequences": 512,
               "heldout_sequences": 256, "loss_sequences": 64, "epochs": 0, "batch_size": 512},
 }
