@@ -17,7 +17,7 @@ from pydantic import Field
 
 from claims import Result
 from claims.errors import ExperimentError
-from pipeline.hneurons.config import Step
+from pipeline.saefeatures.config import Step
 
 DATA = Path(__file__).with_name("data") / "concepts"
 CONCEPTS = ("dishonesty", "aggression", "bravery", "kindness")

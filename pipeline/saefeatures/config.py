@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
-
-from pipeline.hneurons.config import Step
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SOURCES = ("wordnet", "fortunes", "kjv", "pydoc")
 
@@ -24,6 +22,14 @@ PROFILES: dict[str, dict[str, Any]] = {
               "heldout_sequences": 256, "loss_sequences": 64, "epochs": 0, "batch_size": 512},
 }
 PAPER_RELEASE = "gemma-scope-2-4b-it-res"
+
+
+class Step(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def upstream(self, model: type[BaseModel]) -> dict[str, Any]:
+        """This config restricted to the fields of an upstream step's config."""
+        return {k: v for k, v in self.model_dump(mode="json").items() if k in model.model_fields}
 
 
 def paper_sae_id(layer: int) -> str:

@@ -51,10 +51,10 @@ def capture(lm: LoadedModel, layers: Sequence[int], stop: bool = True) -> Iterat
 
 
 def decoder_only(lm: LoadedModel) -> Any:
-    """The decoder stack without the unembedding."""
-    from pipeline.hneurons.cett import decoder_only as stack
-
-    return stack(lm)
+    """The decoder stack without the unembedding (Gemma3ForCausalLM.model; a multimodal model's
+    language model)."""
+    inner = getattr(lm.model, "model", lm.model)
+    return getattr(inner, "language_model", inner)
 
 
 def read_layers(lm: LoadedModel, input_ids: Any, attention_mask: Any, layers: Sequence[int],
