@@ -25,6 +25,7 @@ from site_build import figures as figs
 from site_build import prose
 from site_build.dossier import dossier, source_href
 from site_build.export import export
+from site_build.features import add_feature_pages
 from site_build.outputs import Outputs, key_of
 from site_build.records import Study, source_files
 from site_build.references import Citations
@@ -129,6 +130,7 @@ class SitePages:
             self.add_claim(record)
         for page in self.content.pages:
             self.add_prose_page(page)
+        add_feature_pages(self)  # SAE feature dashboards (site_build/features.py)
         if not self.content.index:
             self.add_index(None)
         if self.content.paper:
