@@ -40,6 +40,10 @@ def test_the_feature_chain_runs_on_the_tiny_model(steering_project, tree):  # no
     shuffled = run_node(steering_project, "pipeline.saefeatures.shuffled", **common, concept="kindness", n_shuffles=50)
     assert shuffled.values["observed_max"] == pytest.approx(top["spearman"])
     assert 1 / 51 <= shuffled.values["rank_p"] <= 1 and len(shuffled.values["null_histogram"]) == 20
+    length = run_node(steering_project, "pipeline.saefeatures.length", **common)
+    assert {f"length_spearman_{c}" for c in ("dishonesty", "kindness")} <= set(length.estimates)
+    assert length.estimates["heldout_partial_min"].value == min(
+        length.estimates[f"heldout_partial_{c}"].value for c in length.values["concepts"])
 
 
 def test_the_thesis_test_runs_on_the_tiny_model(steering_project, tree, monkeypatch):  # noqa: F811

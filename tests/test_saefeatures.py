@@ -256,3 +256,20 @@ def test_paper_saes_load_from_pretrained_through_a_stand_in_hub(tmp_path, monkey
     x = torch.randn(3, d_in)
     expected = torch.relu(x @ weights["w_enc"]) * ((x @ weights["w_enc"]) > 0.1)
     torch.testing.assert_close(sae.encode(x), expected)
+
+
+def test_partial_spearman_removes_what_length_explains():
+    from scipy.stats import rankdata
+
+    from pipeline.saefeatures.length import partial_spearman
+
+    rng = np.random.default_rng(3)
+    y = np.repeat([0, 1, 2, 3], 15).astype(float)
+    length = y * 2 + rng.normal(0, 1.5, 60)
+    X = np.column_stack([length + rng.normal(0, 0.5, 60), y + rng.normal(0, 0.8, 60)])
+    got = partial_spearman(X, y, length)
+    for j in range(2):  # the correlation of the rank residuals after regressing out the length ranks
+        rl = rankdata(length) - rankdata(length).mean()
+        res = [r - (r @ rl) / (rl @ rl) * rl for r in (rankdata(X[:, j]) - 30.5, rankdata(y) - 30.5)]
+        assert got[j] == pytest.approx(res[0] @ res[1] / np.linalg.norm(res[0]) / np.linalg.norm(res[1]))
+    assert abs(got[0]) < 0.3 < got[1]  # the length copy loses its correlation, the label copy keeps it
