@@ -29,6 +29,7 @@ from site_build.common.references import Citations
 from site_build.common.render import find_static, render
 from site_build.dossier import dossier, source_href
 from site_build.export import export
+from site_build.features import add_feature_pages
 
 PAPER_FILES = ("paper.html", "paper.md", "paper.pdf")
 #: Result and sidecar files larger than this are not copied into the site (the page says where they are).
@@ -96,6 +97,7 @@ class SitePages:
             self.add_claim(record)
         for page in self.content.pages:
             self.add_prose_page(page)
+        add_feature_pages(self)  # SAE feature dashboards (site_build/features.py)
         if not self.content.index:
             self.add_index(None)
         if self.content.paper:
