@@ -17,7 +17,7 @@ from pipeline import stats
 def run_random(cfg: Any, ctx: Any) -> Result:
     from joblib import Parallel, delayed
 
-    from pipeline.hneurons.probe_random import set_scores
+    from pipeline.hneurons.probe_random import set_scores as fit_set_scores
     from pipeline.hneurons.probing import activity_bins, matched_random_set
     from pipeline.hneurons.split import group_of, labelled_rows
 
@@ -46,7 +46,7 @@ def run_random(cfg: Any, ctx: Any) -> Result:
             rng = np.random.default_rng([cfg.seed, seed, 13])
             sets = [matched_random_set(chosen, bins, width, rng) for _ in range(cfg.n_sets)]
             set_scores = Parallel(n_jobs=cfg.n_jobs)(
-                delayed(set_scores)(X[:, idx], y, train, test, groups, cfg.l2_Cs, cfg.cv_folds, cfg.seed)
+                delayed(fit_set_scores)(X[:, idx], y, train, test, groups, cfg.l2_Cs, cfg.cv_folds, cfg.seed)
                 for idx in sets)
             ckpt[seed] = {"seed": seed, "scores": set_scores, "activity_probe": float(activity[chosen].mean()),
                           "activity_random": float(np.mean([activity[idx].mean() for idx in sets]))}
