@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from site_build.outputs import Outputs, key_of
+
 from claims.project import Project
 from claims.result import Result
 from site_build.features import add_feature_pages, shaded
-from site_build.outputs import Outputs, key_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
