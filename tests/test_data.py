@@ -42,7 +42,7 @@ def test_size_families_and_ids(items: list[QAItem]) -> None:
     counts = Counter(it.family for it in items)
     assert set(counts) == set(FAMILIES) and len(counts) >= 6
     assert counts["capital"] >= 200 and all(counts[f] == 118 for f in embedded_data.ELEMENT_FAMILIES)
-    assert counts["city_country"] == 1100 and counts["state_capital"] == 50
+    assert counts["city_country"] == 1500 and counts["state_capital"] == 50
     assert len({it.id for it in items}) == len(items)
     assert all(it.id.startswith(it.family + "/") and it.answer and it.question.endswith("?") for it in items)
     assert not any(key in embedded_data.SKIP_COUNTRIES for key in (it.id.split("/")[1] for it in items))
