@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from site_build.common.outputs import Outputs, key_of
-
 from claims.project import Project
 from claims.result import Result
+from site_build.common.outputs import Outputs, key_of
 from site_build.features import add_feature_pages, shaded
 
 ROOT = Path(__file__).resolve().parents[1]
