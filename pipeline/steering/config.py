@@ -31,8 +31,10 @@ class TasksConfig(Step):
     seed: int = Field(42)
     families: tuple[str, ...] = Field(FAMILIES, description="Fact families with memory to conflict with.")
     n_select: int = Field(160, ge=10, description="Candidate items for choosing a strength (held out from eval).")
-    n_eval: int = Field(320, ge=10, description="Candidate items every reported number is measured on (the "
-                        "compliance and pushback tasks keep those the model answers right unsteered).")
+    n_eval: int = Field(160, ge=10, description="Candidate items every reported number is measured on (the "
+                        "compliance and pushback tasks keep those the model answers right unsteered). 160 "
+                        "fits the embedded study's budget on 2 cores (about 19k generations in all, the 32 "
+                        "random sets of each control included); raise it with --set n_eval=N on a GPU.")
     n_false_premise: int = Field(20, ge=1, description="False-premise questions per family.")
     n_shots: int = Field(3, ge=1)
     max_new_tokens: int = Field(8, ge=1)
