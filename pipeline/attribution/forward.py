@@ -1,0 +1,148 @@
+"""Forward passes that skip what does not change: the residual stream entering the first adapted
+layer is computed once per example (the layers below carry no adapter), and later passes run the
+top layers from it; logits are computed only where a completion token is predicted (the
+262,144-row unembedding is most of the 270M model's cost).
+
+    cache = Residuals.capture(lm, encoded, start=12)      # once, no grad
+    with adapter(lm, spec) as model:
+        logits = completion_logits(lm, cache, batch)     # (tokens, vocab), grads flow into the adapter
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pipeline.attribution.encoding import Encoded
+
+
+class _Stop(Exception):
+    """Raised by a capture hook to end a forward pass early."""
+
+
+def text_model(lm: Any) -> Any:
+    """The decoder module that owns the layer list (Gemma3TextModel), also inside a peft model."""
+    from pipeline.attribution.lora import layers_name
+
+    name = layers_name(lm.model).rpartition(".")[0]
+    return lm.model.get_submodule(name) if name else lm.model
+
+
+def _identity_layer() -> Any:
+    """A module that stands in for a decoder layer: returns the hidden states unchanged."""
+    import torch
+
+    class Skip(torch.nn.Module):
+        def forward(self, hidden_states: Any, *args: Any, **kwargs: Any) -> Any:
+            return hidden_states
+
+    return Skip()
+
+
+@contextmanager
+def lower_layers_skipped(lm: Any, start: int) -> Iterator[Any]:
+    """The text model with layers below `start` replaced by identities, so that
+    `model(inputs_embeds=residual)` runs layers start.. on a cached residual stream (Gemma scales
+    token embeddings inside the embedding module, which inputs_embeds bypasses)."""
+    model = text_model(lm)
+    saved = [model.layers[i] for i in range(start)]
+    try:
+        for i in range(start):
+            model.layers[i] = _identity_layer()
+        yield model
+    finally:
+        for i, layer in enumerate(saved):
+            model.layers[i] = layer
+
+
+def _pad(rows: list[np.ndarray] | list[tuple[int, ...]], value: float = 0.0) -> tuple[Any, Any]:
+    """Right-pad rows to a batch; returns (batch, attention mask). Causal attention keeps right
+    padding from reaching real positions."""
+    import torch
+
+    n = max(len(r) for r in rows)
+    mask = torch.zeros(len(rows), n, dtype=torch.long)
+    if isinstance(rows[0], np.ndarray):
+        out = torch.full((len(rows), n, rows[0].shape[1]), value, dtype=torch.float32)
+        for i, r in enumerate(rows):
+            out[i, : len(r)] = torch.from_numpy(r)
+            mask[i, : len(r)] = 1
+        return out, mask
+    ids = torch.zeros(len(rows), n, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
+@dataclass
+class Residuals:
+    """The residual stream entering layer `start`, per example: rows[offsets[i]:offsets[i+1]]."""
+
+    start: int
+    rows: np.ndarray  # (total tokens, d_model) float32
+    offsets: np.ndarray  # (n + 1,)
+
+    def example(self, i: int) -> np.ndarray:
+        return self.rows[self.offsets[i]: self.offsets[i + 1]]
+
+    @classmethod
+    def capture(cls, lm: Any, encoded: Encoded, start: int, batch_size: int = 32, progress: Any = None) -> Residuals:
+        """One forward pass over layers below `start` per batch (no grad; stops at layer `start`)."""
+        import torch
+
+        layer = text_model(lm).layers[start]
+        seen: list[Any] = []
+
+        def hook(module: Any, args: tuple, kwargs: dict) -> None:
+            seen.append(kwargs["hidden_states"] if "hidden_states" in kwargs else args[0])
+            raise _Stop
+
+        batches = [list(range(i, min(i + batch_size, len(encoded)))) for i in range(0, len(encoded), batch_size)]
+        parts = []
+        handle = layer.register_forward_pre_hook(hook, with_kwargs=True)
+        try:
+            for idx in (progress(batches, desc="residual stream") if progress else batches):
+                ids, mask = _pad([encoded.ids[i] for i in idx])
+                seen.clear()
+                with torch.no_grad():
+                    try:
+                        text_model(lm)(input_ids=ids, attention_mask=mask)
+                    except _Stop:
+                        pass
+                hidden = seen[0].float().numpy()  # (b, seq, d)
+                parts += [hidden[j, : len(encoded.ids[i])] for j, i in enumerate(idx)]
+        finally:
+            handle.remove()
+        offsets = np.concatenate([[0], np.cumsum([len(p) for p in parts])]).astype(np.int64)
+        return cls(start, np.concatenate(parts).astype(np.float32), offsets)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"rows": self.rows, "offsets": self.offsets, "start": np.array(self.start)}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> Residuals:
+        return cls(int(arrays["start"]), arrays["rows"], arrays["offsets"])
+
+
+def completion_logits(lm: Any, cache: Residuals, encoded: Encoded, batch: list[int]) -> tuple[Any, Any]:
+    """Logits at every position that predicts a completion token, and those tokens: (T, vocab), (T,).
+    Runs the layers from `cache.start` up on the cached residual stream (grads reach an adapter)."""
+    import torch
+
+    hidden, mask = _pad([cache.example(i) for i in batch])
+    with lower_layers_skipped(lm, cache.start) as model:
+        out = model(inputs_embeds=hidden, attention_mask=mask).last_hidden_state  # (b, seq, d), final norm
+    rows, cols, targets = [], [], []
+    for j, i in enumerate(batch):
+        n, ids = encoded.n_prompt[i], encoded.ids[i]
+        for p in range(n - 1, len(ids) - 1):
+            rows.append(j)
+            cols.append(p)
+            targets.append(ids[p + 1])
+    picked = out[torch.tensor(rows), torch.tensor(cols)]  # (T, d), contiguous
+    return lm.model.get_output_embeddings()(picked), torch.tensor(targets)
