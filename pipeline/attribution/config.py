@@ -28,7 +28,7 @@ class FinetuneConfig(GameConfig):
     lora_alpha: float = Field(16.0, gt=0)
     lora_layers: int = Field(6, ge=1, description="Adapted decoder layers, counted from the top.")
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate (constant) of the base finetune.")
-    epochs: int = Field(3, ge=1, description="Epochs of the base finetune over the base pool.")
+    epochs: int = Field(2, ge=1, description="Epochs of the base finetune over the base pool.")
     batch_size: int = Field(8, ge=1)
     eval_batch_size: int = Field(32, ge=1)
     level: float = Field(0.95, gt=0, lt=1, description="Coverage of every interval.")
@@ -97,10 +97,10 @@ class SAEConfig(Step):
     layer: int = Field(11, ge=0, description="Block whose output residual (hook_resid_post) the SAE reads.")
     d_sae: int = Field(1024, ge=1)
     k: int = Field(24, ge=1, description="Active features per token (TopK).")
-    steps: int = Field(1500, ge=1)
+    steps: int = Field(600, ge=1)
     batch_size: int = Field(256, ge=1)
     lr: float = Field(1e-3, gt=0)
-    max_texts: int | None = Field(800, ge=1, description="Cap on training texts (None: every question).")
+    max_texts: int | None = Field(None, ge=1, description="Cap on training texts (None: every question).")
 
 
 class FingerprintConfig(ScoresConfig):

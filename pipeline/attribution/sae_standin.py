@@ -58,7 +58,10 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
         while True:
             yield torch.from_numpy(acts[rng.integers(len(acts), size=cfg.batch_size)])
 
-    sae_cfg = TopKTrainingSAEConfig(d_in=acts.shape[1], d_sae=cfg.d_sae, k=cfg.k, dtype="float32", device="cpu")
+    # Inputs are rescaled to norm sqrt(d_in) while training (the factor is folded into the weights
+    # at the end): Gemma's residual norms are large enough to stall Adam otherwise.
+    sae_cfg = TopKTrainingSAEConfig(d_in=acts.shape[1], d_sae=cfg.d_sae, k=cfg.k, dtype="float32", device="cpu",
+                                    normalize_activations="expected_average_only_in")
     sae_cfg.metadata.hook_name = f"blocks.{cfg.layer}.hook_resid_post"
     sae_cfg.metadata.model_name = lm.model_id
     with torch.random.fork_rng(devices=[]):
@@ -66,7 +69,8 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
         sae = TopKTrainingSAE(sae_cfg)
         trainer_cfg = SAETrainerConfig(total_training_samples=cfg.steps * cfg.batch_size,
                                        train_batch_size_samples=cfg.batch_size, lr=cfg.lr, lr_end=cfg.lr,
-                                       device="cpu", logger=LoggingConfig(log_to_wandb=False))
+                                       device="cpu", logger=LoggingConfig(log_to_wandb=False),
+                                       n_batches_for_norm_estimate=20, dead_feature_window=cfg.steps // 4)
         sae = SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=batches()).fit()
     sae.eval()
     with torch.no_grad():
