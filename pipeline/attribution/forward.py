@@ -79,6 +79,44 @@ def _pad(rows: list[np.ndarray] | list[tuple[int, ...]], value: float = 0.0) -> 
     return ids, mask
 
 
+def layer_states(lm: Any, encoded: Encoded, layer: int, *, output: bool, batch_size: int = 32,
+                 progress: Any = None) -> list[np.ndarray]:
+    """The residual stream entering decoder layer `layer` (output=False) or leaving it (output=True),
+    per example: a list of (tokens, d_model) float32 arrays. No grad; each pass stops there."""
+    import torch
+
+    block = text_model(lm).layers[layer]
+    seen: list[Any] = []
+
+    def grab(value: Any) -> None:
+        seen.append(value[0] if isinstance(value, tuple) else value)
+        raise _Stop
+
+    if output:
+        handle = block.register_forward_hook(lambda module, args, out: grab(out))
+    else:
+        handle = block.register_forward_pre_hook(
+            lambda module, args, kwargs: grab(kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]),
+            with_kwargs=True)
+    batches = [list(range(i, min(i + batch_size, len(encoded)))) for i in range(0, len(encoded), batch_size)]
+    where = f"{'leaving' if output else 'entering'} layer {layer}"
+    out: list[np.ndarray] = []
+    try:
+        for idx in (progress(batches, desc=f"residual stream {where}") if progress else batches):
+            ids, mask = _pad([encoded.ids[i] for i in idx])
+            seen.clear()
+            with torch.no_grad():
+                try:
+                    text_model(lm)(input_ids=ids, attention_mask=mask)
+                except _Stop:
+                    pass
+            hidden = seen[0].float().numpy()  # (b, seq, d)
+            out += [hidden[j, : len(encoded.ids[i])] for j, i in enumerate(idx)]
+    finally:
+        handle.remove()
+    return out
+
+
 @dataclass
 class Residuals:
     """The residual stream entering layer `start`, per example: rows[offsets[i]:offsets[i+1]]."""
@@ -93,31 +131,7 @@ class Residuals:
     @classmethod
     def capture(cls, lm: Any, encoded: Encoded, start: int, batch_size: int = 32, progress: Any = None) -> Residuals:
         """One forward pass over layers below `start` per batch (no grad; stops at layer `start`)."""
-        import torch
-
-        layer = text_model(lm).layers[start]
-        seen: list[Any] = []
-
-        def hook(module: Any, args: tuple, kwargs: dict) -> None:
-            seen.append(kwargs["hidden_states"] if "hidden_states" in kwargs else args[0])
-            raise _Stop
-
-        batches = [list(range(i, min(i + batch_size, len(encoded)))) for i in range(0, len(encoded), batch_size)]
-        parts = []
-        handle = layer.register_forward_pre_hook(hook, with_kwargs=True)
-        try:
-            for idx in (progress(batches, desc="residual stream") if progress else batches):
-                ids, mask = _pad([encoded.ids[i] for i in idx])
-                seen.clear()
-                with torch.no_grad():
-                    try:
-                        text_model(lm)(input_ids=ids, attention_mask=mask)
-                    except _Stop:
-                        pass
-                hidden = seen[0].float().numpy()  # (b, seq, d)
-                parts += [hidden[j, : len(encoded.ids[i])] for j, i in enumerate(idx)]
-        finally:
-            handle.remove()
+        parts = layer_states(lm, encoded, start, output=False, batch_size=batch_size, progress=progress)
         offsets = np.concatenate([[0], np.cumsum([len(p) for p in parts])]).astype(np.int64)
         return cls(start, np.concatenate(parts).astype(np.float32), offsets)
 

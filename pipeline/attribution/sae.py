@@ -64,36 +64,11 @@ def hook_layer(sae: Any) -> int | None:
 
 def residual_tokens(lm: Any, encoded: Encoded, layer: int, batch_size: int = 32, progress: Any = None) -> list[np.ndarray]:
     """The output residual stream of block `layer` at every token of each example but the first
-    (<bos>, whose residual is an outlier): a list of (tokens - 1, d_model) arrays. Stops after
-    block `layer`."""
-    import torch
+    (<bos>, whose residual is an outlier): a list of (tokens - 1, d_model) arrays."""
+    from pipeline.attribution.forward import layer_states
 
-    from pipeline.attribution.forward import _pad, _Stop, text_model
-
-    block = text_model(lm).layers[layer]
-    seen: list[Any] = []
-
-    def hook(module: Any, args: tuple, output: Any) -> None:
-        seen.append(output[0] if isinstance(output, tuple) else output)
-        raise _Stop
-
-    out: list[np.ndarray] = []
-    batches = [list(range(i, min(i + batch_size, len(encoded)))) for i in range(0, len(encoded), batch_size)]
-    handle = block.register_forward_hook(hook)
-    try:
-        for idx in (progress(batches, desc=f"residual stream, block {layer}") if progress else batches):
-            ids, mask = _pad([encoded.ids[i] for i in idx])
-            seen.clear()
-            with torch.no_grad():
-                try:
-                    text_model(lm)(input_ids=ids, attention_mask=mask)
-                except _Stop:
-                    pass
-            hidden = seen[0].float().numpy()
-            out += [hidden[j, 1: len(encoded.ids[i])] for j, i in enumerate(idx)]
-    finally:
-        handle.remove()
-    return out
+    states = layer_states(lm, encoded, layer, output=True, batch_size=batch_size, progress=progress)
+    return [s[1:] for s in states]
 
 
 def feature_means(sae: Any, tokens: list[np.ndarray], batch_size: int = 4096) -> np.ndarray:
