@@ -242,6 +242,16 @@ def test_arm_gain_is_paired_and_resamples_runs():
     assert better.ci[0] > 0 and better.n == 200 and "100 entity clusters" in better.unit
 
 
+def test_an_arm_that_never_succeeds_still_carries_an_interval():
+    from pipeline.attribution.estimates import arm_success
+
+    entities = [f"e{i // 2}" for i in range(200)]
+    none = arm_success(np.zeros((1, 200)), entities, level=0.95, seed=0)
+    assert none.value == 0 and none.ci[0] == 0 and 0.03 < none.ci[1] < 0.05 and none.method == "wilson-clusters"
+    some = arm_success((np.arange(200) % 3 == 0)[None], entities, level=0.95, seed=0, n_resamples=200)
+    assert some.method == "bootstrap-run-cluster-percentile" and some.ci[0] < some.value < some.ci[1]
+
+
 def test_the_ridge_path_is_sklearns_standardised_ridge():
     from sklearn.linear_model import Ridge
     from sklearn.pipeline import make_pipeline

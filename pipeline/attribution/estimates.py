@@ -26,19 +26,26 @@ def _interval(draws: np.ndarray, value: float, level: float) -> tuple[float, flo
 
 def arm_success(runs: np.ndarray, entities: list[str], *, level: float, seed: int,
                 n_resamples: int = N_RESAMPLES) -> Estimate:
-    """Mean success over runs (R, n items) with runs and entity clusters resampled."""
+    """Mean success over runs (R, n items) with runs and entity clusters resampled. When every item
+    of every run has the same outcome (0 of 200), resampling has nothing to vary and would give a
+    zero-width interval: the Wilson interval with the number of entity clusters as n is used then."""
+    from pipeline.stats import proportion
+
     runs = np.asarray(runs, dtype=float)
     clusters = clusters_of(entities)
+    value = float(runs.mean())
+    unit = f"evaluation items in {len(clusters)} entity clusters x {len(runs)} finetunes"
+    if np.all(runs == runs.flat[0]):
+        wilson = proportion(round(value * len(clusters)), len(clusters), level)
+        return Estimate(value=value, ci=wilson.ci, level=level, n=runs.shape[1], method="wilson-clusters", unit=unit)
     rng = np.random.default_rng(seed)
     draws = np.empty(n_resamples)
     for b in range(n_resamples):
         r = rng.integers(len(runs), size=len(runs))
         items = np.concatenate([clusters[c] for c in rng.integers(len(clusters), size=len(clusters))])
         draws[b] = runs[np.ix_(r, items)].mean()
-    value = float(runs.mean())
     return Estimate(value=value, ci=_interval(draws, value, level), level=level, n=runs.shape[1],
-                    method="bootstrap-run-cluster-percentile",
-                    unit=f"evaluation items in {len(clusters)} entity clusters x {len(runs)} finetunes")
+                    method="bootstrap-run-cluster-percentile", unit=unit)
 
 
 def arm_gain(top: np.ndarray, rand: np.ndarray, entities: list[str], *, level: float, seed: int,

@@ -14,6 +14,7 @@ families' mean rank: it cannot rank examples of a family it has not seen, by con
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -71,6 +72,7 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     from pipeline.models import load
 
     cfg = Config(**config)
+    cpu = time.process_time()
     examples = ctx.upstream("pool").json("examples")
     values = ctx.upstream("scores").result.values
     index = np.asarray(values["pool_index"])
@@ -84,6 +86,8 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     encoded = encode(lm.tokenizer, rows)
     tokens = residual_tokens(lm, encoded, cfg.sae_layer, cfg.eval_batch_size, ctx.progress)
     X = feature_means(sae, tokens)
+    seconds = {"features_cpu": round(time.process_time() - cpu, 2)}
+    cpu = time.process_time()
     ctx.save_arrays("features", features=X.astype(np.float32), target=y, index=index)
     groups = np.array([r["family"] for r in rows])
     entities = [r["entity"] for r in rows]
@@ -100,10 +104,11 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     for name in (*BASELINES, "metadata"):
         estimates[f"gain_over_{name}"] = spearman_gain(preds["sae"], preds[name], y, entities, **kw)
     estimates["gain_over_best"] = estimates[f"gain_over_{best}"]
+    seconds["regressions_cpu"] = round(time.process_time() - cpu, 2)
     alive = int((X > 0).any(axis=0).sum())
     return Result(estimates=estimates, values={
         "best_baseline": best, "n_examples": len(rows), "n_families": len(set(groups)), "d_sae": int(X.shape[1]),
         "alive_features": alive, "sae_layer": cfg.sae_layer, "hook_name": str(sae.cfg.metadata.hook_name or ""),
         "mean_active_per_example": round(float((X > 0).sum(axis=1).mean()), 2),
-        "predictions": {k: np.round(v, 5).tolist() for k, v in preds.items() if k == "sae"},
+        "predictions": np.round(preds["sae"], 5).tolist(), "seconds": seconds,
     })

@@ -6,6 +6,7 @@ pipeline/attribution/sae.py, so the fingerprint reads it exactly as it will read
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,7 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     from pipeline.models import load
 
     cfg = Config(**config)
+    cpu = time.process_time()
     lm = load(cfg.profile)
     if not 0 <= cfg.layer < lm.n_layers:
         raise ValueError(f"layer {cfg.layer} does not exist: the model has blocks 0..{lm.n_layers - 1}")
@@ -82,4 +84,5 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     return Result(values={"layer": cfg.layer, "hook_name": sae_cfg.metadata.hook_name, "d_sae": cfg.d_sae,
                           "k": cfg.k, "n_tokens": int(len(acts)), "fraction_of_variance_unexplained": round(fvu, 4),
                           "l0": round(float((feats > 0).float().sum(-1).mean()), 2),
-                          "alive_features": int((feats > 0).any(0).sum())})
+                          "alive_features": int((feats > 0).any(0).sum()),
+                          "seconds": {"total_cpu": round(time.process_time() - cpu, 2)}})
