@@ -339,3 +339,49 @@ def test_the_fingerprint_refuses_an_sae_on_another_layer(project):
 
     with pytest.raises(ExperimentError, match="the SAE reads block 0 .* but sae_layer is 1"):
         run_node(project, "pipeline.attribution.fingerprint", sae_layer=1)
+
+
+def test_the_paper_models_nesting_works_too():
+    """gemma-3-4b-it loads as Gemma3ForConditionalGeneration (language model under model.language_model,
+    a vision tower beside it): adapters go on the language model's layers only, the cached forward and
+    Bergson read it the same way. A tiny random model of that class stands in for it (no hub)."""
+    import torch
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3TextConfig,
+        SiglipVisionConfig,
+    )
+
+    from pipeline.attribution import game
+    from pipeline.attribution.encoding import encode
+    from pipeline.attribution.forward import Residuals, completion_logits
+    from pipeline.attribution.gradients import bergson_scores, cosine_scores, plain_gradients
+    from pipeline.attribution.lora import adapter, target_names
+    from pipeline.models import tiny
+    from pipeline.models.loaded import LoadedModel
+
+    tok = tiny.tokenizer()
+    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                image_size=28, patch_size=14)
+    config = Gemma3Config(text_config=Gemma3TextConfig(vocab_size=len(tok), **tiny.CONFIG).to_dict(),
+                          vision_config=vision.to_dict(), mm_tokens_per_image=4)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        lm = LoadedModel(model=Gemma3ForConditionalGeneration(config).eval(), tokenizer=tok, profile="tiny",
+                         model_id="tiny-gemma3-multimodal")
+    assert all(name.startswith("model.language_model.layers.1.") for name in target_names(lm.model, _spec()))
+    enc = encode(tok, [e.to_dict() for e in game.build(0, 8, 8, 4, 4, 0.2, 0.2)])
+    cache = Residuals.capture(lm, enc, start=1)
+    with torch.no_grad():
+        logits, _ = completion_logits(lm, cache, enc, [0, 1])
+        full = torch.cat([lm.model(torch.tensor([enc.ids[i]])).logits[0, enc.n_prompt[i] - 1: -1] for i in (0, 1)])
+    torch.testing.assert_close(logits, full, atol=1e-5, rtol=1e-5)
+    with adapter(lm, _spec(), seed=0) as model:
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.normal_(p, std=0.02, generator=torch.Generator().manual_seed(1))
+        scores = bergson_scores(lm, model, enc.subset([16, 17]), enc.subset(range(16)), projection_dim=0, seed=0)
+        reference = cosine_scores(plain_gradients(lm, model, enc.subset(range(16))),
+                                  plain_gradients(lm, model, enc.subset([16, 17])))
+    np.testing.assert_allclose(scores, reference, atol=1e-5)

@@ -60,8 +60,8 @@ def lower_layers_skipped(lm: Any, start: int) -> Iterator[Any]:
 
 
 def _pad(rows: list[np.ndarray] | list[tuple[int, ...]], value: float = 0.0) -> tuple[Any, Any]:
-    """Right-pad rows to a batch; returns (batch, attention mask). Causal attention keeps right
-    padding from reaching real positions."""
+    """Right-pad rows to a batch; returns (batch, attention mask) on the CPU. Causal attention keeps
+    right padding from reaching real positions."""
     import torch
 
     n = max(len(r) for r in rows)
@@ -107,10 +107,10 @@ def layer_states(lm: Any, encoded: Encoded, layer: int, *, output: bool, batch_s
             seen.clear()
             with torch.no_grad():
                 try:
-                    text_model(lm)(input_ids=ids, attention_mask=mask)
+                    text_model(lm)(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device))
                 except _Stop:
                     pass
-            hidden = seen[0].float().numpy()  # (b, seq, d)
+            hidden = seen[0].float().cpu().numpy()  # (b, seq, d)
             out += [hidden[j, : len(encoded.ids[i])] for j, i in enumerate(idx)]
     finally:
         handle.remove()
@@ -149,8 +149,9 @@ def completion_logits(lm: Any, cache: Residuals, encoded: Encoded, batch: list[i
     import torch
 
     hidden, mask = _pad([cache.example(i) for i in batch])
+    dtype = next(lm.model.parameters()).dtype  # the cache is float32; a bfloat16 model gets its own dtype back
     with lower_layers_skipped(lm, cache.start) as model:
-        out = model(inputs_embeds=hidden, attention_mask=mask).last_hidden_state  # (b, seq, d), final norm
+        out = model(inputs_embeds=hidden.to(lm.device, dtype), attention_mask=mask.to(lm.device)).last_hidden_state
     rows, cols, targets = [], [], []
     for j, i in enumerate(batch):
         n, ids = encoded.n_prompt[i], encoded.ids[i]
@@ -158,5 +159,5 @@ def completion_logits(lm: Any, cache: Residuals, encoded: Encoded, batch: list[i
             rows.append(j)
             cols.append(p)
             targets.append(ids[p + 1])
-    picked = out[torch.tensor(rows), torch.tensor(cols)]  # (T, d), contiguous
-    return lm.model.get_output_embeddings()(picked), torch.tensor(targets)
+    picked = out[torch.tensor(rows, device=out.device), torch.tensor(cols, device=out.device)]  # (T, d), final norm
+    return lm.model.get_output_embeddings()(picked), torch.tensor(targets, device=out.device)

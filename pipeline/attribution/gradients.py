@@ -115,7 +115,7 @@ def bergson_scores(lm: Any, peft_model: Any, query: Encoded, train: Encoded, *, 
     model = tail_model(peft_model, n_tail) if tail else peft_model
     processor = GradientProcessor(projection_dim=projection_dim or None, projection_seed=seed)
     targets = extract_peft_target_modules(peft_model)
-    device = torch.device("cpu")
+    device = next(peft_model.parameters()).device
 
     def collect(encoded: Encoded, folder: Path, scorer: Any = None) -> Any:
         cfg = IndexConfig(run_path=str(folder), projection_dim=projection_dim, projection_seed=seed)
@@ -161,12 +161,12 @@ def plain_gradients(lm: Any, peft_model: Any, encoded: Encoded) -> np.ndarray:
         p.requires_grad_(True)
     rows = []
     for i in range(len(encoded)):
-        ids = torch.tensor([encoded.ids[i]])
+        ids = torch.tensor([encoded.ids[i]], device=lm.device)
         n = encoded.n_prompt[i]
         logits = peft_model(ids).logits[0, n - 1: -1]
         loss = F.cross_entropy(logits.float(), ids[0, n:], reduction="sum")
         grads = torch.autograd.grad(loss, params)
-        rows.append(torch.cat([g.flatten() for g in grads]).numpy())
+        rows.append(torch.cat([g.flatten() for g in grads]).float().cpu().numpy())
     return np.stack(rows)
 
 

@@ -82,8 +82,8 @@ def evaluate(lm: Any, cache: Residuals, encoded: Encoded, indices: list[int] | n
         for start in range(0, len(indices), batch_size):
             batch = indices[start: start + batch_size]
             logits, targets = completion_logits(lm, cache, encoded, batch)
-            right = (logits.argmax(-1) == targets).numpy()
-            token_nll = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none").numpy()
+            right = (logits.argmax(-1) == targets).cpu().numpy()
+            token_nll = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none").cpu().numpy()
             at = 0
             for i in batch:
                 n = encoded.n_completion(i)
