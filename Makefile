@@ -1,5 +1,5 @@
 # The two commands README.md gives, and what they need. Each creates or reuses .venv/ itself.
-#   make all    set up, verify every claim on the embedded default, build the site and the paper
+#   make all    set up, verify every claim on the embedded default, build the paper, then the site
 #   make test   set up, run the test suite (unit tests on a tiny model + one 270M smoke test)
 PYTHON ?= python3
 VENV := .venv
@@ -11,7 +11,7 @@ export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
 
 .PHONY: all setup verify site paper test lint bench clean
 
-all: verify site paper
+all: verify paper site   # the paper first, so that the site links its downloads
 
 setup: $(STAMP)
 

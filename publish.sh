@@ -23,6 +23,9 @@
 #
 # Published files are world-readable (0644, folders 0755), whatever the umask of the build.
 #
+# After a publish, the project's HEAD is recorded as the git ref refs/claims/published (in a git
+# checkout): `python -m claims diff` and the site's changes page compare with it.
+#
 # Environment: PYTHON (default: <this checkout>/.venv/bin/python).
 # Exit codes: 0 published (or already up to date); 1 refused or failed; 2 usage error.
 set -euo pipefail
@@ -165,4 +168,10 @@ if [ -n "$branch" ]; then
   publish_branch
 else
   publish_dir "$target"
+fi
+
+# ---- 4 remember what was published, for `claims diff` and the changes page -------------------
+if git -C "$project" rev-parse --verify --quiet HEAD >/dev/null 2>&1; then
+  git -C "$project" update-ref refs/claims/published HEAD
+  echo "publish.sh: recorded $(git -C "$project" rev-parse --short HEAD) as refs/claims/published"
 fi

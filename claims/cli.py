@@ -310,6 +310,45 @@ def build_paper(project: Project, strict: bool) -> None:
     click.echo(f"paper: {project.rel(out)}")
 
 
+@cli.command("diff", context_settings=CONTEXT)
+@click.argument("rev", required=False)
+@click.option("--to", "to", metavar="REV", help="Compare with this revision instead of the work tree.")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True,
+              help="A table for the terminal, Markdown for a pull-request comment, or JSON.")
+@click.pass_obj
+def diff(project: Project, rev: str | None, to: str | None, fmt: str) -> None:
+    """What changed in the claims since REV: status, verdict words, value, interval, statement and
+    criterion of each claim. REV defaults to the last publish (publish.sh records it as
+    refs/claims/published), else HEAD~1; the other side is the work tree (or --to REV).
+
+    Flags a value that moved outside its old interval, a status change and a criterion change.
+    Exit 1 when a headline claim changed status (or was added or removed), else 0.
+
+    \b
+    Example:
+      $ python -m claims diff HEAD~1                 # (its verdict column left out here)
+      claims: HEAD~1 (23b3bbb29e15) -> work tree
+      claim (* headline)  status             value        interval                     changed
+      ------------------  -----------------  -----------  ---------------------------  ---------------------
+      * steering-slope    verified → failed  3.23 → 1.23  2.64 to 3.82 → 0.64 to 1.82  status, moved, ...
+      steering-slope: the value moved outside its old interval (2.64 to 3.82): 3.23 -> 1.23
+      steering-slope: criterion config.shift was 0.3, now 0.1
+      1 of 7 claims changed; headline status changed: steering-slope
+      $ python -m claims diff main --format markdown > comment.md
+    """
+    from claims.diff import diff as compute
+    from claims.diff import markdown, terminal
+
+    overrides = click.get_current_context().meta.get("overrides") or {}
+    result = compute(project, rev, to, overrides)
+    if fmt == "json":
+        click.echo(json.dumps(result.data(), indent=2, sort_keys=True))
+    else:
+        click.echo(markdown(result) if fmt == "markdown" else terminal(result), nl=fmt != "markdown")
+    if result.headline_status_changes:
+        sys.exit(1)
+
+
 def main() -> None:
     import os
 

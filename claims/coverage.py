@@ -36,6 +36,7 @@ _MASKS = [
     re.compile(r"\]\([^)]*\)|https?://\S+"),  # link targets and bare URLs
     re.compile(r"^#{1,6} .*$|^\s*\[\^?[\w-]+\]:", re.M),  # headings are titles; footnote labels
     re.compile(r"\[\^[\w-]+\]"),  # footnote references
+    re.compile(r"\[@[^\]\n]*\]"),  # citations of the literature: [@key] (site_build.common.bibliography)
 ]
 _FENCE = re.compile(r"^(```|~~~).*?^\1", re.S | re.M)
 

@@ -101,6 +101,43 @@ def referenced(source: str) -> list[str]:
     return out
 
 
+def thresholds(source: str) -> list[tuple[str, float, bool]]:
+    """The constants an expression compares a name with: (dotted name, constant, under abs()).
+
+    `auroc_ci[0] > 0.5` gives ("auroc_ci", 0.5, False); `abs(x) < 0.05` gives ("x", 0.05, True);
+    comparisons of two names, or of arithmetic, give nothing. Charts draw these as the lines the
+    assertion tests against."""
+    found: list[tuple[str, float, bool]] = []
+    for node in ast.walk(ast.parse(source.strip(), mode="eval")):
+        if not isinstance(node, ast.Compare):
+            continue
+        operands = [node.left, *node.comparators]
+        for a, b in zip(operands, operands[1:], strict=False):
+            for side, other in ((a, b), (b, a)):
+                name, under_abs = _compared_name(side)
+                constant = _constant(other)
+                if name and constant is not None and (name, constant, under_abs) not in found:
+                    found.append((name, constant, under_abs))
+    return found
+
+
+def _compared_name(node: ast.AST) -> tuple[str, bool]:
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "abs" and node.args:
+        return _compared_name(node.args[0])[0], True
+    while isinstance(node, ast.Subscript):
+        node = node.value
+    return _dotted(node), False
+
+
+def _constant(node: ast.AST) -> float | None:
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        inner = _constant(node.operand)
+        return -inner if inner is not None else None
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
+        return float(node.value)
+    return None
+
+
 def _depth(node: ast.AST) -> int:
     children = list(ast.iter_child_nodes(node))
     return 1 + (max(map(_depth, children)) if children else 0)

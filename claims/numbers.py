@@ -59,3 +59,27 @@ def literal_numbers(template: str) -> list[str]:
     """Numbers typed into a statement's text (outside {fields}): each one is a hand-typed number."""
     literal = "".join(text for text, *_ in string.Formatter().parse(template))
     return [m.group(0) for m in find_numbers(literal)]
+
+
+def metric_format(spec: Any) -> str:
+    """The format a claim's statement gives its metric (e.g. '.1%'), so that every other place
+    that prints the metric (site, paper, diff) shows it alike."""
+    for _, name, fmt, _ in string.Formatter().parse(" ".join(spec.statement.split())):
+        if name is None or not fmt:
+            continue
+        base = re.split(r"[\[.]", name.strip())[0]
+        if base in (spec.metric, f"{spec.metric}_ci"):
+            return fmt
+    return "d" if spec.kind == "count" else ".3g"
+
+
+def fmt_value(value: Any, spec: str = ".3g") -> str:
+    """A number in the claim's own format ('.1%', '.2f', ...), whole numbers without decimals."""
+    if value is None:
+        return "?"
+    try:
+        if spec in ("d", ".3g", "g") and float(value).is_integer():
+            return str(int(value))
+        return format(value, spec)
+    except (TypeError, ValueError):
+        return format(float(value), ".3g")

@@ -153,15 +153,19 @@ def package_versions(names: Iterable[str]) -> dict[str, str]:
 
 @functools.lru_cache(maxsize=8)
 def git_state(root: Path) -> dict[str, Any]:
-    """Commit and dirtiness of the project checkout (None outside a git repository)."""
+    """Commit and dirtiness of the project checkout (None outside a git repository); changes
+    under artifacts/ and build/ do not make it dirty."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
         )
         if commit.returncode != 0:
             return {"commit": None, "dirty": None}
+        # results and build outputs are not code: a run that finds older results modified in
+        # the work tree (from an earlier run) was still made by the committed code
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)artifacts",
+             ":(exclude)build"],
             cwd=root, capture_output=True, text=True, timeout=10,
         )
         return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}

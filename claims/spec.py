@@ -23,6 +23,7 @@ from pydantic import (
 
 from claims import expr
 from claims.errors import ExpressionError, SpecError
+from claims.figure import LOCATION_TAGS, Axis, FigureField
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 MODULE_PATTERN = r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$"
@@ -234,7 +235,17 @@ class ClaimSpec(_Strict):
     why_no_control: str | None = Field(
         default=None, description="Required when control is 'none': why no control applies."
     )
-    figure: str | None = Field(default=None, description="Name of a chart in site_build.figures.")
+    figure: FigureField | None = Field(
+        default=None,
+        description="The claim's chart: a preset name (estimate_vs_control, alpha_sweep, "
+        "detection_vs_steering), one panel {kind: intervals | rank | sweep | scatter, ...}, or a list of "
+        "panels drawn one under another (claims/figure.py). Default: the estimate beside its control.")
+    axis: Axis | None = Field(
+        default=None, description="How charts label the metric: {label, unit, format}. Default: the metric's name.")
+    caption: str | None = Field(
+        default=None,
+        description="What a reader should look at in the chart (not the title again). {fields} of the result "
+        "may appear, as in the statement; typed numbers may not.")
     depends_on: list[str] = Field(
         default_factory=list, description="Claims that must stand for this one to stand."
     )
@@ -269,6 +280,19 @@ class ClaimSpec(_Strict):
         problems = check_config_values(value)
         if problems:
             raise ValueError("; ".join(p.removeprefix("config.") for p in problems))
+        return value
+
+    @field_validator("caption")
+    @classmethod
+    def _caption(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from claims.numbers import literal_numbers
+
+        value = check_statement(" ".join(value.split()))
+        typed = literal_numbers(value)
+        if typed:
+            raise ValueError(f"has hand-typed numbers {typed}: cite result fields as {{name}} instead")
         return value
 
     @model_validator(mode="after")
@@ -306,6 +330,15 @@ class ClaimSpec(_Strict):
     @property
     def control_spec(self) -> ControlSpec | None:
         return None if self.control == "none" else self.control
+
+    @property
+    def figure_data(self) -> Any:
+        """`figure` as plain data (a name, a panel dict, or a list of them), as results record it."""
+        from claims.figure import panels
+
+        if self.figure is None or isinstance(self.figure, str):
+            return self.figure
+        return panels(self.figure)
 
 
 class _LineLoader(yaml.SafeLoader):
@@ -365,7 +398,7 @@ def load_yaml_with_lines(text: str, where: str) -> tuple[Any, dict[tuple, int]]:
 
 def _locate(loc: tuple, lines: dict[tuple, int]) -> tuple[str, int]:
     """Map a pydantic error location to a readable field path and the nearest known line."""
-    fields = [str(p) for p in loc if p not in ("spec", "none") and not str(p).startswith("literal[")]
+    fields = [str(p) for p in loc if p not in ("spec", "none", *LOCATION_TAGS) and not str(p).startswith("literal[")]
     fields = ["assert" if f == "assert_" else f for f in fields]
     path: tuple = ()
     line = lines.get((), 1)

@@ -48,7 +48,7 @@ class Outcome:
     problems: list[str] = field(default_factory=list)
     reason: str = ""
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
-    figure: str | None = None
+    figure: Any = None  # the spec's figure as data: a name, a panel dict, or a list of them
     depends_on: list[str] = field(default_factory=list)
     power: dict[str, Any] = field(default_factory=dict)  # null claims: margin, mde, holds, text
     blocked_by: list[str] = field(default_factory=list)  # the claims that do not stand, upstream
@@ -134,7 +134,7 @@ class Verifier:
 
     def _check(self, spec: ClaimSpec) -> Outcome:
         out = Outcome(spec.id, spec.title, spec.kind, "failed", spec.headline, spec.section,
-                      expect=spec.expect, metric=spec.metric, figure=spec.figure, depends_on=list(spec.depends_on))
+                      expect=spec.expect, metric=spec.metric, figure=spec.figure_data, depends_on=list(spec.depends_on))
         if spec.status != "required":
             out.status, out.reason = spec.status, spec.reason or ""
             return out

@@ -1,15 +1,16 @@
-"""`python -m claims build-paper`: the paper from content/paper/*.md, every number from a claim.
+"""`python -m claims build-paper`: the paper from content/front.md (title, authors, abstract) and
+content/paper/*.md, every number from a claim, every citation from content/references.bib.
 
 Outputs in build/paper/:
   paper.html       standalone: the style sheet inlined, charts inlined as SVG data, no request
-  paper.md         Markdown with every claim reference filled in; charts in figures/*.svg
+  paper.md         Markdown with every claim reference and citation filled in; charts in figures/
   paper.pdf        rendered from paper.html with WeasyPrint when it (and Debian's pango) is
-                   installed; otherwise skipped with a note
-  figures/<id>.svg the charts paper.md points at
+                   installed: page numbers, running head, vector charts, tagged (PDF/UA-1);
+                   otherwise skipped with a note
+  figures/*.svg    the charts paper.md points at
 
-Shards are rendered in file-name order (01-introduction.md, 02-methods.md, ...) as one document,
-so footnotes and heading anchors are unique. A claim that is not verified shows its status
-beside it; `--strict` refuses to build while any claim does not stand or any warning is raised.
+Phases, as for the site: gather (claims, content), render (in memory, unchanged outputs reused),
+check (--strict refuses while any claim does not stand or any warning is raised), write.
 """
 
 from __future__ import annotations
@@ -17,36 +18,51 @@ from __future__ import annotations
 import base64
 import time
 from pathlib import Path
+from typing import Any
 
 from claims.errors import BuildError
 from claims.progress import log
 from claims.project import Project
 from paper_build.pdf import pdf_renderer
-from site_build import prose
-from site_build.build import Report, claim_warnings, refuse_or_warn
-from site_build.outputs import Outputs, key_of
-from site_build.pages import Content, add_figures, prose_html
-from site_build.records import ClaimRecord, Study, gather
-from site_build.references import Citations, fmt_value, md_escape
-from site_build.render import find_static, fingerprint, render
+from site_build.common import figures
+from site_build.common.content import Content, build_date
+from site_build.common.outputs import Outputs, key_of
+from site_build.common.records import Study, gather, model_line
+from site_build.common.references import Citations, fmt_value, md_escape
+from site_build.common.render import find_static, fingerprint, render
+from site_build.common.report import Report, claim_warnings, refuse_or_warn
 
 
 def paper_dir(project: Project) -> Path:
     return project.build_dir / "paper"
 
 
-def markdown(study: Study, content: Content, figures: dict[str, str | None]) -> tuple[bytes, list[str]]:
-    def figure(record: ClaimRecord, number: int) -> tuple[str, str] | None:
-        rel = figures.get(record.id)
-        return (rel, f"Chart for the claim: {record.outcome.title}") if rel else None
+# ---- render ---------------------------------------------------------------------------------
+def markdown(study: Study, content: Content, charts: dict[str, Any]) -> tuple[bytes, list[str]]:
+    cit = Citations(study, "md", "", lambda claim_id: None, charts, bibliography=content.bibliography)
+    parts = content.paper_parts(cit)
+    text = "\n\n".join(p for p in (front_md(content, study), parts["abstract"] and f"## Abstract\n\n{parts['abstract']}",
+                                   keywords_md(content), parts["body"], parts["references"], claims_table_md(study)) if p)
+    return (text + "\n").encode("utf-8"), cit.warnings
 
-    cit = Citations(study, "md", "", lambda claim_id: None, figure)
-    parts = []
-    for shard in content.paper:
-        cit.where = shard.rel
-        parts.append(prose.expand(shard, cit).strip())
-    parts.append(claims_table_md(study))
-    return ("\n\n".join(parts) + "\n").encode("utf-8"), cit.warnings
+
+def front_md(content: Content, study: Study) -> str:
+    front = content.front
+    lines = [f"# {md_escape(front.title)}"]
+    if front.subtitle:
+        lines.append(f"*{md_escape(front.subtitle)}*")
+    if front.authors:
+        lines.append("; ".join(md_escape(a.name + (f" ({a.affiliation})" if a.affiliation else "")) for a in front.authors))
+    date = build_date(front, study.built_on)
+    if date:
+        lines.append(date)
+    lines += [f"Model: {md_escape(model_line(m))}" for m in study.models]
+    return "\n\n".join(lines)
+
+
+def keywords_md(content: Content) -> str:
+    words = content.front.keywords
+    return f"**Keywords:** {md_escape(', '.join(words))}" if words else ""
 
 
 def claims_table_md(study: Study) -> str:
@@ -73,20 +89,25 @@ def claims_table_md(study: Study) -> str:
     return "\n".join(rows)
 
 
+def data_uri(svg: bytes | None) -> str:
+    return f"data:image/svg+xml;base64,{base64.b64encode(svg or b'').decode()}"
+
+
 def standalone(project: Project, study: Study, content: Content, outputs: Outputs,
-               figures: dict[str, str | None]) -> tuple[bytes, list[str]]:
-    def data_uri(claim_id: str) -> str | None:
-        svg = outputs.read(figures[claim_id]) if figures.get(claim_id) else None
-        return f"data:image/svg+xml;base64,{base64.b64encode(svg).decode()}" if svg else None
-
-    body, warnings = prose_html(study, content.paper, "", data_uri, lambda claim_id: f"#claim-{claim_id}")
+               charts: dict[str, Any]) -> tuple[bytes, list[str]]:
+    cit = Citations(study, "html", "", lambda claim_id: f"#claim-{claim_id}", charts,
+                    lambda rel: data_uri(outputs.read(rel)), content.bibliography)
+    parts = content.paper_parts(cit)
     css = find_static(project, "site.css").read_text(encoding="utf-8")
-    favicon = "data:image/svg+xml;base64," + base64.b64encode(find_static(project, "favicon.svg").read_bytes()).decode()
-    html = render(project, "paper_standalone.html", title=content.paper_title, css=css, favicon=favicon, body=body,
-                  records=study.records, results_as_of=study.results_as_of, built_on=study.built_on)
-    return html, warnings
+    favicon = data_uri(find_static(project, "favicon.svg").read_bytes())
+    html = render(project, "paper_standalone.html", front=content.front, css=css, favicon=favicon, paper=parts,
+                  records=study.records, results_as_of=study.results_as_of, built_on=study.built_on,
+                  date=build_date(content.front, study.built_on), models=[model_line(m) for m in study.models],
+                  keywords_text=", ".join(content.front.keywords))
+    return html, cit.warnings
 
 
+# ---- the build --------------------------------------------------------------------------------
 def build_paper(project: Project, strict: bool = False) -> Report:
     started = time.perf_counter()
     study = gather(project)
@@ -97,20 +118,19 @@ def build_paper(project: Project, strict: bool = False) -> Report:
     gathered = time.perf_counter() - started
     out = paper_dir(project)
     outputs = Outputs(out)
-    figures = add_figures(outputs, study, "figures")
-    figure_keys = {rel: outputs.outputs[rel].key for rel in figures.values() if rel}
-    base = [fingerprint(project), content.data(content.paper), key_of(study.data()), figures, figure_keys]
-    outputs.add("paper.md", key_of("md", *base), lambda: markdown(study, content, figures))
-    html = outputs.add("paper.html", key_of("html", *base),
-                       lambda: standalone(project, study, content, outputs, figures))
+    charts, chart_warnings = figures.add_figures(outputs, study, "figures")
+    chart_keys = {k: c.data() if c else None for k, c in charts.items()}
+    base = [fingerprint(project), content.data(content.paper), key_of(study.data()), chart_keys,
+            [outputs.outputs[p.wide].key for c in charts.values() if c for p in c.panels]]
+    outputs.add("paper.md", key_of("md", *base), lambda: markdown(study, content, charts))
+    html = outputs.add("paper.html", key_of("html", *base), lambda: standalone(project, study, content, outputs, charts))
     renderer, why_not = pdf_renderer()
     if renderer is not None:
-        html_bytes = outputs.read("paper.html") or b""
         outputs.add("paper.pdf", key_of("pdf", html.key, renderer.version),
-                    lambda: renderer.render(html_bytes, out))
+                    lambda: renderer.render(outputs.read("paper.html") or b"", out))
     else:
         log(f"note: paper.pdf skipped: {why_not}")
-    warnings = claim_warnings(study) + outputs.warnings
+    warnings = claim_warnings(study) + chart_warnings + content.bibliography.warnings + outputs.warnings
     refuse_or_warn("build-paper", warnings, strict)
     outputs.commit()
     return Report(out, outputs.stats, warnings, gathered)

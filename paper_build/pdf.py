@@ -2,7 +2,9 @@
 
 WeasyPrint is optional: where it (or pango) is missing, `pdf_renderer()` says why and the paper
 build skips the PDF with a note. The PDF carries no creation date unless SOURCE_DATE_EPOCH is
-set, so that a rebuild from the same inputs gives the same bytes.
+set, so that a rebuild from the same inputs gives the same bytes. It is tagged for accessibility
+(PDF/UA-1, as far as WeasyPrint supports it); page numbers and the running head come from the
+style sheet's @page rules; charts stay vectors (WeasyPrint draws SVG itself).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ class PdfRenderer:
         quiet.setLevel(logging.ERROR)  # screen-only CSS (overflow, user-select) is ignored in print, by design
         try:
             document = weasyprint.HTML(string=html.decode("utf-8"), base_url=str(base))
-            return document.write_pdf(pdf_identifier=b"claims-paper", uncompressed_pdf=False)
+            # PDF/UA-1: a tagged PDF (structure tree, reading order, alt text of the charts, language)
+            return document.write_pdf(pdf_identifier=b"claims-paper", uncompressed_pdf=False, pdf_variant="pdf/ua-1")
         except Exception as exc:  # weasyprint raises many kinds; name the file and move on
             raise BuildError(f"build/paper/paper.pdf: WeasyPrint failed: {type(exc).__name__}: {exc}") from None
         finally:

@@ -6,7 +6,7 @@ cold      an empty build/site: every page, chart, source page and the export is 
           (the first cold run also loads Jinja, Altair and vl-convert; printed on its own)
 no-op     nothing changed: every output is found unchanged in the manifest
 warm      one content file changed (content/story.md): only its page renders again
-Times are for rendering (site_build.outputs.Stats.render_s); reading the claims (verify without
+Times are for rendering (site_build.common.outputs.Stats.render_s); reading the claims (verify without
 running anything, reading results and sidecars) is printed beside them. Runs in a temp dir with
 its own $CLAIMS_CACHE; the median of --runs is printed.
 """

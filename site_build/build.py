@@ -1,11 +1,12 @@
 """`python -m claims build-site`: the static site, in phases (mkdocs-style).
 
 1 gather    check every claim without running anything (claims.verify, run=False), read the
-            results and provenance they rest on, read content/
+            results and provenance they rest on, read content/ (front matter, bibliography), and
+            the claims as they stood at the last publish (claims.diff)
 2 render    every page, chart and export in memory; an output whose inputs are unchanged since
-            the last build is not rendered again (site_build.outputs)
-3 check     warnings (a claim that is not verified, an unknown claim or figure in prose); under
-            --strict any of them fails the build before a file is written
+            the last build is not rendered again (site_build.common.outputs)
+3 check     warnings (a claim that is not verified, an unknown claim, figure or citation in
+            prose); under --strict any of them fails the build before a file is written
 4 write     changed files only (atomically), files no longer produced removed, the manifest
 
 A claim that is not verified is shown as failed / stale / error, never as standing.
@@ -14,52 +15,30 @@ A claim that is not verified is shown as failed / stale / error, never as standi
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from claims.errors import BuildError
 from claims.progress import log
 from claims.project import Project
-from site_build.outputs import Outputs, Stats
-from site_build.pages import Content, SitePages, site_dir
-from site_build.records import Study, gather
-from site_build.render import fingerprint
-
-
-@dataclass
-class Report:
-    out: Path
-    stats: Stats
-    warnings: list[str] = field(default_factory=list)
-    gather_s: float = 0.0
-
-
-def claim_warnings(study: Study) -> list[str]:
-    """One line per required claim that does not stand, saying why."""
-    lines = []
-    for record in study.not_standing:
-        why = "; ".join(record.outcome.problems) or record.outcome.reason or "no reason recorded"
-        lines.append(f"{record.spec_path}: claim {record.id!r} is {record.status} (shown as such): {why}")
-    return lines
-
-
-def refuse_or_warn(what: str, warnings: list[str], strict: bool) -> None:
-    if strict and warnings:
-        lines = "\n".join(f"  {w}" for w in warnings)
-        raise BuildError(f"{what} --strict: {len(warnings)} problem(s), nothing written:\n{lines}")
-    for warning in warnings:
-        log(f"warning: {warning}")
+from site_build.changes import since_last_publish
+from site_build.common.content import Content
+from site_build.common.outputs import Outputs
+from site_build.common.records import gather
+from site_build.common.render import fingerprint
+from site_build.common.report import Report, claim_warnings, refuse_or_warn
+from site_build.pages import SitePages, site_dir
 
 
 def build_site(project: Project, strict: bool = False) -> Report:
     started = time.perf_counter()
     study = gather(project)
     content = Content.read(project)
+    changes = since_last_publish(project, study)
     gathered = time.perf_counter() - started
     out = site_dir(project)
     outputs = Outputs(out)
-    SitePages(project, study, content, outputs, fingerprint(project)).add_all()
-    warnings = claim_warnings(study) + outputs.warnings
+    pages = SitePages(project, study, content, outputs, fingerprint(project), changes)
+    pages.add_all()
+    warnings = claim_warnings(study) + pages.warnings + outputs.warnings
     refuse_or_warn("build-site", warnings, strict)
     outputs.commit()
     return Report(out, outputs.stats, warnings, gathered)

@@ -12,7 +12,7 @@ from typing import Any
 
 from claims.project import Project
 from claims.provenance import sha256_file
-from site_build.records import ClaimRecord, NodeRecord, completed_at
+from site_build.common.records import ClaimRecord, NodeRecord, completed_at, model_line
 
 
 def source_href(relpath: str) -> str:
@@ -39,7 +39,7 @@ def _code(project: Project, node: NodeRecord, root: str) -> list[dict[str, Any]]
     return rows
 
 
-def _run(project: Project, node: NodeRecord, root: str) -> dict[str, Any]:
+def _run(project: Project, node: NodeRecord, root: str, data: dict[str, str | None], front: Any) -> dict[str, Any]:
     sidecar = node.sidecar or {}
     material = sidecar.get("key_material", {})
     main_file = node.experiment.replace(".", "/")
@@ -60,6 +60,7 @@ def _run(project: Project, node: NodeRecord, root: str) -> dict[str, Any]:
         "code": code,
         "inputs": {k: v for k, v in sorted(material.get("inputs", {}).items())},
         "model": json.dumps(model, indent=2, sort_keys=True) if isinstance(model, dict | list) else model,
+        "model_line": model_line(model) if isinstance(model, dict) else None,
         "model_block": isinstance(model, dict | list),
         "upstream": sorted(sidecar.get("upstream", {}).items()),
         "packages": sorted(sidecar.get("packages", {}).items()),
@@ -72,11 +73,17 @@ def _run(project: Project, node: NodeRecord, root: str) -> dict[str, Any]:
         "result_path": node.result_path,
         "result_sha256": (sidecar.get("output") or {}).get("sha256"),
         "provenance_path": node.provenance_path,
+        "result_href": root + data[node.result_path] if data.get(node.result_path) else None,
+        "provenance_href": root + data[node.provenance_path] if data.get(node.provenance_path) else None,
+        "too_large": [p for p in (node.result_path, node.provenance_path) if p in data and data[p] is None],
+        "commit_href": front.commit_link((sidecar.get("git") or {}).get("commit")),
     }
 
 
-def dossier(project: Project, record: ClaimRecord, root: str, figure: str | None) -> dict[str, Any]:
-    """Everything the claim page template shows, as plain data."""
+def dossier(project: Project, record: ClaimRecord, root: str, figure: str, data: dict[str, str | None],
+            front: Any) -> dict[str, Any]:
+    """Everything the claim page template shows, as plain data (`figure`: the chart's HTML, or "";
+    `data`: result and sidecar paths -> their copies in the site, None when too large to copy)."""
     o = record.outcome
     control = o.control or {}
     return {
@@ -87,16 +94,15 @@ def dossier(project: Project, record: ClaimRecord, root: str, figure: str | None
         "figure": figure,
         "figure_note": _figure_note(record, figure),
         "control": control,
-        "runs": [_run(project, node, root) for node in record.nodes.values()],
+        "runs": [_run(project, node, root, data, front) for node in record.nodes.values()],
         "template_statement": " ".join(record.spec.statement.split()),
         "history": [c.to_json() for c in record.history],
     }
 
 
-def _figure_note(record: ClaimRecord, figure: str | None) -> str:
+def _figure_note(record: ClaimRecord, figure: str) -> str:
     if figure:
         return ""
-    main = record.nodes.get("main")
-    if main is not None and not main.fresh:
+    if record.nodes and not all(n.fresh for n in record.nodes.values()):
         return "Chart withheld: the result is not fresh, so it would show numbers that do not stand."
     return ""

@@ -1,13 +1,14 @@
 """claims.json beside the site: every claim as data, for other tools to read.
 
 Shape (format 2):
-  {"format": 2, "results_as_of": "YYYY-MM-DD" | null,
+  {"format": 2, "results_as_of": "YYYY-MM-DD" | null, "models": [model fingerprints behind the results],
    "claims": [{"id", "title", "status", "required", "headline", "section", "kind", "statement",
                "metric", "value", "ci", "level", "n", "unit", "method", "assertion", "control",
                "expect" (effect | null), "verdict" (claims.verdict words), "power" (null claims),
                "blocked_by" (claims upstream that do not stand), "dirty" (made from uncommitted
                code), "criterion_history" ([{field, was, now, commit, date, after_results,
-               documented}]), "problems", "reason", "depends_on", "page", "figure",
+               documented}]), "problems", "reason", "depends_on", "page", "figure" (the wide
+               SVG of its first panel, or null), "figures" ([{svg, narrow_svg, alt}]), "caption",
                "provenance": {"key": <main run's cache key>,
                               "runs": {role: {experiment, config_hash, key, state, code_hash,
                                               result, provenance}}}}]}
@@ -20,10 +21,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from site_build.records import ClaimRecord, Study
+from site_build.common.records import ClaimRecord, Study
 
 
-def claim_entry(record: ClaimRecord, figure: str | None) -> dict[str, Any]:
+def claim_entry(record: ClaimRecord, chart: Any) -> dict[str, Any]:
     o = record.outcome
     runs = {}
     for role, node in record.nodes.items():
@@ -37,12 +38,15 @@ def claim_entry(record: ClaimRecord, figure: str | None) -> dict[str, Any]:
         "method": o.method, "assertion": o.assertion, "control": o.control, "expect": o.expect,
         "verdict": o.verdict, "power": o.power, "blocked_by": o.blocked_by, "dirty": o.dirty,
         "criterion_history": [c.to_json() for c in record.history], "problems": o.problems,
-        "reason": o.reason, "depends_on": o.depends_on, "page": f"claims/{o.id}.html", "figure": figure,
+        "reason": o.reason, "depends_on": o.depends_on, "page": f"claims/{o.id}.html",
+        "figure": chart.panels[0].wide if chart else None,
+        "figures": [{"svg": p.wide, "narrow_svg": p.narrow, "alt": p.alt} for p in chart.panels] if chart else [],
+        "caption": chart.caption if chart else None,
         "provenance": {"key": record.provenance_key, "runs": runs},
     }
 
 
-def export(study: Study, figures: dict[str, str | None]) -> bytes:
-    data = {"format": 2, "results_as_of": study.results_as_of,
-            "claims": [claim_entry(r, figures.get(r.id)) for r in study.records]}
+def export(study: Study, charts: dict[str, Any]) -> bytes:
+    data = {"format": 2, "results_as_of": study.results_as_of, "models": study.models,
+            "claims": [claim_entry(r, charts.get(r.id)) for r in study.records]}
     return (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")

@@ -54,8 +54,18 @@ def run(config, ctx):
          "detection_ci_high": 0.6 + shift / 2, "steering": 6 * shift, "steering_ci_low": 4 * shift,
          "steering_ci_high": 8 * shift},
     ]
-    return Result(estimates={"accuracy": _est(correct, "questions"), "slope": _est(slopes, "seeds")},
-                  values={"sweep": sweep, "sweep_label": "compliance rate", "methods": methods})
+    # drawn after the numbers above, so that adding them moved none of those
+    draws = [float(x) for x in ctx.rng.normal(0.5 + shift / 3, 0.03, size=60)]
+    if shift == 0:
+        draws[3] = draws[17] = None  # two draws that broke the model: shown, counted against the claim
+    rank_p = (1 + sum(d is None or d >= 0.7 for d in draws)) / (1 + len(draws))
+    per_split = [float(x) for x in ctx.rng.normal(0.5 + shift, 0.03, size=5)]
+    sweeps = {f"seed {k}": [{"alpha": p["alpha"], "value": p["value"] + float(ctx.rng.normal(0, 0.02))}
+                            for p in sweep] for k in range(4)}
+    return Result(estimates={"accuracy": _est(correct, "questions"), "slope": _est(slopes, "seeds"),
+                             "chance_gap": _est(correct - 0.5, "questions")},
+                  values={"sweep": sweep, "sweep_label": "compliance rate", "methods": methods,
+                          "set_accuracy": draws, "rank_p": rank_p, "per_split_accuracy": per_split, "sweeps": sweeps})
 '''
 
 SPECS = {
@@ -110,6 +120,47 @@ why_no_control: a descriptive comparison across methods, each with its own contr
 figure: detection_vs_steering
 section: steering
 """,
+"probe-vs-random": """
+id: probe-vs-random
+title: Probe against random neuron sets
+statement: The probe's accuracy of {accuracy:.1%} ranks above the random sets (rank p = {control.rank_p:.3f}).
+experiment: fx_sample_probe
+config: {shift: 0.3}
+metric: accuracy
+uncertainty: {method: analytic, level: 0.95}
+assert: "accuracy_ci[0] > 0.5"
+control:
+  experiment: fx_sample_probe
+  config: {shift: 0.0}
+  description: Random neuron sets of the same size, one probe each.
+  assert: "control.rank_p <= 0.05"
+axis: {label: Held-out accuracy}
+figure:
+  - {kind: rank, draws: control.set_accuracy, label: random neuron sets, value_label: the probe}
+  - kind: intervals
+    rows: [{field: accuracy, label: probe, points: per_split_accuracy}, {field: control.accuracy, label: random sets}]
+    reference: [{value: 0.5, label: chance}]
+caption: The probe's line stands clear of every random set; {control.rank_p:.3f} is its rank p.
+section: detection
+""",
+"probe-chance": """
+id: probe-chance
+title: Shuffled labels stay at chance
+statement: On shuffled labels the probe is {chance_gap:+.3f} from chance ({chance_gap_ci[0]:+.3f} to {chance_gap_ci[1]:+.3f}).
+experiment: fx_sample_probe
+config: {shift: 0.0}
+metric: chance_gap
+uncertainty: {method: analytic, level: 0.95}
+assert: "abs(chance_gap) < 0.1"
+expect: null
+power:
+  margin: 0.1
+  why: A tenth of accuracy off chance would be a leak worth reporting.
+control: none
+why_no_control: this claim is itself a negative control
+axis: {label: Distance from chance, unit: accuracy, format: "+.2f"}
+section: detection
+""",
 "gpu-scale": """
 id: gpu-scale
 title: Paper-scale replication
@@ -124,11 +175,39 @@ why_no_control: blocked
 """,
 }
 
+BIBTEX = """
+@article{gao2025hneurons,
+  author = {Gao, Cheng and Chen, Huimin and Xiao, Chaojun and Chen, Zhiyi and Liu, Zhiyuan and Sun, Maosong},
+  title = {{H-Neurons}: On the Existence, Impact, and Origin of Hallucination-Associated Neurons in {LLMs}},
+  journal = {arXiv preprint arXiv:2512.01797},
+  year = {2025},
+  url = {https://arxiv.org/abs/2512.01797}
+}
+
+@inproceedings{li2023iti,
+  author = {Li, Kenneth and Patel, Oam and Vi{\\'e}gas, Fernanda and Pfister, Hanspeter and Wattenberg, Martin},
+  title = {Inference-Time Intervention: Eliciting Truthful Answers from a Language Model},
+  booktitle = {Advances in Neural Information Processing Systems},
+  year = {2023},
+  url = {https://arxiv.org/abs/2306.03341}
+}
+"""
+
 CONTENT = {
+"content/front.md": """
+---
+title: "A sample paper: detectors and levers"
+short_title: Sample study
+subtitle: Every number bound to a verified artifact.
+authors:
+  - {name: Ada Sample, affiliation: Sample Institute}
+  - {name: Bo Example}
+keywords: [interpretability, hallucination]
+---
+We test a probe and a lever. {{ claim("probe-accuracy") }} The method follows [@gao2025hneurons].
+""",
+"content/references.bib": BIBTEX,
 "content/index.md": """
----
-site_title: Sample study
----
 # Sample study
 
 The headline: {{ claim("probe-accuracy") }}
@@ -138,7 +217,8 @@ Steering: {{ cite("steering-slope") }}. See the [story](story.md) and the [metho
 "content/story.md": """
 # Story
 
-The probe reaches {{ claim("probe-accuracy").value | pct }} ({{ claim("probe-accuracy") | ci }}), against
+Sparse probes on feed-forward neurons detect hallucinations [@gao2025hneurons], and heads can steer
+them [@li2023iti; @gao2025hneurons]. The probe reaches {{ claim("probe-accuracy").value | pct }} ({{ claim("probe-accuracy") | ci }}), against
 {{ claim("probe-accuracy").control.value | pct }} for random neurons.
 
 {{ figure("steering-slope") }}
@@ -158,14 +238,9 @@ A footnote.[^note]
 Run `python -m claims verify --only probe-accuracy` to check one claim. {{ claim("detect-vs-steer") }}
 """,
 "content/paper/01-introduction.md": """
----
-title: A sample paper
----
-# A sample paper
-
 ## Introduction
 
-{{ claim("probe-accuracy") }}
+{{ claim("probe-accuracy") }} Steering follows [@li2023iti].
 """,
 "content/paper/02-results.md": """
 ## Results

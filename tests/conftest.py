@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,21 @@ os.environ.setdefault(
     "CLAIMS_MODEL_CACHE",
     str(Path(os.environ.get("CLAIMS_CACHE") or Path.home() / ".cache" / "claims-interp").expanduser() / "models"),
 )
+
+
+@contextlib.contextmanager
+def shared_project(tmp: Path) -> Iterator[None]:
+    """For a module-scoped fixture that builds one project for several tests: its own cache, and
+    afterwards no trace in the process (its fixture modules fx_* and its sys.path entry go), so
+    that a later project's module of the same name is read from its own files."""
+    path = list(sys.path)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CLAIMS_CACHE", str(tmp / "cache"))
+        yield
+    for name in [m for m in sys.modules if m.startswith("fx_")]:
+        del sys.modules[name]
+    sys.path[:] = path
+    importlib.invalidate_caches()
 
 
 @pytest.fixture(autouse=True)
@@ -81,6 +98,7 @@ def fx(tmp_path) -> FixtureProject:
 # Experiment modules used across the engine tests. Each counts its calls in $CLAIMS_CACHE/calls/.
 MEAN = '''
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +152,21 @@ def mean_project(fx) -> FixtureProject:
     fx.module("fx_mean", MEAN)
     fx.spec("mean-shift", MEAN_SPEC.format(id="mean-shift", shift=1.0))
     return fx
+
+
+@pytest.fixture
+def git_env(tmp_path, monkeypatch):
+    """A git that never looks above tmp_path, with an identity and no user or system config."""
+    for key, value in {"GIT_CEILING_DIRECTORIES": str(tmp_path), "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(tmp_path),
+                       "GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "t@localhost", "GIT_COMMITTER_NAME": "Test",
+                       "GIT_COMMITTER_EMAIL": "t@localhost"}.items():
+        monkeypatch.setenv(key, value)
+
+
+def git(root: Path, *args: str) -> str:
+    """Run git in `root`; its output, or the test fails with git's message."""
+    import subprocess
+
+    out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()

@@ -5,7 +5,6 @@ rest on; content cannot run code."""
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 from click.testing import CliRunner
@@ -16,6 +15,7 @@ from claims.history import history
 from claims.spec import load_specs
 from paper_build.build import build_paper
 from site_build.build import build_site
+from tests.conftest import git as run_git
 from tests.test_site import make, site_file
 
 NULL_SPEC = """
@@ -119,11 +119,7 @@ def test_a_blocked_claim_is_named_on_the_site_and_in_the_export(tmp_path):
 
 # ---- criterion history --------------------------------------------------------------------------------
 @pytest.fixture
-def repo(tmp_path, monkeypatch):
-    for key, value in {"GIT_CEILING_DIRECTORIES": str(tmp_path), "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(tmp_path),
-                       "GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "t@localhost", "GIT_COMMITTER_NAME": "Test",
-                       "GIT_COMMITTER_EMAIL": "t@localhost"}.items():
-        monkeypatch.setenv(key, value)
+def repo(tmp_path, git_env):
     project = make(tmp_path)
     git(project, "init", "-q")
     git(project, "add", "-A")
@@ -132,9 +128,7 @@ def repo(tmp_path, monkeypatch):
 
 
 def git(project, *args):
-    out = subprocess.run(["git", *args], cwd=project.root, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
+    return run_git(project.root, *args)
 
 
 def edit_spec(project, claim_id, old, new):

@@ -38,10 +38,11 @@ def by_id(items: list[QAItem]) -> dict[str, QAItem]:
 
 
 def test_size_families_and_ids(items: list[QAItem]) -> None:
-    assert len(items) >= 400
+    assert len(items) >= 2000
     counts = Counter(it.family for it in items)
-    assert set(counts) == set(FAMILIES) and len(counts) >= 3
-    assert counts["capital"] >= 200 and all(counts[f] == 118 for f in FAMILIES[1:])
+    assert set(counts) == set(FAMILIES) and len(counts) >= 6
+    assert counts["capital"] >= 200 and all(counts[f] == 118 for f in embedded_data.ELEMENT_FAMILIES)
+    assert counts["city_country"] == 1500 and counts["state_capital"] == 50
     assert len({it.id for it in items}) == len(items)
     assert all(it.id.startswith(it.family + "/") and it.answer and it.question.endswith("?") for it in items)
     assert not any(key in embedded_data.SKIP_COUNTRIES for key in (it.id.split("/")[1] for it in items))
@@ -57,6 +58,20 @@ def test_known_facts(by_id: dict[str, QAItem]) -> None:
     assert by_id["atomic_number/iron"].answer == "26"
     assert by_id["element_name/fe"].answer == "Iron"
     assert by_id["capital/france"].source.startswith("countryinfo==")
+    assert by_id["currency/japan"].answer == "Yen" and "Japanese yen" in by_id["currency/japan"].aliases
+    assert by_id["calling_code/france"].answer == "33" and "+33" in by_id["calling_code/france"].aliases
+    assert by_id["continent/kenya"].answer == "Africa"
+    assert by_id["state_capital/texas"].answer == "Austin"
+    assert by_id["continent/netherlands"].question == "On which continent is the Netherlands?"
+
+
+def test_city_questions_name_unique_cities_that_do_not_give_their_country_away(items: list[QAItem]) -> None:
+    cities = [it for it in items if it.family == "city_country"]
+    assert len({it.subject for it in cities}) == len(cities)
+    assert not any(it.answer.casefold() in it.subject.casefold() for it in cities)
+    gb = [it for it in cities if it.answer == "United Kingdom"]
+    assert gb and all(any(a in it.aliases for a in ("England", "Scotland", "Wales", "Northern Ireland", "UK"))
+                      for it in gb)
 
 
 def test_build_is_deterministic(tmp_path, items: list[QAItem]) -> None:

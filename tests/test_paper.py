@@ -27,8 +27,9 @@ def test_paper_outputs(project):
     report = build_paper(project)
     out = project.build_dir / "paper"
     names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    expected = [".manifest.json", "figures/detect-vs-steer.svg", "figures/probe-accuracy.svg",
-                "figures/steering-slope.svg", "paper.html", "paper.md"]
+    charts = [f"figures/{c}{v}.svg" for c in ("detect-vs-steer", "probe-accuracy", "probe-chance", "probe-vs-random",
+                                                  "probe-vs-random-2", "steering-slope") for v in ("", ".narrow")]
+    expected = [".manifest.json", *charts, "paper.html", "paper.md"]
     if pdf_renderer()[0] is not None:
         expected.append("paper.pdf")
         assert (out / "paper.pdf").read_bytes().startswith(b"%PDF-")
@@ -41,7 +42,13 @@ def test_markdown_has_numbers_filled_in(project):
     md = (project.build_dir / "paper" / "paper.md").read_text()
     assert "{{" not in md and "{%" not in md
     assert "with 75.2% held-out accuracy (95% CI 71.0% to 79.5%, n = 400)." in md
-    assert "![Figure 1. Probe accuracy.](figures/probe-accuracy.svg)" in md
+    assert md.startswith("# A sample paper: detectors and levers\n\n*Every number bound to a verified artifact.*\n\n"
+                         "Ada Sample (Sample Institute); Bo Example\n\n## Abstract\n\nWe test a probe and a lever.")
+    assert ("![Figure 1. The dot is the point estimate" in md or "![Figure 1. Dots are point estimates" in md)
+    assert "](figures/probe-accuracy.svg)" in md
+    assert "Steering follows (Li *et al.*, 2023)." in md and "The method follows (Gao *et al.*, 2025)." in md
+    assert "## References\n\n- Gao, C. *et al.* (2025) “H-Neurons: On the Existence" in md
+    assert md.index("## References") < md.index("## Appendix: the claims")
     assert "Steering moves compliance by 3.23 pp per alpha.[^s]" in md and "[^s]: With 50 seeds." in md
     assert re.search(r"\| Probe accuracy \(`probe-accuracy`\) \| 75\.2% \| 95% CI 71\.0% to 79\.5% \| 400 \| "
                      r"45\.8% beats control \| \*\*verified\*\* \| `[0-9a-f]{16}` \|", md)
@@ -53,9 +60,12 @@ def test_standalone_html_inlines_style_and_charts(project):
     html = (project.build_dir / "paper" / "paper.html").read_text()
     assert "<style>" in html and "--verified" in html
     assert '<link rel="stylesheet"' not in html
-    srcs = re.findall(r'src="([^"]*)"', html)
-    assert len(srcs) == 2 and all(s.startswith("data:image/svg+xml;base64,") for s in srcs)
-    assert re.findall(r'href="(?!#|data:)([^"]*)"', html) == []  # nothing outside the page
+    srcs = re.findall(r'(?:src|srcset)="([^"]*)"', html)
+    assert len(srcs) == 4 and all(s.startswith("data:image/svg+xml;base64,") for s in srcs)  # wide and narrow
+    outside = re.findall(r'href="(?!#|data:)([^"]*)"', html)
+    assert outside == ["https://arxiv.org/abs/2512.01797", "https://arxiv.org/abs/2306.03341"]  # the works cited
+    assert '<a class="citation" href="#ref-li2023iti">(Li <i>et al.</i>, 2023)</a>' in html
+    assert '<li id="ref-li2023iti">' in html
     assert '<a href="#claim-probe-accuracy">' in html and 'id="claim-probe-accuracy"' in html
     html5lib = pytest.importorskip("html5lib")
     html5lib.HTMLParser(strict=True, namespaceHTMLElements=False).parse(html)

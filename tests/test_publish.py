@@ -43,7 +43,7 @@ def test_publish_to_a_directory(tmp_path, env):
     target = tmp_path / "www" / "study"
     out = publish(project, env, str(target))
     assert out.returncode == 0, out.stderr
-    assert "3/3 required claims verified" in out.stdout and f"to {target}" in out.stdout
+    assert "5/5 required claims verified" in out.stdout and f"to {target}" in out.stdout
     assert (target / "index.html").is_file() and (target / "claims" / "probe-accuracy.html").is_file()
     assert (target / "paper" / "paper.html").is_file() and (target / "paper" / "paper.md").is_file()
     assert (target / "claims.json").is_file() and not (target / ".manifest.json").exists()
@@ -102,15 +102,24 @@ def test_publish_to_a_branch_of_a_bare_remote(tmp_path, env):
     assert git(project.root, env, "worktree", "list").count("\n") == 0  # the temporary worktree is gone
     assert git(project.root, env, "branch", "--list") == "* main"  # no local branch was made
 
+    head = git(project.root, env, "rev-parse", "HEAD")
+    assert git(project.root, env, "rev-parse", "refs/claims/published") == head  # what `claims diff` compares with
+    assert f"recorded {head[:7]} as refs/claims/published" in first.stdout
+
+    # the changes page now compares with the recorded publish (it had no earlier state): one commit more
     again = publish(project, env, "--branch", "gh-pages")
-    assert again.returncode == 0 and "already has this site" in again.stdout
-    assert git(remote, env, "rev-list", "--count", "gh-pages") == "1"
+    assert again.returncode == 0 and "already has this site" not in again.stdout
+    assert "compares with the previous commit" not in git(remote, env, "show", "gh-pages:changes.html")
+    assert "No claim changed" in git(remote, env, "show", "gh-pages:changes.html")
+    same = publish(project, env, "--branch", "gh-pages")
+    assert same.returncode == 0 and "already has this site" in same.stdout
+    assert git(remote, env, "rev-list", "--count", "gh-pages") == "2"
 
     story = project.content_dir / "story.md"
     story.write_text(story.read_text() + "\nA new paragraph.\n")
     third = publish(project, env, "--branch", "gh-pages")
     assert third.returncode == 0, third.stderr
-    assert git(remote, env, "rev-list", "--count", "gh-pages") == "2"
+    assert git(remote, env, "rev-list", "--count", "gh-pages") == "3"
     assert "A new paragraph." in git(remote, env, "show", "gh-pages:story.html")
     message = git(remote, env, "log", "-1", "--format=%s", "gh-pages")
     assert message.startswith("Publish site from ") and message.endswith("(every required claim verified)")
@@ -179,7 +188,7 @@ def test_strict_refuses_results_made_from_uncommitted_code(tmp_path, env):
     assert run.returncode == 0, run.stderr
     out = publish(project, env, "--strict", str(tmp_path / "strict"))
     assert out.returncode == 1 and "refusing to publish (--strict): results made from a work tree with " \
-                                   "uncommitted changes: detect-vs-steer probe-accuracy steering-slope" in out.stderr
+                                   "uncommitted changes: detect-vs-steer probe-accuracy probe-chance probe-vs-random steering-slope" in out.stderr
     assert not (tmp_path / "strict").exists()
     assert publish(project, env, str(tmp_path / "lenient")).returncode == 0
     page = (tmp_path / "lenient" / "claims" / "probe-accuracy.html").read_text()

@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from claims import figure as figure_spec
 from claims.cli import cli
 from claims.errors import BuildError
 from claims.provenance import sha256_file
-from site_build import figures, sample
+from site_build import sample
 from site_build.build import build_site
+from site_build.common import figures
 
 FAILING = """
 id: probe-near-perfect
@@ -71,14 +73,17 @@ def test_site_has_every_page(built):
     project, report = built
     site = project.build_dir / "site"
     files = sorted(p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file())
-    assert files == [
-        ".manifest.json", "claims.json",
+    charts = [f"figures/{c}{v}.svg" for c in ("detect-vs-steer", "probe-accuracy", "probe-chance", "probe-vs-random",
+                                                  "probe-vs-random-2", "steering-slope") for v in ("", ".narrow")]
+    data = sorted(f"data/fx_sample_probe/{p.name}" for p in (project.root / "artifacts" / "fx_sample_probe").glob("*.json"))
+    assert len(data) == 4  # two results, two sidecars, each copied once though several claims rest on them
+    assert files == sorted([
+        ".manifest.json", "changes.html", "claims.json", *charts, *data,
         "claims/detect-vs-steer.html", "claims/gpu-scale.html", "claims/probe-accuracy.html",
-        "claims/steering-slope.html",
-        "figures/detect-vs-steer.svg", "figures/probe-accuracy.svg", "figures/steering-slope.svg",
+        "claims/probe-chance.html", "claims/probe-vs-random.html", "claims/steering-slope.html",
         "index.html", "methods.html", "paper.html", "source/fx_sample_probe.py.html", "static/favicon.svg",
         "static/site.css", "story.html",
-    ]
+    ])
     assert report.warnings == []
 
 
@@ -114,7 +119,10 @@ def test_prose_references_render_from_results(built):
     story = site_file(project, "story.html")
     assert "The probe reaches 75.2% (95% CI 71.0% to 79.5%), against\n45.8% for random neurons." in story
     assert "<td>400</td>" in story  # {{ claim(...).n }} inside a Markdown table
-    assert '<figure class="chart" id="figure-steering-slope"><img src="figures/steering-slope.svg"' in story
+    assert ('<figure class="chart" id="figure-steering-slope"><picture><source media="(max-width: 640px)" '
+            'srcset="figures/steering-slope.narrow.svg" width="340"') in story
+    assert '<img src="figures/steering-slope.svg" alt="compliance rate against alpha: this claim 0: 30%' in story
+    assert '<span class="figure-label">Figure 1.</span> The blue line is this claim' in story
     assert 'id="fn1"' in story  # footnotes
     index = site_file(project, "index.html")
     assert 'Steering: 3.23 (95% CI 2.64 to 3.82; n = 50 seeds).' in index
@@ -208,9 +216,12 @@ def test_generated_html_is_valid(tmp_path):
 def test_nothing_is_fetched_from_elsewhere(built):
     project, _ = built
     for page in (project.build_dir / "site").rglob("*.html"):
-        refs = re.findall(r'(?:src|href)="([^"]*)"', page.read_text())
+        html = page.read_text()
+        refs = re.findall(r'(?:src|srcset)="([^"]*)"', html) + re.findall(r'<link[^>]*href="([^"]*)"', html)
         external = [r for r in refs if re.match(r"^[a-z]+:", r) and not r.startswith("data:")]
         assert external == [], page.name
+        links = re.findall(r'<a[^>]*href="(https?:[^"]*)"', html)  # only the works cited link out
+        assert all(link.startswith("https://arxiv.org/") for link in links), (page.name, links)
     for svg in (project.build_dir / "site" / "figures").glob("*.svg"):
         assert not re.search(r'(?:href|src)="https?:', svg.read_text())
 
@@ -230,9 +241,9 @@ def test_export_json(built):
 
 def test_warm_rebuild_renders_only_what_changed(project):
     first = build_site(project)
-    assert first.stats.rendered == 15 and first.stats.reused == 0
+    assert first.stats.rendered == 31 and first.stats.reused == 0
     again = build_site(project)
-    assert again.stats.rendered == 0 and again.stats.reused == 15
+    assert again.stats.rendered == 0 and again.stats.reused == 31
     story = project.content_dir / "story.md"
     story.write_text(story.read_text() + "\nOne more sentence.\n")
     warm = build_site(project)
@@ -265,8 +276,9 @@ def test_rebuild_is_byte_identical(project, monkeypatch, tmp_path):
 
 
 def test_figure_registry_refuses_duplicates_and_unknown_names_warn(tmp_path):
-    with pytest.raises(ValueError, match="figure 'alpha_sweep' is registered twice"):
-        figures.figure("alpha_sweep")(lambda o, m, c: None)
+    with pytest.raises(ValueError, match="figure kind 'sweep' is registered twice"):
+        figures.kind("sweep")(lambda claim, panel, width: None)
+    assert sorted(figures.KINDS) == sorted(figure_spec.KINDS)  # every kind a spec may name is drawn
     spec = sample.SPECS["steering-slope"].replace("figure: alpha_sweep", "figure: no_such_chart")
     project = make(tmp_path, {"steering-slope": spec})
     report = build_site(project)
@@ -279,8 +291,8 @@ def test_figure_with_missing_data_is_a_warning(tmp_path):
     spec = sample.SPECS["probe-accuracy"].replace("headline: true", "headline: true\nfigure: detection_vs_steering")
     project = make(tmp_path, {"probe-accuracy": spec}, probe=sample.PROBE.replace('"methods": methods', '"other": 1'))
     report = build_site(project)
-    assert ("specs/probe-accuracy.yaml: figure: claim probe-accuracy: figure detection_vs_steering: "
-            "the result has no values['methods']") in " ".join(report.warnings)
+    assert ("specs/probe-accuracy.yaml:17: figure: claim probe-accuracy: the main result has no 'methods' "
+            "(it has: accuracy, accuracy_ci,") in " ".join(report.warnings)
     assert "Chart" not in site_file(project, "claims/probe-accuracy.html").split("Provenance")[0].split("Control")[1]
 
 

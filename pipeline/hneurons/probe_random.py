@@ -28,7 +28,7 @@ def requires(config: dict[str, Any]) -> dict[str, Any]:
             "probe": ("pipeline.hneurons.probe", cfg.upstream(ProbeConfig))}
 
 
-def _set_scores(X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, groups: np.ndarray,
+def set_scores(X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, groups: np.ndarray,
                 Cs: tuple[float, ...], folds: int, seed: int) -> list[float]:
     fit = fit_probe(X, y, train, test, groups, Cs, penalty="l2", folds=folds, seed=seed, n_jobs=1)
     return [round(float(s), 6) for s in fit.test_scores]
@@ -55,7 +55,7 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
             rng = np.random.default_rng([cfg.seed, seed, 11])
             sets = [matched_random_set(chosen, bins, d_ffn, rng) for _ in range(cfg.n_sets)]
             scores = Parallel(n_jobs=cfg.n_jobs)(
-                delayed(_set_scores)(data.X[:, idx], data.y, train, test, data.groups, cfg.l2_Cs, cfg.cv_folds,
+                delayed(set_scores)(data.X[:, idx], data.y, train, test, data.groups, cfg.l2_Cs, cfg.cv_folds,
                                      cfg.seed) for idx in sets)
             ckpt[seed] = {"seed": seed, "scores": scores, "activity_probe": float(activity[chosen].mean()),
                           "activity_random": float(np.mean([activity[idx].mean() for idx in sets]))}

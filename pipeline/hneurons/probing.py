@@ -15,7 +15,7 @@ class ProbeFit:
     C: float
     coef: np.ndarray  # (n_features,) in standardized units
     test_scores: np.ndarray  # P(hallucinated) on the test rows
-    sweep: list[dict[str, float]]  # per C: cv_auroc (mean, sd over folds), n_kept on all train
+    sweep: list[dict[str, float]]  # per C: cv_auroc (mean, sd over folds)
 
 
 def _model(C: float, penalty: str, seed: int):
@@ -38,10 +38,6 @@ def _fold_auroc(X: np.ndarray, y: np.ndarray, fit_idx: np.ndarray, val_idx: np.n
     return float(roc_auc_score(y[val_idx], model.predict_proba(X[val_idx])[:, 1]))
 
 
-def _full_fit(X: np.ndarray, y: np.ndarray, C: float, penalty: str, seed: int) -> int:
-    return int(np.count_nonzero(_model(C, penalty, seed).fit(X, y)[-1].coef_))
-
-
 def fit_probe(X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, groups: Sequence[str],
               Cs: Sequence[float], *, penalty: str = "l1", folds: int = 3, seed: int = 0, n_jobs: int = 1) -> ProbeFit:
     """Choose C by grouped CV AUROC on the train rows with the one-standard-error rule (the smallest,
@@ -55,12 +51,10 @@ def fit_probe(X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray,
     cv = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     splits = list(cv.split(Xtr, ytr, gtr))
     jobs = [delayed(_fold_auroc)(Xtr, ytr, f, v, C, penalty, seed) for C in Cs for f, v in splits]
-    jobs += [delayed(_full_fit)(Xtr, ytr, C, penalty, seed) for C in Cs]
     out = Parallel(n_jobs=n_jobs)(jobs) if n_jobs > 1 else [j[0](*j[1], **j[2]) for j in jobs]
-    aucs = np.array(out[: len(Cs) * len(splits)]).reshape(len(Cs), len(splits))
-    kept = out[len(Cs) * len(splits):]
-    sweep = [{"C": float(C), "cv_auroc": float(a.mean()), "cv_auroc_sd": float(a.std()), "n_kept": int(k)}
-             for C, a, k in zip(Cs, aucs, kept, strict=True)]
+    aucs = np.array(out).reshape(len(Cs), len(splits))
+    sweep = [{"C": float(C), "cv_auroc": float(a.mean()), "cv_auroc_sd": float(a.std())}
+             for C, a in zip(Cs, aucs, strict=True)]
     top = max(sweep, key=lambda s: s["cv_auroc"])
     threshold = top["cv_auroc"] - top["cv_auroc_sd"] / np.sqrt(len(splits))
     best = min((s for s in sweep if s["cv_auroc"] >= threshold), key=lambda s: s["C"])

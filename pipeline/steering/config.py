@@ -40,7 +40,7 @@ class TasksConfig(Step):
 
 
 class SweepConfig(TasksConfig):
-    alphas: tuple[float, ...] = Field((0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0), description="Neuron scale factors.")
+    alphas: tuple[float, ...] = Field((0.0, 1.0, 2.0, 3.0), description="Neuron scale factors (1 is the model).")
     arm: Literal["positive", "negative"] = Field(
         "positive", description="positive: the H-neurons (positive probe weight); negative: the negative-weight "
         "neurons, a separate arm.")
@@ -51,7 +51,8 @@ class SweepConfig(TasksConfig):
 
 
 class RandomSweepConfig(SweepConfig):
-    alphas: tuple[float, ...] = Field((0.0, 1.0, 2.0, 3.0), description="Fewer points than the main sweep.")
+    alphas: tuple[float, ...] = Field((0.0, 3.0), description="The sweep's ends; alpha 1 (the unchanged model) is "
+                                      "shared with the H-neuron sweep, whose generations it is.")
     externality: bool = False
     seeds: int = Field(32, ge=1)
     activity_bins: int = Field(10, ge=1, description="Within-layer deciles of mean CETT a random neuron must share.")
@@ -59,9 +60,9 @@ class RandomSweepConfig(SweepConfig):
 
 class DirectionSweepConfig(SweepConfig):
     method: Literal["diffmean", "iti"] = Field("diffmean", description="Which direction is added.")
-    alphas: tuple[float, ...] = Field((-8.0, -4.0, -2.0, 2.0, 4.0, 8.0),
+    alphas: tuple[float, ...] = Field((-8.0, -4.0, 4.0, 8.0),
                                       description="Strengths tried on the selection split, in std units.")
-    layers: tuple[int, ...] = Field((4, 6, 8, 10, 12), description="DiffMean layers tried (middle of 18).")
+    layers: tuple[int, ...] = Field((4, 8, 12), description="DiffMean layers tried (the middle of 18).")
     n_heads: int = Field(4, ge=1, description="ITI heads (must match the directions node).")
     max_qa_loss_pp: float = Field(5.0, ge=0, description="A setting is admissible only if factual QA accuracy on "
                                   "the selection items drops by at most this many points.")

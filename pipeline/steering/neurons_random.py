@@ -71,17 +71,22 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     cfg = Config(**config)
     lm, taskset = setup(cfg, ctx, ("compliance",))
     neurons = arm_neurons(ctx.upstream("probe").result.values, cfg.arm)
-    a = np.asarray(cfg.alphas, dtype=float)
+    # alpha 1 leaves the model unchanged (exactly: the hook multiplies by 1.0), so every seed's
+    # unsteered column is the H-neuron sweep's: it is read from there, not generated again
+    h_records = ctx.upstream("neurons").json("generations")["records"]
+    h_alphas = ctx.upstream("neurons").result.values["alphas"]
+    grid = sorted({*map(float, cfg.alphas), 1.0})
+    a = np.asarray(grid, dtype=float)
+    neutral = h_records[h_alphas.index(1.0)]
     sets = matched_sets(ctx, cfg, neurons, lm.d_ffn)
     matrices = []
     for s, chosen in enumerate(sets):
         records = sweep(ctx, cfg, lm, taskset, lambda al, n=chosen: scale_neurons(lm, n, al), f"seed{s}")
-        matrices.append(matrix(records, "compliance"))
+        by_alpha = {float(x): r for x, r in zip(cfg.alphas, records, strict=True)} | {1.0: neutral}
+        matrices.append(matrix([by_alpha[x] for x in grid], "compliance"))
     stacked = np.stack(matrices)  # (seeds, items, alphas)
     # the H-neuron sweep on the same alphas (its own records), for a like-for-like slope
-    h_records = ctx.upstream("neurons").json("generations")["records"]
-    h_alphas = ctx.upstream("neurons").result.values["alphas"]
-    H = matrix([h_records[h_alphas.index(x)] for x in cfg.alphas], "compliance")
+    H = matrix([h_records[h_alphas.index(x)] for x in grid], "compliance")
     h_slope = _slope(a, H)
     seed_slopes = [_slope(a, stacked[k]) for k in range(cfg.seeds)]
     direction = 1.0 if h_slope >= 0 else -1.0
@@ -101,13 +106,13 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     return Result(
         estimates={k: v for k, v in estimates.items() if v is not None},
         values={"method": "random neurons matched on layer and activity", "seeds": cfg.seeds,
-                "alphas": list(map(float, cfg.alphas)), "h_slope_same_alphas": h_slope,
+                "alphas": grid, "h_slope_same_alphas": h_slope,
                 "seed_slopes_pp": [None if np.isnan(x) else float(x) for x in seed_slopes],
                 "seed_slope_min": min(valid, default=None), "seed_slope_max": max(valid, default=None),
                 "seeds_broken": broken, "seeds_as_far": int(sum(as_far)),
                 "rank_p": float((1 + sum(as_far)) / (1 + cfg.seeds)),
                 "n_neurons": len(neurons), "n_items": int(stacked.shape[1]),
                 "sweeps": {f"seed {k}": [{"alpha": float(x), "value": float(v)} for x, v in
-                                         zip(cfg.alphas, np.nanmean(stacked[k], axis=0), strict=True)
+                                         zip(grid, np.nanmean(stacked[k], axis=0), strict=True)
                                          if not np.isnan(v)] for k in range(cfg.seeds)}},
     )

@@ -33,7 +33,11 @@ def _shots(item: QAItem, pool: Sequence[QAItem], n: int, seed: int, vary: bool =
     family = family or item.family
     others = [x for x in pool if x.family == family and x.id != item.id and x.answer != item.answer]
     key = (lambda x: _rank(seed, item.id, x.id)) if vary else (lambda x: _rank(seed, x.id))
-    return sorted(others, key=key)[:n]
+    chosen = sorted(others, key=key)[:n]
+    if len(chosen) < n:  # a family with too few examples in the pool: fill from the other families
+        rest = [x for x in pool if x.family != family and x.id != item.id and x.answer != item.answer]
+        chosen += sorted(rest, key=key)[: n - len(chosen)]
+    return chosen
 
 
 def compliance_prompt(item: QAItem, context: str, pool: Sequence[QAItem], n_shots: int = 3, seed: int = 0) -> str:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import string
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from claims.errors import BuildError
+from claims.numbers import metric_format as value_format
 from claims.project import Project
 from claims.result import Result
 from claims.spec import ClaimSpec, load_specs
@@ -107,6 +106,7 @@ class Study:
     records: list[ClaimRecord]
     results_as_of: str | None  # latest completion date among fresh results
     built_on: str | None  # from SOURCE_DATE_EPOCH, else None (so that rebuilds are byte-identical)
+    models: list[dict[str, Any]] = field(default_factory=list)  # fingerprints of the models behind fresh results
 
     def get(self, claim_id: str) -> ClaimRecord | None:
         return next((r for r in self.records if r.id == claim_id), None)
@@ -117,18 +117,7 @@ class Study:
 
     def data(self) -> dict[str, Any]:
         return {"claims": [r.data() for r in self.records], "results_as_of": self.results_as_of,
-                "built_on": self.built_on}
-
-
-def value_format(spec: ClaimSpec) -> str:
-    """The format spec the statement gives the metric (e.g. '.1%'), so prose shows it alike."""
-    for _, name, fmt, _ in string.Formatter().parse(" ".join(spec.statement.split())):
-        if name is None or not fmt:
-            continue
-        base = re.split(r"[\[.]", name.strip())[0]
-        if base in (spec.metric, f"{spec.metric}_ci"):
-            return fmt
-    return "d" if spec.kind == "count" else ".3g"
+                "built_on": self.built_on, "models": self.models}
 
 
 def _load_json(project: Project, relpath: str, what: str) -> Any:
@@ -185,7 +174,31 @@ def gather(project: Project) -> Study:
                 dates.append(completed_at(sidecar))
         records.append(record)
     as_of = max(dates)[:10] if dates else None
-    return Study(project, records, as_of, built_on())
+    return Study(project, records, as_of, built_on(), models_of(records))
+
+
+def models_of(records: list[ClaimRecord]) -> list[dict[str, Any]]:
+    """The distinct model fingerprints (dicts an experiment's inputs() gave as `model`) behind
+    fresh results, so that every page can say which weights its numbers come from."""
+    from claims.provenance import canonical_json
+
+    found: dict[str, dict[str, Any]] = {}
+    for record in records:
+        for node in record.nodes.values():
+            model = ((node.sidecar or {}).get("key_material", {}).get("inputs") or {}).get("model")
+            if isinstance(model, dict):
+                found.setdefault(canonical_json(model), model)
+    return [found[k] for k in sorted(found)]
+
+
+def model_line(model: dict[str, Any]) -> str:
+    """A model fingerprint in one line: id, file, dtype, and the short hashes of its weights."""
+    parts = [str(model[k]) for k in ("model_id", "file") if model.get(k)]
+    if model.get("dtype"):
+        parts.append(f"run in {model['dtype']}")
+    hashes = [f"{k.removesuffix('_sha256').replace('_', ' ')} sha256 {str(v)[:12]}" for k, v in sorted(model.items())
+              if k.endswith("sha256") and v]
+    return ", ".join(parts + hashes)
 
 
 def source_files(study: Study) -> dict[str, Path]:

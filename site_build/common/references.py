@@ -8,6 +8,8 @@ Content is Markdown with Jinja expressions, evaluated against the verified resul
     {{ claim("x").ci | ci }}  {{ claim("x").n }}  {{ claim("x").control.value | pct(0) }}
     {{ figure("hneuron-probe-accuracy") }}             the claim's chart, numbered, with a caption
 
+Citations of the literature are `[@key]` (site_build.common.bibliography).
+
 Fields: value, ci (ci[0], ci[1]), n, level, unit, status, title, statement, url, standing,
 control (value, ci, n, holds, description, none, why). Filters: pct(digits=1), num(digits=None),
 ci(style=None) where style is "pct", "num" or a format spec such as ".2f".
@@ -25,23 +27,12 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from site_build.records import ClaimRecord, Study
+from claims.numbers import fmt_value
+from site_build.common.records import ClaimRecord, Study
 
 STASH = re.compile("\ue000(\\d+)\ue001")
 PARAGRAPH = re.compile("<p>\\s*\ue000(\\d+)\ue001\\s*</p>")
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|])")
-
-
-def fmt_value(value: Any, spec: str = ".3g") -> str:
-    """A number in the claim's own format ('.1%', '.2f', ...), whole numbers without decimals."""
-    if value is None:
-        return "?"
-    try:
-        if spec in ("d", ".3g", "g") and float(value).is_integer():
-            return str(int(value))
-        return format(value, spec)
-    except (TypeError, ValueError):
-        return format(float(value), ".3g")
 
 
 def style_spec(style: str | None, default: str) -> str:
@@ -49,16 +40,23 @@ def style_spec(style: str | None, default: str) -> str:
 
 
 class Citations:
-    """One rendering's claim references: its mode (html or md), links, figures and warnings."""
+    """One rendering's claim references and citations: its mode (html or md), links, charts and
+    warnings. `charts` maps claim id -> figures.Chart; `chart_src(rel)` is how a page addresses a
+    chart file (a relative path on the site, a data URI in the standalone paper)."""
 
     def __init__(self, study: Study, mode: str, where: str, link: Callable[[str], str | None],
-                 figure: Callable[[ClaimRecord, int], tuple[str, str] | None] | None = None):
-        self.study, self.mode, self.where, self.link, self._figure = study, mode, where, link, figure
+                 charts: dict[str, Any] | None = None, chart_src: Callable[[str], str] | None = None,
+                 bibliography: Any = None):
+        from site_build.common.bibliography import CitedWorks
+
+        self.study, self.mode, self.where, self.link = study, mode, where, link
+        self.charts, self.chart_src = charts or {}, chart_src or (lambda rel: rel)
         self.stash: list[str] = []
         self.blocks: set[int] = set()  # stashed fragments that are blocks (figures), not inline
         self.warnings: list[str] = []
         self.cited: list[str] = []
         self.figures = 0
+        self.works = CitedWorks(bibliography, mode, self.out, self.warnings)
 
     # ---- output --------------------------------------------------------------------------
     def out(self, html: str, md: str, block: bool = False) -> Any:
@@ -105,24 +103,28 @@ class Citations:
         return ref.short
 
     def figure(self, claim_id: str) -> Any:
+        from site_build.common import figures
+
         record = self.study.get(claim_id)
         if record is None:
             self.warnings.append(f"{self.where}: figure of unknown claim {claim_id!r}")
             return MissingRef(self, claim_id)
-        made = self._figure(record, self.figures + 1) if self._figure else None
-        if made is None:
-            main = record.nodes.get("main")
-            if main is not None and not main.fresh:  # the claim's own status is already reported
+        chart = self.charts.get(claim_id)
+        if chart is None:
+            if not all(n.fresh for n in record.nodes.values()):  # the claim's own status is already reported
                 return self.out(*self.badge(record, f"chart withheld: claim {record.status}"), block=True)
             self.warnings.append(f"{self.where}: claim {claim_id!r} has no chart to show")
             return self.out(*self.badge(record, "no chart"), block=True)
         self.figures += 1
-        src, alt = made
-        caption = f"Figure {self.figures}. {record.outcome.title}."
+        label = f"Figure {self.figures}."
         badge_html, badge_md = self.badge(record) if not record.standing else ("", "")
-        html = (f'<figure class="chart" id="figure-{escape(record.id)}"><img src="{escape(src)}" alt="{escape(alt)}">'
-                f"<figcaption>{escape(caption)}{' ' + badge_html if badge_html else ''}</figcaption></figure>")
-        return self.out(html, f"![{md_escape(caption)}]({src}) {badge_md}".rstrip(), block=True)
+        html = figures.html(chart, self.chart_src, label, badge_html, anchor=f"figure-{record.id}")
+        md = figures.markdown(chart, label, md_escape) + (f" {badge_md}" if badge_md else "")
+        return self.out(html, md, block=True)
+
+    def bibliography_refs(self, text: str, rel: str) -> str:
+        """`[@key]` citations in a content file's source, replaced before the Jinja step."""
+        return self.works.replace(text, rel)
 
     def rests_on_block(self, claim_ids: list[Any], lineno: int, caller: Any) -> Any:
         """A conclusion bound to claims: as written when they all stand, else struck through with

@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from claims.errors import BuildError
-from site_build.references import FILTERS, Citations
+from site_build.common.references import FILTERS, Citations
 
 _FRONT = re.compile(r"\A---\n(.*?\n)---\n", re.S)
 _MD_LINK = re.compile(r"^(?![a-z][a-z0-9+.-]*:|/|#)(?P<path>[^#?]*)\.md(?P<rest>[#?].*)?$", re.I)
@@ -44,6 +44,7 @@ class Prose:
     rel: str
     meta: dict[str, Any] = field(default_factory=dict)
     body: str = ""
+    lines: dict[str, int] = field(default_factory=dict)  # front matter key -> line
 
     @property
     def title(self) -> str:
@@ -64,8 +65,11 @@ def read(path: Path, rel: str) -> Prose:
     except (OSError, UnicodeDecodeError) as exc:
         raise BuildError(f"{rel}: cannot read: {exc}") from None
     meta: dict[str, Any] = {}
+    lines: dict[str, int] = {}
     match = _FRONT.match(text)
     if match:
+        lines = {m.group(1): match.group(1)[: m.start()].count("\n") + 2
+                 for m in re.finditer(r"^([A-Za-z_][\w-]*):", match.group(1), re.M)}
         try:
             meta = yaml.safe_load(match.group(1)) or {}
         except yaml.YAMLError as exc:
@@ -73,7 +77,7 @@ def read(path: Path, rel: str) -> Prose:
         if not isinstance(meta, dict):
             raise BuildError(f"{rel}:1: front matter must be a mapping (title: ..., nav: ...)")
         text = "\n" * match.group(0).count("\n") + text[match.end():]
-    return Prose(path, rel, meta, text)
+    return Prose(path, rel, meta, text, lines)
 
 
 def _rests_on_extension() -> Any:
@@ -103,7 +107,7 @@ def _jinja(mode: str) -> Any:
     import jinja2
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    from site_build.references import SAFE_ATTRIBUTES
+    from site_build.common.references import SAFE_ATTRIBUTES
 
     class ContentSandbox(ImmutableSandboxedEnvironment):
         """Content may read the documented fields of claim references and nothing else of them."""
@@ -135,9 +139,10 @@ def expand(prose: Prose, cit: Citations) -> str:
     import jinja2
 
     env = _jinja(cit.mode)
+    source = cit.bibliography_refs(prose.source, prose.rel)
     try:
         # compiled under the content file's name, so that errors can say file:line
-        code = env.compile(prose.source, name=prose.rel, filename=prose.rel)
+        code = env.compile(source, name=prose.rel, filename=prose.rel)
         template = env.template_class.from_code(env, code, env.make_globals(None))
         return template.render(**cit.globals())
     except jinja2.TemplateSyntaxError as exc:
@@ -177,3 +182,14 @@ def to_html(markdown: str, cit: Citations) -> str:
 
 def render_html(prose: Prose, cit: Citations) -> str:
     return to_html(expand(prose, cit), cit)
+
+
+def document(shards: list[Prose], cit: Citations) -> str:
+    """Shards expanded as one document (so that footnotes and anchors are unique), in the mode of
+    `cit` (HTML for pages, Markdown for paper.md)."""
+    parts = []
+    for shard in shards:
+        cit.where = shard.rel
+        parts.append(expand(shard, cit).strip() if cit.mode == "md" else expand(shard, cit))
+    text = "\n\n".join(parts)
+    return text if cit.mode == "md" else to_html(text, cit)

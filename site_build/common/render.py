@@ -19,10 +19,10 @@ from markupsafe import Markup, escape
 from claims.errors import BuildError
 from claims.project import Project
 from claims.verdict import EXPECT_TEXT, verdict_class
-from site_build.references import fmt_value
+from site_build.common.references import fmt_value
 
-PACKAGE_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-BUILDER_CODE = [Path(__file__).resolve().parent, Path(__file__).resolve().parent.parent / "paper_build"]
+PACKAGE_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+BUILDER_CODE = [Path(__file__).resolve().parents[1], Path(__file__).resolve().parents[2] / "paper_build"]
 STATUS_TEXT = {
     "verified": "verified: the assertion and the control hold on a fresh result",
     "failed": "failed: an assertion, the control or a check does not hold",

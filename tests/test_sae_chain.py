@@ -1,0 +1,101 @@
+"""The SAE study end to end on the tiny model, through the engine's runner: corpus, SAEs,
+reconstruction (and its PCA control), extraction, ranking with feature-page data, the shuffled-label
+control; and the thesis test on the detection and steering chains with planted generations: the
+SAE-feature detector against the neuron probe, the log-probability baseline and matched random
+latents, and SAE-feature steering through the decoded delta against H-neuron scaling and matched
+random latents."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.saecorpus import write_tree
+from tests.test_steering_chain import DETECTION, detection_settings
+from tests.test_steering_chain import project as steering_project  # noqa: F401  (a fixture)
+from tests.test_steering_chain import run as run_node
+
+SAE = {"train_sequences": 48, "heldout_sequences": 8}
+
+
+@pytest.fixture
+def tree(tmp_path):
+    return write_tree(tmp_path / "debian")
+
+
+def test_the_feature_chain_runs_on_the_tiny_model(steering_project, tree):  # noqa: F811
+    common = {"profile": "tiny", "root": str(tree), **SAE}
+    rec = run_node(steering_project, "pipeline.saefeatures.reconstruction", **common)
+    pca = run_node(steering_project, "pipeline.saefeatures.reconstruction", **common, dictionary="pca")
+    assert rec.values["layers"] == [0, 1] and rec.values["heldout_tokens"] == 8 * 31
+    assert 0 < rec.estimates["ev_min"].value <= 1 and rec.estimates["l0_0"].value <= 4
+    assert pca.estimates["dead_0"].value == 0 and pca.values["ranks"] == rec.values["ranks"]
+    ranking = run_node(steering_project, "pipeline.saefeatures.ranking", **common, concept="kindness")
+    values = ranking.values
+    assert values["n_sentences"] == 64 and values["n_per_label"] == [16, 16, 16, 16]
+    assert values["n_features"] == 128 and len(values["features"]) == 5
+    top = values["features"][0]
+    assert top["id"] == values["top_feature"] and top["spearman"] == pytest.approx(ranking.estimates["top_spearman"].value)
+    assert top["sentences"][0]["tokens"] and all(len(t) == 2 for t in top["sentences"][0]["tokens"])
+    assert top["neuronpedia"] is None  # trained SAEs have no Neuronpedia id
+    shuffled = run_node(steering_project, "pipeline.saefeatures.shuffled", **common, concept="kindness", n_shuffles=50)
+    assert shuffled.values["observed_max"] == pytest.approx(top["spearman"])
+    assert 1 / 51 <= shuffled.values["rank_p"] <= 1 and len(shuffled.values["null_histogram"]) == 20
+    length = run_node(steering_project, "pipeline.saefeatures.length", **common)
+    assert {f"length_spearman_{c}" for c in ("dishonesty", "kindness")} <= set(length.estimates)
+    assert length.estimates["heldout_partial_min"].value == min(
+        length.estimates[f"heldout_partial_{c}"].value for c in length.values["concepts"])
+
+
+def test_the_thesis_test_runs_on_the_tiny_model(steering_project, tree, monkeypatch):  # noqa: F811
+    detection_settings(monkeypatch)
+    sae = {"root": str(tree), **SAE}
+    detector = run_node(steering_project, "pipeline.saefeatures.detector", profile="tiny", sae=sae)
+    est = detector.estimates
+    assert {"sae_auroc", "neuron_auroc", "logprob_auroc", "sae_minus_neuron", "sae_minus_logprob"} <= set(est)
+    assert est["sae_minus_neuron"].value == pytest.approx(est["sae_auroc"].value - est["neuron_auroc"].value)
+    assert detector.values["n_candidate_latents"] == 128 and detector.values["n_splits"] == 2
+    control = run_node(steering_project, "pipeline.saefeatures.detector", profile="tiny", sae=sae, features="random",
+                       n_sets=3)
+    assert len(control.values["set_auroc"]) == 3 and 1 / 4 <= control.values["rank_p"] <= 1
+    if not detector.values["h_features"]:
+        pytest.skip("the tiny probe kept no positive-weight latent")
+    common = {"profile": "tiny", "families": ["capital", "element_symbol", "city_country", "currency"],
+              "detector": {**DETECTION, "sae": sae}}
+    steer = run_node(steering_project, "pipeline.saefeatures.steering", **common)
+    assert "compliance_slope_pp" in steer.estimates or "compliance_slope_pp" in steer.values["not_estimable"]
+    assert steer.values["n_features"] == detector.values["n_h_features"]
+    rand = run_node(steering_project, "pipeline.saefeatures.steering", **common, features="random", seeds=2)
+    assert len(rand.values["seed_slopes_pp"]) == 2 and 0 < rand.values["rank_p"] <= 1
+
+
+def test_the_decoded_delta_is_an_exact_no_op_at_alpha_one():
+    import torch
+
+    from pipeline.saefeatures.steering import scale_features
+    from tests.test_saefeatures import tiny_saes
+
+    lm, saes = tiny_saes()
+    ids = torch.tensor([[2, 40, 41, 42, 43, 44]])
+    with torch.no_grad():
+        plain = lm.model(input_ids=ids).logits
+        with scale_features(lm, {d.layer: d for d in saes}, {0: [0, 1, 2], 1: [3]}, 1.0):
+            same = lm.model(input_ids=ids).logits
+        with scale_features(lm, {d.layer: d for d in saes}, {0: list(range(16))}, 3.0):
+            moved = lm.model(input_ids=ids).logits
+    assert torch.equal(plain, same)
+    assert not torch.allclose(plain, moved)
+    # the delta adds only the chosen latents' decoded part, never the SAE's reconstruction error
+    seen = []
+    with torch.no_grad():
+        handle = lm.layers[1].register_forward_hook(lambda m, a, out: seen.append(out[0] if isinstance(out, tuple)
+                                                                                    else out))
+        lm.model(input_ids=ids)
+        handle.remove()
+        with scale_features(lm, {1: saes[1]}, {1: [0, 1]}, 3.0):
+            handle = lm.layers[1].register_forward_hook(lambda m, a, out: seen.append(out[0] if isinstance(out, tuple)
+                                                                                        else out))
+            lm.model(input_ids=ids)
+            handle.remove()
+    h = seen[0]
+    expected = h + 2.0 * saes[1].encode(h)[..., [0, 1]] @ saes[1].decoder_rows([0, 1])
+    torch.testing.assert_close(seen[1], expected)

@@ -1,0 +1,275 @@
+"""The SAE study's parts on the tiny model: the corpus from a Debian-shaped tree, SAEs that find
+planted features, fragments from one pass equal to fragments run alone, resumed extraction equal
+to an uninterrupted one, the scores against scipy and scikit-learn, the audit's refusals, and the
+paper profile's SAEs loaded through sae-lens from a stand-in hub."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from claims.errors import ExperimentError
+from claims.experiment import make_node
+from claims.project import Project
+from claims.runner import Runner
+from tests.saecorpus import write_tree
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def tree(tmp_path) -> Path:
+    return write_tree(tmp_path / "debian")
+
+
+@pytest.fixture
+def project(tmp_path):
+    project = replace(Project.at(ROOT), artifacts_dir=tmp_path / "artifacts", build_dir=tmp_path / "build")
+    project.activate()
+    return project
+
+
+def small(tree: Path, **extra) -> dict:
+    return {"profile": "tiny", "root": str(tree), "train_sequences": 48, "heldout_sequences": 8, **extra}
+
+
+def run(project, experiment: str, config: dict):
+    return Runner(project).ensure(make_node(experiment, config, "test"))
+
+
+def tiny_saes(widths=(16, 16)):
+    from pipeline.models import load
+    from pipeline.saefeatures.dictionary import Dictionary
+    from pipeline.saefeatures.training import Recipe, train
+
+    lm = load("tiny")
+    rng = np.random.default_rng(0)
+    out = []
+    for layer, width in enumerate(widths):
+        sae, _ = train(rng.normal(size=(512, lm.d_model)).astype(np.float32), Recipe(width, 4, 1, 128, 1e-3, layer))
+        out.append(Dictionary(layer=layer, name=f"L{layer}", sae=sae))
+    return lm, out
+
+
+def test_sources_read_every_debian_layout(tree):
+    from pipeline.saefeatures import sources
+
+    docs = {s: list(sources.documents(s, tree)) for s in sources.PACKAGES}
+    assert all(len(d) >= 20 for d in docs.values())
+    assert docs["wordnet"][0][1].startswith("river: The ")  # word: gloss
+    assert not any("/\\_/\\" in text for _, text in docs["fortunes"])  # ASCII art left out
+    assert docs["kjv"][0][0] == "kjv/Genesis1:1" and len(docs["kjv"]) == 30  # four verses a document
+    assert all(":func:" not in t and "``" not in t and "skipped" not in t for _, t in docs["pydoc"])
+    assert "os.path.join call" in docs["pydoc"][0][1]
+
+
+def test_a_missing_source_names_its_debian_package(tmp_path):
+    from pipeline.saefeatures import sources
+
+    with pytest.raises(ExperimentError, match="install Debian's wordnet-base"):
+        list(sources.documents("wordnet", tmp_path))
+
+
+def test_the_corpus_keeps_held_out_documents_apart_and_shares_sources(project, tree):
+    state = run(project, "pipeline.saefeatures.corpus", small(tree))
+    tokens = Runner(project).store.verified_blob(state.result.files["tokens"])
+    with np.load(tokens) as data:
+        train, heldout = data["train"], data["heldout"]
+    seqs = json.loads(Runner(project).store.verified_blob(state.result.files["sequences"]).read_text())
+    assert train.shape == (48, 32) and heldout.shape == (8, 32)
+    assert (train[:, 0] == 2).all() and (heldout[:, 0] == 2).all()  # <bos> starts every sequence
+    train_docs = {d for ds in seqs["train"]["docs"] for d in ds}
+    assert not train_docs & {d for ds in seqs["heldout"]["docs"] for d in ds}
+    assert {s: seqs["train"]["source"].count(s) for s in set(seqs["train"]["source"])} == \
+        {"wordnet": 12, "fortunes": 12, "kjv": 12, "pydoc": 12}
+    assert len(seqs["heldout_pieces"][0]) == 32
+
+
+def test_an_sae_trained_with_sae_lens_finds_planted_features():
+    from pipeline.saefeatures.training import Recipe, train
+
+    rng = np.random.default_rng(0)
+    d, n_features = 32, 16
+    truth = rng.normal(size=(n_features, d))
+    truth /= np.linalg.norm(truth, axis=1, keepdims=True)
+    x = ((rng.random((6000, n_features)) < 0.1) * rng.uniform(1, 3, (6000, n_features)) @ truth).astype(np.float32)
+    sae, stats = train(x, Recipe(d_sae=32, k=4, epochs=12, batch_size=128, lr=3e-3, seed=0))
+    learned = sae.W_dec.detach().numpy()
+    learned /= np.linalg.norm(learned, axis=1, keepdims=True)
+    best = (truth @ learned.T).max(axis=1)  # each planted direction's closest decoder row
+    assert (best > 0.95).all(), best.round(3)
+    assert stats["steps"] == 12 * 6000 // 128
+
+
+def test_fragments_from_one_pass_equal_running_each_fragment_alone():
+    from pipeline.saefeatures.extraction import encode_batch, naive_fragments
+
+    lm, saes = tiny_saes()
+    texts = ["I lied to my boss.", "The lifeguard swam out through towering waves to reach the swimmer."]
+    codes, lengths, _ = encode_batch(lm, saes, texts)  # one pass, right padded, two SAEs
+    for j, text in enumerate(texts):
+        alone = naive_fragments(lm, saes, text)  # one forward per fragment per SAE
+        for i in range(len(saes)):
+            assert alone[i].shape == (lengths[j] - 1, 16)
+            np.testing.assert_allclose(codes[i][j, 1:lengths[j]], alone[i], atol=1e-5)
+
+
+def test_packed_saes_load_with_sae_lens_unchanged():
+    import torch
+
+    from pipeline.saefeatures.dictionary import load_sae, save_sae
+
+    _, saes = tiny_saes(widths=(8,))
+    again = load_sae(save_sae(saes[0].sae))
+    x = torch.randn(5, 64)
+    torch.testing.assert_close(again.encode(x), saes[0].sae.encode(x))
+    assert sorted(save_sae(saes[0].sae)) == ["cfg.json", "sae_weights.safetensors"]
+
+
+def test_an_interrupted_extraction_resumes_to_the_uninterrupted_result(project, tree, monkeypatch, tmp_path):
+    from pipeline.saefeatures import extraction
+
+    config = small(tree, concepts=["dishonesty"], extract_batch_size=16)
+    real, calls = extraction.encode_batch, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(extraction, "encode_batch", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        run(project, "pipeline.saefeatures.extraction", config)
+    monkeypatch.setattr(extraction, "encode_batch", real)
+    resumed = run(project, "pipeline.saefeatures.extraction", config)
+    assert len(calls) == 3  # two batches were kept; the resumed run computed the other two
+    monkeypatch.setenv("CLAIMS_CACHE", str(tmp_path / "fresh-cache"))
+    fresh_project = replace(project, cache_dir=tmp_path / "fresh-cache", artifacts_dir=tmp_path / "fresh-artifacts")
+    fresh = run(fresh_project, "pipeline.saefeatures.extraction", config)
+    for name in resumed.result.files:
+        with np.load(Runner(project).store.verified_blob(resumed.result.files[name])) as a, \
+                np.load(Runner(fresh_project).store.verified_blob(fresh.result.files[name])) as b:
+            assert sorted(a.files) == sorted(b.files)
+            for key in a.files:
+                np.testing.assert_array_equal(a[key], b[key])
+    assert resumed.result.values == fresh.result.values
+
+
+def test_scores_agree_with_scipy_and_scikit_learn():
+    from scipy.stats import spearmanr
+    from sklearn.metrics import roc_auc_score
+
+    from pipeline.saefeatures import scores
+
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1, 2, 3], 10)
+    X = np.column_stack([y + rng.normal(0, 1, 40), rng.normal(size=40), np.zeros(40),
+                         np.maximum(0, y - 1.5 + rng.normal(0, 0.3, 40))])
+    rho = scores.spearman(X, y)
+    for j in (0, 1, 3):
+        assert rho[j] == pytest.approx(spearmanr(X[:, j], y).statistic)
+    assert rho[2] == 0  # a latent that never fires
+    keep = (y == 0) | (y == 3)
+    assert scores.auroc(X, y)[0] == pytest.approx(roc_auc_score(y[keep] == 3, X[keep, 0]))
+    perms = np.stack([rng.permutation(y) for _ in range(5)])
+    np.testing.assert_allclose(scores.spearman_many(scores.centered_ranks(X), perms)[3],
+                               scores.spearman(X, perms[3]))
+    steps = scores.mono_steps(np.column_stack([y + rng.normal(0, 0.05, 40), np.zeros(40)]), y)
+    assert steps.tolist() == [3, 0]
+
+
+def test_the_audit_refuses_missing_or_stale_second_labels(tmp_path, monkeypatch):
+    from pipeline.saefeatures import concepts
+
+    folder = tmp_path / "concepts"
+    folder.mkdir()
+    rows = "id,label,sentence\n" + "".join(f"k-{label}-{i},{label},Sentence {label} {i}.\n"
+                                          for label in range(4) for i in range(2))
+    (folder / "kindness.csv").write_text(rows)
+    (folder / "audit.csv").write_text("id,concept,sentence,second_label\nk-3-0,kindness,Sentence 3 0.,3\n"
+                                      "k-0-1,kindness,Sentence 0 1.,\n")
+    monkeypatch.setattr(concepts, "DATA", folder)
+
+    class Ctx:
+        pass
+
+    with pytest.raises(ExperimentError, match="1 sampled sentences have no second_label"):
+        concepts.run({"concepts": ["kindness"]}, Ctx())
+    (folder / "audit.csv").write_text("id,concept,sentence,second_label\nk-3-0,kindness,Changed.,3\n")
+    with pytest.raises(ExperimentError, match="audit.csv is stale"):
+        concepts.run({"concepts": ["kindness"]}, Ctx())
+    (folder / "kindness.csv").write_text(rows + "k-3-9,3,One more.\n")
+    with pytest.raises(ExperimentError, match="balanced"):
+        concepts.read_concept("kindness", folder)
+
+
+def test_the_real_concept_data_is_balanced_and_audited():
+    from pipeline.saefeatures import concepts
+
+    rows = concepts.read_all(concepts.CONCEPTS)
+    assert len(rows) >= 4 * 60 and len({r["sentence"] for r in rows}) == len(rows)
+    result = concepts.run({}, None)
+    assert result.values["n_audited"] >= 60 and result.estimates["agreement"].n == result.values["n_audited"]
+
+
+def test_paper_saes_load_from_pretrained_through_a_stand_in_hub(tmp_path, monkeypatch):
+    """SAE.from_pretrained(release, sae_id) runs sae-lens's Gemma Scope 2 loader on files served from
+    a folder instead of the hub; the Neuronpedia id comes from sae-lens's release directory."""
+    import torch
+    from sae_lens.loading import pretrained_sae_loaders as loaders
+    from safetensors.torch import save_file
+
+    from pipeline.saefeatures.config import PAPER_RELEASE, paper_sae_id
+    from pipeline.saefeatures.dictionary import NEURONPEDIA, pretrained
+
+    folder = tmp_path / "hub" / "resid_post" / "layer_17_width_16k_l0_medium"
+    folder.mkdir(parents=True)
+    d_in, d_sae = 64, 32
+    weights = {"w_enc": torch.randn(d_in, d_sae), "w_dec": torch.randn(d_sae, d_in), "b_enc": torch.zeros(d_sae),
+               "b_dec": torch.zeros(d_in), "threshold": torch.full((d_sae,), 0.1)}
+    save_file(weights, folder / "params.safetensors")
+    asked = []
+
+    def download(repo_id, filename, subfolder=None, **kwargs):
+        asked.append(repo_id)
+        path = tmp_path / "hub" / (f"{subfolder}/{filename}" if subfolder else filename)
+        if not path.exists():
+            from huggingface_hub.errors import EntryNotFoundError
+
+            raise EntryNotFoundError(f"{filename} not found")
+        return str(path)
+
+    monkeypatch.setattr(loaders, "hf_hub_download", download)
+    monkeypatch.setattr(loaders, "get_safetensors_tensor_shapes",
+                        lambda repo_id, path: {k: list(v.shape) for k, v in weights.items()})
+    sae = pretrained(PAPER_RELEASE, paper_sae_id(17))
+    assert asked and set(asked) == {"google/gemma-scope-2-4b-it"}
+    assert sae.cfg.d_in == d_in and sae.cfg.d_sae == d_sae and sae.cfg.architecture() == "jumprelu"
+    assert sae.cfg.metadata.neuronpedia_id == "gemma-3-4b-it/17-gemmascope-2-res-16k"
+    assert NEURONPEDIA.format(neuronpedia_id=sae.cfg.metadata.neuronpedia_id, index=7) == \
+        "https://neuronpedia.org/gemma-3-4b-it/17-gemmascope-2-res-16k/7"
+    x = torch.randn(3, d_in)
+    expected = torch.relu(x @ weights["w_enc"]) * ((x @ weights["w_enc"]) > 0.1)
+    torch.testing.assert_close(sae.encode(x), expected)
+
+
+def test_partial_spearman_removes_what_length_explains():
+    from scipy.stats import rankdata
+
+    from pipeline.saefeatures.length import partial_spearman
+
+    rng = np.random.default_rng(3)
+    y = np.repeat([0, 1, 2, 3], 15).astype(float)
+    length = y * 2 + rng.normal(0, 1.5, 60)
+    X = np.column_stack([length + rng.normal(0, 0.5, 60), y + rng.normal(0, 0.8, 60)])
+    got = partial_spearman(X, y, length)
+    for j in range(2):  # the correlation of the rank residuals after regressing out the length ranks
+        rl = rankdata(length) - rankdata(length).mean()
+        res = [r - (r @ rl) / (rl @ rl) * rl for r in (rankdata(X[:, j]) - 30.5, rankdata(y) - 30.5)]
+        assert got[j] == pytest.approx(res[0] @ res[1] / np.linalg.norm(res[0]) / np.linalg.norm(res[1]))
+    assert abs(got[0]) < 0.3 < got[1]  # the length copy loses its correlation, the label copy keeps it
