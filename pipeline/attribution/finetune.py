@@ -1,0 +1,70 @@
+"""Step 2: the base adapter. LoRA (peft) on the top decoder layers, finetuned on the base pool with
+the loss on the completion only; success on the evaluation set before (a fresh adapter is the
+model as shipped: LoRA's B matrices start at zero) and after. Saves the adapter and the cached
+residual stream for the steps downstream."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from claims import Result
+from pipeline.attribution.config import FinetuneConfig as Config
+from pipeline.attribution.config import GameConfig
+
+PACKAGES = ("peft",)
+
+
+def requires(config: dict[str, Any]) -> dict[str, Any]:
+    return {"pool": ("pipeline.attribution.pool", Config(**config).upstream(GameConfig))}
+
+
+def inputs(config: dict[str, Any]) -> dict[str, Any]:
+    from pipeline.models import fingerprint
+
+    return {"model": fingerprint(config["profile"])}
+
+
+def by_family(examples: list[dict[str, Any]], indices: np.ndarray, success: np.ndarray) -> dict[str, float]:
+    groups: dict[str, list[bool]] = defaultdict(list)
+    for i, ok in zip(indices, success, strict=True):
+        groups[examples[i]["family"]].append(bool(ok))
+    return {f: round(float(np.mean(v)), 4) for f, v in sorted(groups.items())}
+
+
+def run(config: dict[str, Any], ctx: Any) -> Result:
+    from pipeline.attribution.estimates import arm_gain, arm_success
+    from pipeline.attribution.lora import adapter, adapter_state
+    from pipeline.attribution.study import Study, lora_spec
+    from pipeline.attribution.trainer import Schedule, evaluate, train
+
+    cfg = Config(**config)
+    study = Study.open(ctx, cfg)
+    lm, enc = study.lm, study.encoded
+    base, ev = study.where("base"), study.where("eval")
+    with adapter(lm, lora_spec(cfg), seed=cfg.seed) as model:
+        with study.timed("evaluate"):
+            before = evaluate(lm, study.residuals, enc, ev, cfg.eval_batch_size)
+        with study.timed("finetune"):
+            losses = train(lm, model, study.residuals, enc, base,
+                           Schedule(cfg.lr, cfg.epochs, cfg.batch_size, cfg.seed), ctx.progress)
+        with study.timed("evaluate"):
+            after = evaluate(lm, study.residuals, enc, ev, cfg.eval_batch_size)
+        state = adapter_state(model)
+    ctx.save_arrays("adapter", **state)
+    ctx.save_arrays("residuals", **study.residuals.arrays())
+    entities = study.entities(ev)
+    kw = {"level": cfg.level, "seed": cfg.seed}
+    return Result(
+        estimates={"success": arm_success(after.success[None], entities, **kw),
+                   "success_zero_shot": arm_success(before.success[None], entities, **kw),
+                   "gain": arm_gain(after.success[None], before.success[None], entities, **kw)},
+        values={"n_base": len(base), "n_eval": len(ev), "steps": len(losses), "losses": losses,
+                "nll_zero_shot": round(float(before.nll.mean()), 4), "nll": round(float(after.nll.mean()), 4),
+                "success_by_family": by_family(study.examples, ev, after.success),
+                "eval_success": after.success.astype(int).tolist(),
+                "n_adapter_params": int(sum(v.size for v in state.values())),
+                "seconds": study.seconds},
+    )

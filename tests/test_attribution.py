@@ -1,0 +1,387 @@
+"""The attribution study on the tiny model: the game's data, adapters that leave the shared model
+unchanged, the cached top-layer forward, Bergson's scores against a plain per-example backward, a
+planted helpful example ranked first, a Bergson failure failing its claim loudly, selections of
+equal size, the interval helpers, and the whole chain through the engine."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = {"n_base": 24, "n_candidate": 40, "n_query": 8, "n_eval": 24}
+TINY = {"profile": "tiny", **SIZES, "lora_layers": 1, "epochs": 1, "k": 8, "n_subsets": 2, "eval_batch_size": 8,
+        "sae_layer": 0, "sae_config": {"layer": 0, "d_sae": 64, "k": 8, "steps": 30, "batch_size": 64,
+                                       "max_texts": 48},
+        "n_shuffles": 3, "alphas": [1.0, 100.0]}
+
+
+@pytest.fixture(scope="module")
+def lm():
+    from pipeline.models import load
+
+    return load("tiny")
+
+
+@pytest.fixture(scope="module")
+def examples():
+    from pipeline.attribution import game
+
+    return [e.to_dict() for e in game.build(0, p_noisy=0.2, p_off_format=0.2, **SIZES)]
+
+
+def _spec(layers: int = 1):
+    from pipeline.attribution.lora import LoraSpec
+
+    return LoraSpec(rank=4, alpha=8, layers=layers)
+
+
+# ---- data -----------------------------------------------------------------------------------------
+def test_the_game_is_deterministic_with_entities_kept_apart(examples):
+    from pipeline.attribution import game
+
+    again = [e.to_dict() for e in game.build(0, p_noisy=0.2, p_off_format=0.2, **SIZES)]
+    assert game.examples_hash(again) == game.examples_hash(examples)
+    assert game.examples_hash(game.build(1, p_noisy=0.2, p_off_format=0.2, **SIZES)) != game.examples_hash(examples)
+    assert Counter(e["split"] for e in examples) == {"base": 24, "candidate": 40, "query": 8, "eval": 24}
+    entities = {s: {e["entity"] for e in examples if e["split"] in group}
+                for s, group in {"pool": ("base", "candidate"), "query": ("query",), "eval": ("eval",)}.items()}
+    assert not entities["pool"] & entities["eval"] and not entities["pool"] & entities["query"]
+    assert not entities["query"] & entities["eval"]
+    held_out = [e for e in examples if e["split"] in ("query", "eval")]
+    assert all(e["variant"] == "clean" and not e["ambiguous"] for e in held_out)
+    assert all(e["completion"] == f" {e['answer']}\n" for e in held_out)
+    pool = [e for e in examples if e["split"] in ("base", "candidate")]
+    assert {e["variant"] for e in pool} == {"clean", "noisy", "off_format"}
+    assert all(e["completion"] != f" {e['answer']}\n" for e in pool if e["variant"] == "noisy")
+    assert all(e["answer"].lower() in e["completion"].lower() and e["completion"] != f" {e['answer']}\n"
+               for e in pool if e["variant"] == "off_format")
+
+
+def test_the_game_says_which_split_cannot_be_filled():
+    from pipeline.attribution import game
+
+    with pytest.raises(ValueError, match="the eval split has .* pairs, fewer than the 5000 asked for"):
+        game.build(0, 8, 8, 4, 5000, 0.2, 0.2)
+
+
+def test_clues_that_several_entities_share_are_ambiguous():
+    from pipeline.attribution import game
+
+    euro = [e for e in game.build(0, 300, 500, 8, 8, 0.0, 0.0) if e.family == "country_currency"
+            and "currency Euro; continent Europe" in e.prompt]
+    assert euro and all(e.ambiguous for e in euro)
+
+
+# ---- adapters and the cached forward ------------------------------------------------------------
+def test_an_adapter_leaves_the_shared_model_unchanged(lm):
+    import torch
+
+    from pipeline.attribution.lora import adapter
+
+    before = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    flags = {k: p.requires_grad for k, p in lm.model.named_parameters()}
+    with adapter(lm, _spec(), seed=0) as model:
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.normal_(p)
+        assert any("lora_" in name for name, _ in lm.model.named_modules())
+    after = lm.model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert not any("lora_" in name for name, _ in lm.model.named_modules())
+    assert flags == {k: p.requires_grad for k, p in lm.model.named_parameters()}
+
+
+def test_the_cached_top_layers_give_the_full_forward_logits(lm, examples):
+    import torch
+
+    from pipeline.attribution.encoding import encode
+    from pipeline.attribution.forward import Residuals, completion_logits
+
+    enc = encode(lm.tokenizer, examples[:6])
+    cache = Residuals.capture(lm, enc, start=1, batch_size=4)
+    with torch.no_grad():
+        logits, targets = completion_logits(lm, cache, enc, list(range(6)))
+        full = [lm.model(torch.tensor([enc.ids[i]])).logits[0, enc.n_prompt[i] - 1: -1] for i in range(6)]
+    torch.testing.assert_close(logits, torch.cat(full), atol=1e-5, rtol=1e-5)
+    assert targets.tolist() == [t for i in range(6) for t in enc.ids[i][enc.n_prompt[i]:]]
+
+
+def test_training_lowers_the_loss_and_the_adapter_round_trips(lm, examples):
+    from pipeline.attribution.encoding import encode
+    from pipeline.attribution.forward import Residuals
+    from pipeline.attribution.lora import adapter, adapter_state
+    from pipeline.attribution.trainer import Schedule, evaluate, train
+
+    enc = encode(lm.tokenizer, examples[:16])
+    cache = Residuals.capture(lm, enc, start=1)
+    with adapter(lm, _spec(), seed=0) as model:
+        losses = train(lm, model, cache, enc, list(range(16)), Schedule(lr=1e-2, epochs=4, batch_size=8))
+        nll = evaluate(lm, cache, enc, range(16)).nll
+        state = adapter_state(model)
+    assert np.mean(losses[-2:]) < np.mean(losses[:2])
+    with adapter(lm, _spec(), state=state) as model:
+        np.testing.assert_allclose(evaluate(lm, cache, enc, range(16)).nll, nll, rtol=1e-5)
+
+
+# ---- Bergson ----------------------------------------------------------------------------------
+@pytest.fixture
+def trained(lm, examples):
+    """A tiny adapter trained a few steps (so that both LoRA matrices carry gradient signal)."""
+    from pipeline.attribution.encoding import encode
+    from pipeline.attribution.forward import Residuals
+    from pipeline.attribution.lora import adapter_state
+    from pipeline.attribution.trainer import Schedule, train
+
+    enc = encode(lm.tokenizer, examples)
+    cache = Residuals.capture(lm, enc, start=1)
+    from pipeline.attribution.lora import adapter
+
+    with adapter(lm, _spec(), seed=0) as model:
+        train(lm, model, cache, enc, list(range(24)), Schedule(lr=1e-2, epochs=1, batch_size=8))
+        return enc, adapter_state(model)
+
+
+def test_bergson_scores_are_the_plain_per_example_cosine(lm, examples, trained):
+    from pipeline.attribution.gradients import bergson_scores, cosine_scores, plain_gradients
+    from pipeline.attribution.lora import adapter
+
+    enc, state = trained
+    query, pool = enc.subset(range(64, 72)), enc.subset(range(64))
+    with adapter(lm, _spec(), state=state) as model:
+        tail = bergson_scores(lm, model, query, pool, projection_dim=0, seed=0)
+        plain_model = bergson_scores(lm, model, query, pool, projection_dim=0, seed=0, tail=False)
+        reference = cosine_scores(plain_gradients(lm, model, pool), plain_gradients(lm, model, query))
+    np.testing.assert_allclose(tail, plain_model, atol=1e-6)
+    np.testing.assert_allclose(tail, reference, atol=1e-5)
+
+
+@pytest.mark.parametrize("projection_dim", [0, 16])
+def test_attribution_ranks_a_planted_helpful_example_first(lm, examples, trained, projection_dim):
+    from pipeline.attribution.encoding import Encoded
+    from pipeline.attribution.gradients import bergson_scores
+    from pipeline.attribution.lora import adapter
+
+    enc, state = trained
+    query = enc.subset([70])  # one query example; its copy is planted at position 17 of the pool
+    pool = enc.subset(range(40))
+    planted = Encoded(pool.ids[:17] + query.ids + pool.ids[17:], pool.n_prompt[:17] + query.n_prompt + pool.n_prompt[17:])
+    with adapter(lm, _spec(), state=state) as model:
+        scores = bergson_scores(lm, model, query, planted, projection_dim=projection_dim, seed=3)
+    assert int(np.argmax(scores)) == 17
+    assert scores[17] == pytest.approx(1.0, abs=1e-4) and np.sort(scores)[-2] < scores[17] - 1e-3
+
+
+def test_a_bergson_failure_raises_with_its_cause(lm, examples, trained, monkeypatch):
+    import bergson
+
+    from pipeline.attribution.gradients import BergsonError, bergson_scores
+    from pipeline.attribution.lora import adapter
+
+    enc, state = trained
+
+    def broken(self, desc=None):
+        raise RuntimeError("no kernel for this op")
+
+    monkeypatch.setattr(bergson.CollectorComputer, "run_with_collector_hooks", broken)
+    with adapter(lm, _spec(), state=state) as model, pytest.raises(BergsonError) as err:
+        bergson_scores(lm, model, enc.subset([70]), enc.subset(range(8)), projection_dim=16, seed=0)
+    assert str(err.value.message) == ("Bergson failed while scoring (RuntimeError: no kernel for this op); "
+                                      "the attribution has no fallback")
+    monkeypatch.setitem(sys.modules, "bergson", None)
+    with adapter(lm, _spec(), state=state) as model, pytest.raises(BergsonError, match="cannot be imported"):
+        bergson_scores(lm, model, enc.subset([70]), enc.subset(range(8)), projection_dim=16, seed=0)
+
+
+# ---- selection ------------------------------------------------------------------------------------
+def test_top_and_random_subsets_have_the_same_size():
+    from pipeline.attribution.config import ContinuationConfig
+    from pipeline.attribution.continuation import subsets
+
+    order = np.arange(100, 160)
+    top = subsets(ContinuationConfig(arm="top", k=16, train_seeds=(0, 1, 2)), order)
+    rand = subsets(ContinuationConfig(arm="random", k=16, n_subsets=8), order)
+    window = subsets(ContinuationConfig(arm="top", k=8, rank_from=8), order)
+    below = subsets(ContinuationConfig(arm="random", k=8, random_from=16), order)
+    assert [len(s) for s in top + rand + window + below] == [16] * 11 + [8] * 9
+    assert all(np.array_equal(s, order[:16]) for s in top) and np.array_equal(window[0], order[8:16])
+    assert len({tuple(s) for s in rand}) == 8 and all(len(set(s)) == 16 for s in rand)
+    assert all(set(s) <= set(order[16:]) for s in below)
+    with pytest.raises(ValueError, match="cannot draw 16 examples from the 12 at ranks >= 48"):
+        subsets(ContinuationConfig(arm="random", k=16, random_from=48), order)
+    with pytest.raises(ValueError, match="rank_from is for the top arm"):
+        ContinuationConfig(arm="random", rank_from=4)
+
+
+def test_a_comparison_gives_each_arm_only_its_own_fields():
+    from pipeline.attribution.config import ComparisonConfig, ContinuationConfig
+
+    top, rand = ComparisonConfig(k=32, rank_from=32, random_from=64, train_seeds=(0, 1)).arms()
+    assert ContinuationConfig(**top).model_dump() == ContinuationConfig(arm="top", k=32, rank_from=32,
+                                                                        train_seeds=(0, 1)).model_dump()
+    assert ContinuationConfig(**rand).runs()[:3] == [{"run": 0, "train_seed": 0, "subset": 0},
+                                                     {"run": 1, "train_seed": 1, "subset": 1},
+                                                     {"run": 2, "train_seed": 0, "subset": 2}]
+
+
+# ---- intervals ------------------------------------------------------------------------------------
+def test_arm_gain_is_paired_and_resamples_runs():
+    from pipeline.attribution.estimates import arm_gain
+
+    rng = np.random.default_rng(0)
+    entities = [f"e{i // 2}" for i in range(200)]
+    base = rng.random((8, 200)) < 0.4
+    same = arm_gain(base[:3], base, entities, level=0.95, seed=0, n_resamples=300)
+    better = arm_gain(base[:3] | (rng.random((3, 200)) < 0.3), base, entities, level=0.95, seed=0, n_resamples=300)
+    assert same.ci[0] < 0 < same.ci[1]
+    assert better.ci[0] > 0 and better.n == 200 and "100 entity clusters" in better.unit
+
+
+def test_an_arm_that_never_succeeds_still_carries_an_interval():
+    from pipeline.attribution.estimates import arm_success
+
+    entities = [f"e{i // 2}" for i in range(200)]
+    none = arm_success(np.zeros((1, 200)), entities, level=0.95, seed=0)
+    assert none.value == 0 and none.ci[0] == 0 and 0.03 < none.ci[1] < 0.05 and none.method == "wilson-clusters"
+    some = arm_success((np.arange(200) % 3 == 0)[None], entities, level=0.95, seed=0, n_resamples=200)
+    assert some.method == "bootstrap-run-cluster-percentile" and some.ci[0] < some.value < some.ci[1]
+
+
+def test_the_ridge_path_is_sklearns_standardised_ridge():
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from pipeline.attribution.estimates import ridge_path
+
+    rng = np.random.default_rng(1)
+    X = np.abs(rng.normal(size=(80, 120))) * (rng.random((80, 120)) < 0.2)
+    X[:, :10] = 0.0  # dead features
+    y = rng.normal(size=80)
+    ours = ridge_path(X[:60], y[:60], X[60:], np.array([0.5, 50.0]))
+    for j, alpha in enumerate((0.5, 50.0)):
+        theirs = make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(X[:60], y[:60]).predict(X[60:])
+        np.testing.assert_allclose(ours[:, j], theirs, atol=1e-9)
+
+
+def test_grouped_ridge_finds_a_planted_signal_and_not_a_shuffled_one():
+    from pipeline.attribution.estimates import grouped_predictions, spearman
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(240, 30))
+    y = X[:, 0] + 0.5 * rng.normal(size=240)
+    groups = np.repeat(np.arange(6), 40)
+    assert spearman(grouped_predictions(X, y, groups, (1.0, 100.0)), y) > 0.7
+    shuffled = rng.permutation(y)
+    assert abs(spearman(grouped_predictions(X, shuffled, groups, (1.0, 100.0)), shuffled)) < 0.2
+
+
+# ---- the chain through the engine -------------------------------------------------------------------
+@pytest.fixture
+def project(tmp_path):
+    from claims.project import Project
+
+    project = replace(Project.at(ROOT), artifacts_dir=tmp_path / "artifacts", build_dir=tmp_path / "build")
+    project.activate()
+    return project
+
+
+def run_node(project, experiment, **config):
+    import importlib
+
+    from claims.experiment import make_node
+    from claims.runner import Runner
+
+    fields = importlib.import_module(experiment).Config.model_fields
+    chosen = {k: v for k, v in {**TINY, **config}.items() if k in fields}
+    return Runner(project).ensure(make_node(experiment, chosen, "test")).result
+
+
+def test_the_attribution_chain_runs_on_the_tiny_model(project):
+    tuned = run_node(project, "pipeline.attribution.finetune")
+    assert tuned.values["n_base"] == 24 and tuned.values["steps"] == 3 and len(tuned.values["eval_success"]) == 24
+    scores = run_node(project, "pipeline.attribution.scores")
+    assert len(scores.values["scores"]) == 64 and np.isfinite(scores.values["scores"]).all()
+    comparison = run_node(project, "pipeline.attribution.comparison", train_seeds=[0, 1])
+    assert comparison.values["n_subsets"] == 2 and comparison.values["n_top_runs"] == 2
+    assert comparison.estimates["gain"].ci is not None and 0 < comparison.values["rank_p"] <= 1
+    top = run_node(project, "pipeline.attribution.continuation", train_seeds=[0, 1])
+    assert all(r["n_train"] == 8 and r["steps"] == 3 for r in top.values["runs"])
+    assert top.values["runs"][0]["ids"] == top.values["runs"][1]["ids"]
+    shuffled = run_node(project, "pipeline.attribution.fingerprint_shuffled")
+    fingerprint = run_node(project, "pipeline.attribution.fingerprint")
+    assert fingerprint.values["n_examples"] == 64 and fingerprint.values["d_sae"] == 64
+    assert {"spearman", "gain_over_best", "spearman_family"} <= set(fingerprint.estimates)
+    assert len(shuffled.values["shuffle_spearman"]) == 3
+
+
+def test_a_bergson_failure_fails_the_claim_with_a_clear_message(project, monkeypatch):
+    import bergson
+
+    from claims.errors import ExperimentError
+
+    def broken(self, desc=None):
+        raise RuntimeError("no kernel for this op")
+
+    monkeypatch.setattr(bergson.CollectorComputer, "run_with_collector_hooks", broken)
+    with pytest.raises(ExperimentError, match=r"Bergson failed while scoring \(RuntimeError: no kernel for this "
+                                              r"op\); the attribution has no fallback"):
+        run_node(project, "pipeline.attribution.scores")
+
+
+def test_the_fingerprint_refuses_an_sae_on_another_layer(project):
+    from claims.errors import ExperimentError
+
+    with pytest.raises(ExperimentError, match="the SAE reads block 0 .* but sae_layer is 1"):
+        run_node(project, "pipeline.attribution.fingerprint", sae_layer=1)
+
+
+def test_the_paper_models_nesting_works_too():
+    """gemma-3-4b-it loads as Gemma3ForConditionalGeneration (language model under model.language_model,
+    a vision tower beside it): adapters go on the language model's layers only, the cached forward and
+    Bergson read it the same way. A tiny random model of that class stands in for it (no hub)."""
+    import torch
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3TextConfig,
+        SiglipVisionConfig,
+    )
+
+    from pipeline.attribution import game
+    from pipeline.attribution.encoding import encode
+    from pipeline.attribution.forward import Residuals, completion_logits
+    from pipeline.attribution.gradients import bergson_scores, cosine_scores, plain_gradients
+    from pipeline.attribution.lora import adapter, target_names
+    from pipeline.models import tiny
+    from pipeline.models.loaded import LoadedModel
+
+    tok = tiny.tokenizer()
+    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                image_size=28, patch_size=14)
+    config = Gemma3Config(text_config=Gemma3TextConfig(vocab_size=len(tok), **tiny.CONFIG).to_dict(),
+                          vision_config=vision.to_dict(), mm_tokens_per_image=4)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        lm = LoadedModel(model=Gemma3ForConditionalGeneration(config).eval(), tokenizer=tok, profile="tiny",
+                         model_id="tiny-gemma3-multimodal")
+    assert all(name.startswith("model.language_model.layers.1.") for name in target_names(lm.model, _spec()))
+    enc = encode(tok, [e.to_dict() for e in game.build(0, 8, 8, 4, 4, 0.2, 0.2)])
+    cache = Residuals.capture(lm, enc, start=1)
+    with torch.no_grad():
+        logits, _ = completion_logits(lm, cache, enc, [0, 1])
+        full = torch.cat([lm.model(torch.tensor([enc.ids[i]])).logits[0, enc.n_prompt[i] - 1: -1] for i in (0, 1)])
+    torch.testing.assert_close(logits, full, atol=1e-5, rtol=1e-5)
+    with adapter(lm, _spec(), seed=0) as model:
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.normal_(p, std=0.02, generator=torch.Generator().manual_seed(1))
+        scores = bergson_scores(lm, model, enc.subset([16, 17]), enc.subset(range(16)), projection_dim=0, seed=0)
+        reference = cosine_scores(plain_gradients(lm, model, enc.subset(range(16))),
+                                  plain_gradients(lm, model, enc.subset([16, 17])))
+    np.testing.assert_allclose(scores, reference, atol=1e-5)
