@@ -172,6 +172,10 @@ class ClaimData:
     # ---- labels ------------------------------------------------------------------------------
     def axis(self, override: Any, default_label: str, path: str | None = None) -> tuple[str, str | None]:
         """(title, d3 format) of an axis: the panel's, else the claim's (for its metric), else a default."""
+        if isinstance(override, dict):  # a panel's own axis, as written in the spec's figure
+            from claims.figure import Axis
+
+            override = Axis(**override)
         own = override or (self.spec.axis if path in (None, self.spec.metric, f"control.{self.spec.metric}") else None)
         label = own.label if own else default_label
         unit = own.unit if own else ""
