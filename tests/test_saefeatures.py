@@ -309,3 +309,15 @@ def test_partial_spearman_removes_what_length_explains():
         res = [r - (r @ rl) / (rl @ rl) * rl for r in (rankdata(X[:, j]) - 30.5, rankdata(y) - 30.5)]
         assert got[j] == pytest.approx(res[0] @ res[1] / np.linalg.norm(res[0]) / np.linalg.norm(res[1]))
     assert abs(got[0]) < 0.3 < got[1]  # the length copy loses its correlation, the label copy keeps it
+
+
+def test_length_matched_pairs_compare_only_sentences_of_equal_length():
+    from pipeline.saefeatures.length import matched_concordance, matched_pairs
+
+    y = np.array([0, 0, 1, 3, 3, 2])
+    length = np.array([5, 6, 5, 6, 5, 9.0])  # the label-2 sentence has no partner of its length
+    X = np.array([[0, 1], [1, 0], [2, 0], [3, 0], [1, 0], [0, 0.0]])
+    # pairs (higher, lower): (2, 0), (4, 0), (4, 2) of length 5 and (3, 1) of length 6; ties count half
+    np.testing.assert_allclose(matched_concordance(X, y, length), [0.75, 0.25])
+    assert matched_pairs(y, length) == 4
+    assert np.isnan(matched_concordance(X[:2], y[:2], length[:2])).all()  # equal labels or lengths: no pair
