@@ -105,6 +105,42 @@ def test_an_sae_trained_with_sae_lens_finds_planted_features():
     assert stats["steps"] == 12 * 6000 // 128
 
 
+def test_the_decoder_bias_starts_at_the_mean_of_the_training_activations():
+    """b_dec is set in sae-lens's scaled space and folded back: with a learning rate too small to move
+    it, the saved SAE's bias is the raw activations' mean (zeros: sae-lens's default)."""
+    from pipeline.saefeatures.training import Recipe, train
+
+    rng = np.random.default_rng(1)
+    x = (rng.normal(size=(1024, 16)) + 40 * rng.normal(size=16)).astype(np.float32)  # mostly its mean
+    sae, stats = train(x, Recipe(d_sae=32, k=4, epochs=1, batch_size=128, lr=1e-12, seed=0))
+    np.testing.assert_allclose(sae.b_dec.detach().numpy(), x.mean(axis=0), rtol=1e-4, atol=1e-3)
+    assert stats["b_dec_init"] == "mean" and stats["warmup_steps"] == 1
+    sae, _ = train(x, Recipe(d_sae=32, k=4, epochs=1, batch_size=128, lr=1e-12, seed=0, b_dec_init="zeros"))
+    np.testing.assert_allclose(sae.b_dec.detach().numpy(), 0, atol=1e-6)
+
+
+def test_a_mean_initialised_sae_keeps_its_latents_alive_on_offset_data():
+    """Activations that are mostly a shared offset (as the residual stream is) leave most latents of a
+    zero-initialised TopK SAE dead; starting b_dec at the mean keeps most of them alive."""
+    import torch
+
+    from pipeline.saefeatures.training import Recipe, train
+
+    rng = np.random.default_rng(2)
+    d, n_features = 32, 64
+    truth = rng.normal(size=(n_features, d))
+    truth /= np.linalg.norm(truth, axis=1, keepdims=True)
+    codes = (rng.random((6000, n_features)) < 0.05) * rng.uniform(1, 3, (6000, n_features))
+    x = (codes @ truth + 20 * rng.normal(size=d)).astype(np.float32)
+    dead = {}
+    for init in ("mean", "zeros"):
+        sae, _ = train(x, Recipe(d_sae=64, k=4, epochs=4, batch_size=128, lr=3e-3, seed=0, b_dec_init=init))
+        with torch.no_grad():
+            fired = (sae.encode(torch.from_numpy(x)) != 0).any(dim=0)
+        dead[init] = float((~fired).float().mean())
+    assert dead["zeros"] > 0.8 and dead["mean"] < 0.4, dead  # measured: 0.94 and 0.28
+
+
 def test_fragments_from_one_pass_equal_running_each_fragment_alone():
     from pipeline.saefeatures.extraction import encode_batch, naive_fragments
 
@@ -273,3 +309,15 @@ def test_partial_spearman_removes_what_length_explains():
         res = [r - (r @ rl) / (rl @ rl) * rl for r in (rankdata(X[:, j]) - 30.5, rankdata(y) - 30.5)]
         assert got[j] == pytest.approx(res[0] @ res[1] / np.linalg.norm(res[0]) / np.linalg.norm(res[1]))
     assert abs(got[0]) < 0.3 < got[1]  # the length copy loses its correlation, the label copy keeps it
+
+
+def test_length_matched_pairs_compare_only_sentences_of_equal_length():
+    from pipeline.saefeatures.length import matched_concordance, matched_pairs
+
+    y = np.array([0, 0, 1, 3, 3, 2])
+    length = np.array([5, 6, 5, 6, 5, 9.0])  # the label-2 sentence has no partner of its length
+    X = np.array([[0, 1], [1, 0], [2, 0], [3, 0], [1, 0], [0, 0.0]])
+    # pairs (higher, lower): (2, 0), (4, 0), (4, 2) of length 5 and (3, 1) of length 6; ties count half
+    np.testing.assert_allclose(matched_concordance(X, y, length), [0.75, 0.25])
+    assert matched_pairs(y, length) == 4
+    assert np.isnan(matched_concordance(X[:2], y[:2], length[:2])).all()  # equal labels or lengths: no pair
