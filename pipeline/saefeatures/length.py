@@ -118,7 +118,8 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
                  float(scores.spearman(length[:, None], f.y)[0]),
                  heldout_matched(f.X, f.y, length, half, everyone, matched))
         for k, name in enumerate(("heldout_partial", "length_spearman", "heldout_matched")):
-            estimates[f"{name}_{concept}"] = _estimate(point[k], [d[k] for d in draws[concept]], len(f.y), cfg.level)
+            _put(estimates, values, f"{name}_{concept}",
+                 _estimate(point[k], [d[k] for d in draws[concept]], len(f.y), cfg.level))
         values["heldout_partial_features"][concept] = [f"L{f.layers[f.locate(chosen[h])[0]]}/{f.locate(chosen[h])[1]}"
                                                        for h in (0, 1)]
         values["heldout_matched_features"][concept] = [
@@ -127,13 +128,26 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
         values[f"mean_tokens_by_label_{concept}"] = [float(length[f.y == label].mean()) for label in np.unique(f.y)]
     n_all = sum(len(d[0].y) for d in data.values())
     for k, name in ((0, "heldout_partial"), (2, "heldout_matched")):
+        if any(f"{name}_{c}" not in estimates for c in data):
+            values.setdefault("not_estimable", []).append(f"{name}_min")
+            continue
         minimum = [min(draws[c][r][k] for c in data) for r in range(stats.N_RESAMPLES)]
-        estimates[f"{name}_min"] = _estimate(min(estimates[f"{name}_{c}"].value for c in data), minimum, n_all,
-                                             cfg.level)
+        _put(estimates, values, f"{name}_min",
+             _estimate(min(estimates[f"{name}_{c}"].value for c in data), minimum, n_all, cfg.level))
     return Result(estimates=estimates, values=values)
 
 
-def _estimate(value: float, draws: list[float], n: int, level: float) -> Estimate:
+def _put(estimates: dict[str, Estimate], values: dict[str, Any], name: str, estimate: Estimate | None) -> None:
+    """An estimate, or its name under not_estimable (no length-matched pairs, e.g. on the tiny profile)."""
+    if estimate is None:
+        values.setdefault("not_estimable", []).append(name)
+    else:
+        estimates[name] = estimate
+
+
+def _estimate(value: float, draws: list[float], n: int, level: float) -> Estimate | None:
+    if not np.isfinite(value) or not np.isfinite(draws).all():
+        return None
     low, high = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
     return Estimate(value=value, ci=(min(float(low), value), max(float(high), value)), level=level, n=n,
                     method="bootstrap-label-stratified-percentile", unit="sentences")
