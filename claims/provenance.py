@@ -32,7 +32,9 @@ _SECRET_VALUE = re.compile(
     r"^(sk-|sk_|hf_|ghp_|gho_|github_pat_|xox[bp]-|AKIA|ya29\.)|^[A-Za-z0-9_\-]{32,}$|^[A-Za-z0-9+/]{40,}={0,2}$"
 )
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<user>[^/\s:@]*):(?P<secret>[^/\s@]+)@", re.I)
-_BEARER = re.compile(r"\b(?P<kind>Bearer|Basic|Token)\s+(?P<secret>[A-Za-z0-9._~+/=\-]{8,})", re.I)
+# a credential after an auth scheme, not prose ("next-token distributions"): a digit, or 20+ characters
+_BEARER = re.compile(r"(?<![\w-])(?P<kind>Bearer|Basic|Token)\s+"
+                     r"(?P<secret>(?=[A-Za-z0-9._~+/=\-]*\d)[A-Za-z0-9._~+/=\-]{8,}|[A-Za-z0-9._~+/=\-]{20,})", re.I)
 _SECRET_ASSIGN = re.compile(r"(?P<key>[A-Za-z_][\w\-]*)(?P<eq>\s*[=:]\s*)(?P<value>[^\s,;&'\"]+)")
 _RECORDED_ENV = re.compile(r"^(CLAIMS_|HF_|TRANSFORMERS_|OMP_|MKL_|CUDA_|TORCH_|OPENAI_|PYTHONHASHSEED$)")
 REDACTED = "<redacted>"

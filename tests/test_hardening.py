@@ -447,3 +447,12 @@ def test_gc_keeps_results_of_blocked_claims(mean_project):
     fx.spec("mean-shift", MEAN_SPEC.format(id="mean-shift", shift=1.0) + "status: blocked\nreason: on hold\n")
     out = run_cli(fx, "gc")
     assert "nothing to delete" in out.output
+
+
+def test_prose_after_the_word_token_is_not_taken_for_a_credential():
+    from claims.provenance import redact_text
+
+    assert redact_text("sized to move the next-token distributions as much") == (
+        "sized to move the next-token distributions as much")
+    assert redact_text("token positions matter") == "token positions matter"
+    assert redact_text("Authorization: Bearer abcdefgh12345678") == "Authorization: Bearer <redacted>"
