@@ -62,6 +62,14 @@ def number(value: float, fmt: str | None) -> str:
     return f"{value:.3g}"
 
 
+def panel_axis(spec: dict[str, Any] | None, default_label: str, default_format: str | None = None) -> tuple[str, str | None]:
+    """(title, d3 format) of an axis the panel names ({label, unit, format}), else the defaults."""
+    if not spec:
+        return default_label, default_format
+    title = f"{spec['label']} ({spec['unit']})" if spec.get("unit") else spec["label"]
+    return title, spec.get("format") or default_format
+
+
 class ClaimData:
     """A claim as its charts see it: outcome, spec, fresh results, and the claim's number format."""
 
@@ -172,17 +180,9 @@ class ClaimData:
     # ---- labels ------------------------------------------------------------------------------
     def axis(self, override: Any, default_label: str, path: str | None = None) -> tuple[str, str | None]:
         """(title, d3 format) of an axis: the panel's, else the claim's (for its metric), else a default."""
-        if isinstance(override, dict):  # a panel's own axis, as written in the spec's figure
-            from claims.figure import Axis
-
-            override = Axis(**override)
-        own = override or (self.spec.axis if path in (None, self.spec.metric, f"control.{self.spec.metric}") else None)
-        label = own.label if own else default_label
-        unit = own.unit if own else ""
-        fmt = own.format if own and own.format else None
-        if fmt is None and path in (None, self.spec.metric, f"control.{self.spec.metric}"):
-            fmt = tick_format(self.record.value_format)
-        return (f"{label} ({unit})" if unit else label), fmt
+        metric = path in (None, self.spec.metric, f"control.{self.spec.metric}")
+        own = override or (self.spec.axis.model_dump() if metric and self.spec.axis else None)
+        return panel_axis(own, default_label, tick_format(self.record.value_format) if metric else None)
 
     def render_caption(self) -> str | None:
         """The spec's caption with its {fields} filled in from the results."""

@@ -12,7 +12,7 @@ import textwrap
 from collections.abc import Callable
 from typing import Any
 
-from site_build.common.figures.data import ClaimData, FigureDataError, Line, number, words
+from site_build.common.figures.data import ClaimData, FigureDataError, Line, number, panel_axis, words
 
 KindFn = Callable[[ClaimData, dict[str, Any], int], tuple[Any, str, str]]
 KINDS: dict[str, KindFn] = {}
@@ -65,14 +65,6 @@ def finish(layers: list[Any], width: int, height: int, title: list[str] | None, 
                               labelLimit=max(140, width // 2 - 20), symbolSize=80)
             .configure_text(fontSize=FONT_SIZE)
             .configure_view(stroke=None))
-
-
-def panel_axis(spec: dict[str, Any] | None, default_label: str, default_format: str | None = None) -> tuple[str, str | None]:
-    """(title, d3 format) of an axis the panel names ({label, unit, format}), else the defaults."""
-    if not spec:
-        return default_label, default_format
-    title = f"{spec['label']} ({spec['unit']})" if spec.get("unit") else spec["label"]
-    return title, spec.get("format") or default_format
 
 
 def titles(panel: dict[str, Any], width: int, subtitle: list[str]) -> tuple[list[str] | None, list[str]]:
