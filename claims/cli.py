@@ -133,7 +133,8 @@ def verify(project: Project, no_run: bool, rerun: bool, only: tuple[str, ...], j
            executor: str, ray_address: str | None) -> None:
     """Run or reuse every claim's experiments, check each claim, print a table.
 
-    Writes build/verify.json. Exit 0 when every required claim is verified, 1 otherwise.
+    Writes build/verify.json. Exit 0 when every required claim is verified (or, not standing,
+    carries a written waiver, which the table, the site and the paper show), 1 otherwise.
     With --executor ray, independent experiments and a sweep's units run as Ray tasks on a shared
     artifact store; the results are the same bytes as a local run's, and each reuses the other's.
 
@@ -176,7 +177,10 @@ def verify(project: Project, no_run: bool, rerun: bool, only: tuple[str, ...], j
             click.echo(f"{o.id}: blocked: {o.reason}", err=True)
     required = [o for o in outcomes if o.status not in ("blocked", "not_applicable") or o.blocked_by]
     standing = sum(o.status == STANDING for o in required)
-    failing = [o for o in outcomes if o.status in ("failed", "error", "stale")]
+    failing = [o for o in outcomes if o.status in ("failed", "error", "stale") and not o.waiver]
+    waived = [o for o in outcomes if o.status != STANDING and o.waiver]
+    for o in waived:
+        click.echo(f"{o.id}: {o.status}, shown under a waiver: {o.waiver}", err=True)
     blocked = [o for o in outcomes if o.blocked_by]
     summary = {"claims": len(outcomes), "required": len(required), "verified": standing,
                "blocked_by_dependencies": len(blocked),
@@ -192,8 +196,74 @@ def verify(project: Project, no_run: bool, rerun: bool, only: tuple[str, ...], j
         raise ClaimsError(f"cannot write the report to {out}: {exc.strerror}") from None
     click.echo(f"{standing}/{len(required)} required claims verified"
                + (f" ({len(blocked)} blocked by a dependency that does not stand)" if blocked else "")
+               + (f"; {len(waived)} not standing, shown under a waiver" if waived else "")
                + f"; ran {len(runner.ran)}, reused {len(runner.reused)}; report: {project.rel(out)}")
     if failing:
+        sys.exit(1)
+
+
+@cli.command("audit-sheet", context_settings=CONTEXT)
+@click.argument("rows_path", metavar="ROWS", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--id", "id_field", required=True, help="Field that identifies a judged item (unique items are drawn).")
+@click.option("--show", required=True, help="Comma-separated fields the labeller reads.")
+@click.option("--hide", required=True, help="Comma-separated verdict fields, kept apart in key.csv.")
+@click.option("--strata", default="", help="Comma-separated fields to draw evenly over (task, method, strength).")
+@click.option("--n", "n", type=click.IntRange(1), required=True, help="Unique items to draw.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+def audit_sheet(rows_path: Path, id_field: str, show: str, hide: str, strata: str, n: int, seed: int,
+                out_dir: Path) -> None:
+    """Draw a blind labelling sheet from a judge's rows (JSON lines): sheet.csv shows only the
+    --show fields and an empty label column; key.csv keeps the verdicts apart (claims/audit.py).
+
+    \b
+    Example:
+      python -m claims audit-sheet gens.jsonl --id id --show question,answer \\
+          --hide judge --strata task --n 200 --out audits/judge
+    """
+    from claims import audit
+
+    rows = []
+    for lineno, line in enumerate(rows_path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                raise ClaimsError(f"{rows_path}:{lineno}: not a JSON object") from None
+    split = lambda text: [f.strip() for f in text.split(",") if f.strip()]  # noqa: E731
+    sheet, key = audit.draw(rows, id_field=id_field, show=split(show), hide=split(hide), n=n,
+                            strata=split(strata), seed=seed)
+    audit.write(out_dir, sheet, key, hide=split(hide), strata=split(strata), seed=seed)
+    click.echo(f"wrote {out_dir / audit.SHEET} ({len(sheet)} unique items, no verdicts) and {out_dir / audit.KEY} "
+               "(keep it away from the labeller)")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("claim_id", metavar="ID")
+@click.pass_obj
+def recompute(project: Project, claim_id: str) -> None:
+    """Rebuild a claim's estimates from the per-item rows committed in the repository and compare
+    them with its committed results (its control's too). Runs only the experiment's
+    recompute(items, config); reads no cache. Exit 0 when every estimate matches, 1 otherwise.
+
+    \b
+    Example:
+      python -m claims recompute hneuron-probe-auroc
+    """
+    from claims.recompute import recompute_claim
+    from claims.report import table
+
+    specs = _specs(project, (claim_id,))
+    entries = recompute_claim(project, specs[claim_id])
+    rows = [[e.role, name, old, new, "match" if ok else "DIFFERS"] for e in entries for name, old, new, ok in e.rows]
+    if rows:
+        click.echo(table(rows, ["result", "estimate", "committed", "recomputed from rows", ""]))
+    for e in entries:
+        for problem in e.problems:
+            click.echo(f"{claim_id}: {e.role} ({e.node}): {problem}", err=True)
+    ok = all(e.ok for e in entries)
+    click.echo(f"{claim_id}: {'every estimate recomputed from the committed rows matches' if ok else 'does not recompute'}")
+    if not ok:
         sys.exit(1)
 
 

@@ -179,6 +179,22 @@ def git_state(root: Path) -> dict[str, Any]:
         return {"commit": None, "dirty": None}
 
 
+def untracked_files(root: Path, paths: Iterable[str]) -> list[str]:
+    """Those of `paths` (relative to root) that git does not track: code a result would depend on
+    that no commit holds. Empty outside a git checkout (git_state says so there)."""
+    paths = sorted(paths)
+    if not paths:
+        return []
+    try:
+        proc = subprocess.run(["git", "ls-files", "-z", "--", *paths], cwd=root, capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    if proc.returncode != 0:
+        return []
+    tracked = {p for p in proc.stdout.decode("utf-8", "replace").split("\0") if p}
+    return [p for p in paths if p not in tracked]
+
+
 def platform_info() -> dict[str, Any]:
     return {
         "python": platform.python_version(),

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gzip
 import hashlib
 import json
 import os
@@ -177,15 +178,48 @@ class Store:
             return Stored(None, sidecar, f"{rel_r} is unreadable ({exc.strerror})")
         if sha256_bytes(data) != output["sha256"]:
             return Stored(None, sidecar, f"{rel_r} does not match its sidecar hash (edited or truncated)")
+        problem = self._items_problem(sidecar)
+        if problem:
+            return Stored(None, sidecar, problem)
         try:
             result = Result.model_validate_json(data)
         except ValidationError as exc:
             return Stored(None, sidecar, f"{rel_r} is not a valid result: {exc.errors()[0]['msg']}")
         return Stored(result, sidecar)
 
-    def write(self, node: Node, result: Result, sidecar: dict[str, Any]) -> None:
+    def _items_problem(self, sidecar: dict[str, Any]) -> str:
+        items = sidecar.get("items") or {}
+        if not isinstance(items, dict):
+            return "its sidecar's items are not a mapping"
+        for name, meta in items.items():
+            path = self.project.root / str((meta or {}).get("path", ""))
+            rel = self.project.rel(path)
+            if not isinstance(meta, dict) or not path.is_file():
+                return f"per-item rows {name!r} ({rel}) are missing"
+            if sha256_file(path) != meta.get("sha256"):
+                return f"per-item rows {rel} do not match the sidecar's hash (a row was edited)"
+        return ""
+
+    def write(self, node: Node, result: Result, sidecar: dict[str, Any], items: dict[str, bytes] | None = None) -> None:
+        """Rows first, then the result, then the sidecar that hashes both (each atomically): an
+        interrupted write leaves no sidecar that vouches for what is not there."""
+        from claims.items import SUFFIX, folder
+
         data = result_bytes(result)
+        listed: dict[str, Any] = {}
+        where = folder(self.result_path(node))
+        for name, blob in sorted((items or {}).items()):
+            path = where / f"{name}{SUFFIX}"
+            atomic_write_bytes(path, blob)
+            listed[name] = {"path": self.project.rel(path), "sha256": sha256_bytes(blob), "bytes": len(blob),
+                            "rows": gzip.decompress(blob).count(b"\n")}
+        if where.is_dir():  # rows of an earlier run under other names are not this result's
+            for old in where.glob(f"*{SUFFIX}"):
+                if old.name.removesuffix(SUFFIX) not in listed:
+                    old.unlink(missing_ok=True)
         sidecar = {**sidecar, "output": {"path": self.project.rel(self.result_path(node)), "sha256": sha256_bytes(data)}}
+        if listed:
+            sidecar["items"] = listed
         sidecar["integrity"] = sidecar_integrity(sidecar)  # refuses NaN and unserialisable values too
         atomic_write_bytes(self.result_path(node), data)
         atomic_write_json(self.sidecar_path(node), sidecar)
