@@ -96,6 +96,12 @@ def check_control(spec: ClaimSpec, control_ns: dict[str, Any], out: Outcome, hol
     _check_balance(spec, control_ns, out)
     if control.rank is not None:
         holds = _check_rank(spec, control_ns, out, holds)
+    invalid = [f"not balanced on {name}" if info["achieved"] is not None else f"no balance reported for {name}"
+               for name, info in out.balance.items() if not info["ok"]]
+    if out.rank and not out.rank.get("ok"):
+        invalid.append("too few draws")
+    if invalid:  # a control that could not have killed the claim is not evidence for it either way
+        out.control["invalid"] = "; ".join(invalid)
     return holds
 
 

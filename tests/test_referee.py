@@ -170,6 +170,11 @@ def test_verdict_words_follow_the_checks(ref):
     assert [b["label"] for b in claim["baselines"] if b.get("strongest")] == ["answer length"]
     _, claim = verify_one(ref, CASES[5][1])
     assert claim["verdict"] == "control not beaten"  # never "beats control" beside p = 0.09
+    _, claim = verify_one(ref, CASES[0][1])
+    assert claim["verdict"] == "control not valid (not balanced on activity)"
+    assert claim["balance"]["layer"] == {"achieved": 0.0, "tolerance": 0.1, "ok": True}
+    _, claim = verify_one(ref, CASES[3][1])
+    assert claim["verdict"] == "control not valid (too few draws)"
     assert claim["rank"]["smallest_p"] == pytest.approx(1 / 101)
 
 
