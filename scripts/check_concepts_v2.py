@@ -9,7 +9,8 @@ Gemma 3 270M tokenizer with <bos> prepended (add_special_tokens=True, the way
 pipeline.saefeatures.residuals.tokenize feeds a sentence to the model); ids are unique and no
 sentence occurs twice (across all concepts, ignoring case and spacing), and none is a sentence of the
 first-round data (data/concepts/). When blind_sheet.csv and key.csv exist, they must cover every
-row exactly once, carry no label or set, and match the data. Prints the token-count distribution per
+row exactly once, carry no label or set, and match the data; the rubric must be the same text in
+README.md and RUBRIC.md. Prints the token-count distribution per
 concept and label; exits 1 on any failure.
 
 The tokenizer is the one the study loads: the dequantized model folder of the embedded profile
@@ -148,6 +149,21 @@ def check_blind(everything: dict[str, dict[str, str]], fail: list[str]) -> None:
     print(f"blind sheet: {len(sheet)} items, key {len(key)} rows")
 
 
+def check_rubric(fail: list[str]) -> None:
+    """The rubric in README.md and in RUBRIC.md (the labeller's handout) must be the same text."""
+    blocks = []
+    for name in ("README.md", "RUBRIC.md"):
+        path = DATA / name
+        found = re.search(r"<!-- rubric -->.*?<!-- /rubric -->", path.read_text(encoding="utf-8"), re.S) \
+            if path.is_file() else None
+        if not found:
+            fail.append(f"{name}: no rubric block (<!-- rubric --> ... <!-- /rubric -->)")
+        blocks.append(found.group(0) if found else None)
+    if all(blocks) and blocks[0] != blocks[1]:
+        fail.append("the rubric in README.md and RUBRIC.md differ")
+    print("rubric: README.md and RUBRIC.md " + ("agree" if all(blocks) and blocks[0] == blocks[1] else "DISAGREE"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokenizer", help="a saved tokenizer folder to load instead of the project's")
@@ -192,6 +208,7 @@ def main() -> None:
             rho = spearmanr(labels, counts).statistic
             print(f"{concept}: Spearman(label, token count) = {rho:+.3f}")
     check_blind(everything, fail)
+    check_rubric(fail)
     print("\nTokens per sentence, with <bos> (the study's count):")
     print(f"{'concept':<11} {'label':>5} {'n':>4} {'mean':>6} {'min':>4} {'max':>4}")
     for concept, label, n, mean, lo, hi in table:
