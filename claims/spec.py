@@ -81,6 +81,14 @@ def check_config_values(config: Any, path: str = "config") -> list[str]:
     return problems
 
 
+def valid_config(value: dict[str, Any]) -> dict[str, Any]:
+    """A config without secrets or non-finite numbers (a pydantic validator of every `config` field)."""
+    problems = check_config_values(value)
+    if problems:
+        raise ValueError("; ".join(p.removeprefix("config.") for p in problems))
+    return value
+
+
 def check_statement(text: str) -> str:
     """A statement must parse as a format string with plain fields and sane format specs."""
     try:
@@ -143,13 +151,7 @@ class Baseline(_Strict):
     difference: str = Field(description="Estimate field of the paired difference, claim minus baseline on the "
                             "same items, signed so that positive favours the claim; it carries its interval.")
 
-    @field_validator("config")
-    @classmethod
-    def _config_values(cls, value: dict[str, Any]) -> dict[str, Any]:
-        problems = check_config_values(value)
-        if problems:
-            raise ValueError("; ".join(p.removeprefix("config.") for p in problems))
-        return value
+    _config_values = field_validator("config")(classmethod(lambda cls, value: valid_config(value)))
 
 
 class Headroom(_Strict):
@@ -235,13 +237,7 @@ class ControlSpec(_Strict):
                              "engine checks the draws can reach the threshold")
         return self
 
-    @field_validator("config")
-    @classmethod
-    def _config_values(cls, value: dict[str, Any]) -> dict[str, Any]:
-        problems = check_config_values(value)
-        if problems:
-            raise ValueError("; ".join(p.removeprefix("config.") for p in problems))
-        return value
+    _config_values = field_validator("config")(classmethod(lambda cls, value: valid_config(value)))
 
 
 class Power(_Strict):
@@ -401,13 +397,7 @@ class ClaimSpec(_Strict):
     def _formats(cls, value: str) -> str:
         return check_statement(" ".join(value.split()))
 
-    @field_validator("config")
-    @classmethod
-    def _config_values(cls, value: dict[str, Any]) -> dict[str, Any]:
-        problems = check_config_values(value)
-        if problems:
-            raise ValueError("; ".join(p.removeprefix("config.") for p in problems))
-        return value
+    _config_values = field_validator("config")(classmethod(lambda cls, value: valid_config(value)))
 
     @field_validator("caption")
     @classmethod
