@@ -104,13 +104,25 @@ def test_the_judge_audit_reads_hand_labels_and_refuses_a_stale_sample(project, t
         entries.append({"id": r["id"], "sample": 0, "question": "", "gold": r["gold"], "answer": r["samples"][0],
                         "auto": r["outcomes"][0], "hand": hand})
     audit.write_text("".join(json.dumps(e) + "\n" for e in entries))
-    result = run(project, "pipeline.hneurons.audit", audit_file=str(audit))
+    # the blind pass: a sheet without the judge's outcome, labelled apart (here: the hand labels)
+    from claims import audit as blind_audit
+
+    keyed = [{**e, "key": f"{e['id']}#{e['sample']}"} for e in entries]
+    sheet, key = blind_audit.draw(keyed, id_field="key", show=["question", "gold", "answer"], hide=["auto", "hand"],
+                                  n=len(keyed))
+    folder = tmp_path / "blind"
+    blind_audit.write(folder, sheet, key, hide=["auto", "hand"], strata=[], seed=0)
+    assert "auto" not in (folder / "sheet.csv").read_text().splitlines()[0]
+    by_key = {e["key"]: e["hand"] for e in keyed}
+    (folder / "labels.csv").write_text("item,label,note\n" + "".join(f"{k['item']},{by_key[k['id']]},\n" for k in key))
+    result = run(project, "pipeline.hneurons.audit", audit_file=str(audit), blind_dir=str(folder))
     assert result.values["n_audited"] == 30 and result.values["n_disagree"] == 3
     assert result.estimates["agreement"].value == pytest.approx(0.9)
+    assert result.values["blind"] is True and result.values["unique_items"] == 30
     entries[5]["answer"] = "not what the model said"
     audit.write_text("".join(json.dumps(e) + "\n" for e in entries))
     with pytest.raises(Exception, match="the audit is stale: 1 of 30 audited answers"):
-        run(project, "pipeline.hneurons.audit", audit_file=str(audit))
+        run(project, "pipeline.hneurons.audit", audit_file=str(audit), blind_dir=str(folder))
 
 
 def test_matched_random_sets_share_layer_and_activity_bin():
