@@ -81,6 +81,11 @@ def check_config_values(config: Any, path: str = "config") -> list[str]:
     return problems
 
 
+def expr_fields_in_statement(text: str) -> list[str]:
+    """The fields a statement prints: {control.rank_p:.2f} -> control.rank_p."""
+    return [name.split("[")[0] for _, name, _, _ in string.Formatter().parse(text) if name]
+
+
 def valid_config(value: dict[str, Any]) -> dict[str, Any]:
     """A config without secrets or non-finite numbers (a pydantic validator of every `config` field)."""
     problems = check_config_values(value)
@@ -443,6 +448,12 @@ class ClaimSpec(_Strict):
                 raise ValueError(f"reference {self.reference} lies outside range {list(self.range)}")
         if self.headroom is not None and self.expect != "null":
             raise ValueError("headroom is for expect: null claims (the room a null's margin must fit in)")
+        control = self.control_spec
+        printed = [n for n in expr_fields_in_statement(self.statement) if n.startswith("control.")
+                   and n.split(".")[-1].endswith("rank_p")]
+        if printed and control is not None and control.rank is None:
+            raise ValueError(f"the statement prints {printed[0]}: declare control.rank {{draws, sided, alpha}} so that "
+                             "the engine checks the draws can reach the threshold a reader will judge it by")
         if self.waiver is not None and not self.waiver.strip():
             raise ValueError("waiver needs a written reason")
         return self

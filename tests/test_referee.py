@@ -370,3 +370,14 @@ def test_an_untracked_module_makes_the_result_dirty_and_publish_strict_refuses(r
     out = subprocess.run(["bash", str(script), "--strict", "--project", str(repo.root), str(tmp_path / "www")],
                          env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode != 0 and "uncommitted changes: c" in out.stderr
+
+
+def test_a_statement_that_prints_a_rank_p_must_declare_its_draws(ref):
+    text = spec(control={"config": "{effect: 0.0, values: {rank_p: 0.111, n: 8}}",
+                         "assert_": "effect_ci[0] > control.effect_ci[1]", "extra": ""})
+    text = text.replace("({{effect_ci[1]:.2f}})", "").replace(
+        "statement: The effect is", "statement: Rank p {control.rank_p:.2f}; the effect is")
+    ref.spec("c", text)
+    out = cli_run(ref, "verify")
+    assert out.exit_code == 2
+    assert "the statement prints control.rank_p: declare control.rank" in out.output
