@@ -53,14 +53,14 @@ def cli(ctx: click.Context, project_dir: Path | None, profile: str | None, overr
 def _parse_overrides(pairs: tuple[str, ...], profile: str | None) -> dict:
     import yaml
 
-    from claims.provenance import REDACTED
+    from claims.provenance import REDACTED, redact_text
     from claims.spec import check_config_values, secret_key
 
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         key = key.strip()
-        shown = f"{key}={REDACTED}" if secret_key(key) else pair
+        shown = f"{key}={REDACTED}" if secret_key(key) else redact_text(pair)
         if not sep or not key:
             raise click.BadParameter(f"{shown!r} is not KEY=VALUE", param_hint="--set")
         if secret_key(key):
@@ -80,10 +80,21 @@ def _parse_overrides(pairs: tuple[str, ...], profile: str | None) -> dict:
     return out
 
 
+def work_begins() -> None:
+    """Start-up is over: from here a Ctrl-C raises KeyboardInterrupt, so that what is being written
+    is cleaned up or checkpointed before exit 130 (claims/__main__.py stops start-up at once)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _specs(project: Project, only: tuple[str, ...] = (), apply_overrides: bool = True):
     from claims.spec import load_specs, with_config
 
     specs = load_specs(project.specs_dir, project.root)
+    work_begins()
     overrides = click.get_current_context().meta.get("overrides") if apply_overrides else None
     if overrides:
         specs = {i: with_config(s, overrides) for i, s in specs.items()}
@@ -300,6 +311,7 @@ def build_site(project: Project, strict: bool) -> None:
     Example:
       python -m claims verify && python -m claims build-site --strict
     """
+    work_begins()
     from site_build.build import build
 
     out = build(project, strict=strict)
@@ -317,6 +329,7 @@ def build_paper(project: Project, strict: bool) -> None:
     Example:
       python -m claims build-paper --strict
     """
+    work_begins()
     from paper_build.build import build
 
     out = build(project, strict=strict)
@@ -352,6 +365,7 @@ def diff(project: Project, rev: str | None, to: str | None, fmt: str) -> None:
     from claims.diff import diff as compute
     from claims.diff import markdown, terminal
 
+    work_begins()
     overrides = click.get_current_context().meta.get("overrides") or {}
     result = compute(project, rev, to, overrides)
     if fmt == "json":
@@ -363,6 +377,9 @@ def diff(project: Project, rev: str | None, to: str | None, fmt: str) -> None:
 
 
 def main() -> None:
+    """Run the CLI with the documented exit codes: click's own handling of Ctrl-C ("Aborted!",
+    exit 1) becomes "interrupted", exit 130, wherever it lands (start-up, a spec load, a run)."""
+    import errno
     import os
 
     from claims.progress import quiet
@@ -370,4 +387,20 @@ def main() -> None:
     if quiet():  # the libraries' own bars (model loading, datasets) follow ours
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("TQDM_DISABLE", "1")
-    cli(prog_name="python -m claims")
+    try:
+        code = cli.main(prog_name="python -m claims", standalone_mode=False)
+    except (KeyboardInterrupt, click.Abort) as exc:
+        if isinstance(exc, click.Abort) and not isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except OSError as exc:
+        if exc.errno != errno.EPIPE:
+            raise
+        sys.stdout = None  # type: ignore[assignment]  # the reader went away (| head): nothing more to say
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

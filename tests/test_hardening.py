@@ -456,3 +456,179 @@ def test_prose_after_the_word_token_is_not_taken_for_a_credential():
         "sized to move the next-token distributions as much")
     assert redact_text("token positions matter") == "token positions matter"
     assert redact_text("Authorization: Bearer abcdefgh12345678") == "Authorization: Bearer <redacted>"
+
+
+# ==== third round (issue 19) ==========================================================================
+# ---- only the project's own modules are experiments ---------------------------------------------------
+OUTSIDER = '''
+from pathlib import Path
+
+Path(__file__).with_name("outsider-ran").write_text("module-level code ran")
+
+def run(config, ctx):
+    Path(__file__).with_name("outsider-ran").write_text("run() ran")
+'''
+
+
+@pytest.mark.parametrize(("experiment", "what"), [
+    ("subprocess", "'subprocess' is not an experiment of this project (it is part of Python's standard library)"),
+    ("pdb", "'pdb' is not an experiment of this project (it is part of Python's standard library)"),
+    ("cProfile", "'cProfile' is not an experiment of this project (it is part of Python's standard library)"),
+    ("asyncio", "'asyncio' is not an experiment of this project (it is part of Python's standard library)"),
+    ("os", "'os' is built into Python, not an experiment of this project"),
+    ("click", "'click' is not an experiment of this project (it is an installed package)"),
+    ("claims.cli", "'claims.cli' is part of the claims engine, not an experiment"),
+    ("outsider", "'outsider' is not an experiment of this project (it is outside the project)"),
+])
+def test_only_modules_of_the_project_are_experiments(fx, tmp_path, monkeypatch, experiment, what):
+    elsewhere = tmp_path / "elsewhere"  # importable, but not the project's
+    elsewhere.mkdir()
+    (elsewhere / "outsider.py").write_text(OUTSIDER)
+    monkeypatch.syspath_prepend(str(elsewhere))
+    fx.spec("odd", ONE_NODE_SPEC.format(id="odd", experiment=experiment))
+    out = run_cli(fx, "verify")
+    assert out.exit_code == 1 and f"odd: specs/odd.yaml: experiment: {what}" in out.output, out.output
+    assert "an experiment is a module inside the project that defines run(config, ctx)" in out.output
+    assert not (elsewhere / "outsider-ran").exists() and "Traceback" not in out.output
+
+
+@pytest.mark.parametrize("signature", ["def run(config):", "def run():", "def run(config, ctx, extra):"])
+def test_an_experiment_run_must_take_config_and_ctx(fx, signature):
+    fx.module("fx_sig", f"{signature}\n    raise SystemExit('must not be called')\n")
+    fx.spec("sig", ONE_NODE_SPEC.format(id="sig", experiment="fx_sig"))
+    out = run_cli(fx, "verify")
+    assert out.exit_code == 1 and "specs/sig.yaml: experiment: fx_sig.run does not take (config, ctx)" in out.output
+
+
+# ---- gc never deletes what an unresolvable claim may use ------------------------------------------------
+@pytest.mark.parametrize(("damage", "why"), [
+    ("import not_installed_pkg\n", "specs/mean-shift.yaml:4: experiment: cannot import experiment 'fx_mean' "
+                                   "(no module named 'not_installed_pkg')"),
+    ("raise RuntimeError('broken at import')\n", "specs/mean-shift.yaml:4: experiment: importing 'fx_mean' raised "
+                                                 "RuntimeError: broken at import"),
+    ("", "specs/mean-shift.yaml:4: experiment: 'fx_gone' is not an experiment"),
+])
+def test_gc_refuses_when_a_claim_cannot_be_resolved(mean_project, damage, why):
+    fx = mean_project
+    assert run_cli(fx, "verify").exit_code == 0
+    stored = sorted((fx.root / "artifacts").rglob("*.json"))
+    if damage:
+        fx.module("fx_mean", damage + MEAN)
+    else:  # the experiment now names a module outside the project
+        fx.spec("mean-shift", MEAN_SPEC.format(id="mean-shift", shift=1.0).replace("experiment: fx_mean\nconfig",
+                                                                                   "experiment: fx_gone\nconfig"))
+        (fx.root.parent / "fx_gone.py").write_text("def run(config, ctx):\n    pass\n")
+        import sys
+        sys.path.append(str(fx.root.parent))
+    for args in (["gc"], ["gc", "--yes"]):
+        out = CliRunner().invoke(cli, ["--project", str(fx.root), *args])
+        assert out.exit_code == 1, out.output
+        assert "gc: refusing to list or delete anything: " in out.output
+        assert "claim experiment(s) cannot be resolved, so the results they use are unknown" in out.output
+        assert why in out.output and "deleted" not in out.output
+    assert sorted((fx.root / "artifacts").rglob("*.json")) == stored
+
+
+# ---- Ctrl-C at any moment is exit 130 -------------------------------------------------------------------
+SLOW = '''
+import time
+
+def run(config, ctx):
+    time.sleep(60)
+'''
+
+
+@pytest.mark.parametrize("delay", [0.15, 0.3, 0.5, "running"])
+def test_ctrl_c_at_any_moment_exits_130(fx, delay):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    fx.module("fx_slow", SLOW)
+    fx.spec("slow", ONE_NODE_SPEC.format(id="slow", experiment="fx_slow"))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "claims", "--project", str(fx.root), "verify"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if delay == "running":
+        deadline = time.monotonic() + 60
+        runs = fx.project.cache_dir / "runs" / "fx_slow"
+        while not (runs.is_dir() and any(runs.iterdir())) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    else:
+        time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert "Traceback" not in err and "Aborted!" not in err and "interrupted" in err
+
+
+# ---- ids name files: bounded at load time ---------------------------------------------------------------
+@pytest.mark.parametrize(("claim_id", "message"), [
+    ("a" * 241, "id: String should have at most 80 characters"),
+    ("a" * 81, "id: String should have at most 80 characters"),
+    ("a/b", "id: String should match pattern"),
+    ("..", "id: String should match pattern"),
+])
+def test_claim_ids_are_bounded_at_load_time(tmp_path, claim_id, message):
+    path = tmp_path / "long.yaml"
+    path.write_text(GOOD.replace("id: good", f"id: {claim_id!r}"))
+    with pytest.raises(SpecError) as info:
+        load_spec(path, tmp_path)
+    assert message in info.value.message and "\n" not in info.value.message.strip()
+
+
+# ---- no secret leaks ------------------------------------------------------------------------------------
+LEAKY = '''
+import os
+from claims import Estimate, Result
+
+def run(config, ctx):
+    if config.get("leak") == "raise":
+        raise RuntimeError(f"the judge refused key {os.environ['OPENAI_API_KEY']} (quota)")
+    note = os.environ["OPENAI_API_KEY"] if config.get("leak") == "value" else "fine"
+    return Result(estimates={"x": Estimate(value=1.0, ci=(0.5, 2.0), level=0.95, n=3, method="analytic")},
+                  values={"note": note})
+'''
+SECRETS = ["sk-proj-" + "Ab3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE3fG5" * 2, "Zq8ThisIsAPlainLookingSecret42", "hf_" + "aB" * 17]
+
+
+@pytest.mark.parametrize("secret", SECRETS)
+@pytest.mark.parametrize("leak", ["raise", "value"])
+def test_a_secret_from_the_environment_never_reaches_a_record(fx, monkeypatch, secret, leak):
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    fx.module("fx_leaky", LEAKY)
+    fx.spec("leaky", ONE_NODE_SPEC.format(id="leaky", experiment="fx_leaky").replace(
+        "metric: x", f"config: {{leak: {leak}}}\nmetric: x"))
+    out = run_cli(fx, "verify")
+    assert out.exit_code == 1 and secret not in out.output
+    if leak == "value":
+        assert "returned an invalid result: .values.note holds what looks like a credential" in out.output \
+            or "values.note holds what looks like a credential" in out.output, out.output
+    else:
+        assert "raised RuntimeError: the judge refused key <redacted> (quota)" in out.output
+    written = [*(fx.root / "build").rglob("*"), *(fx.root / "artifacts").rglob("*"), *fx.project.cache_dir.rglob("*")]
+    texts = [p.read_text(errors="replace") for p in written if p.is_file()]
+    assert texts and not any(secret in t for t in texts)
+    assert not list((fx.root / "artifacts").rglob("*.json"))  # nothing was committed
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ("{creds: abcdefgh}", "good.yaml:5: config: creds: looks like a secret"),
+    ("{bearer: abcdefgh}", "good.yaml:5: config: bearer: looks like a secret"),
+    ("{hf_auth: abcdefgh}", "good.yaml:5: config: hf_auth: looks like a secret"),
+    ("{note: " + SECRETS[0] + "}", "good.yaml:5: config: note: its value looks like a credential"),
+    ("{notes: [ok, " + SECRETS[2] + "]}", "good.yaml:5: config: notes[1]: its value looks like a credential"),
+])
+def test_credentials_in_spec_configs_are_refused(tmp_path, config, message):
+    path = write(tmp_path, GOOD.replace("config: {shift: 1.0}", f"config: {config}"))
+    with pytest.raises(SpecError) as info:
+        load_spec(path, tmp_path)
+    assert message in info.value.message and SECRETS[0] not in info.value.message
+
+
+@pytest.mark.parametrize("pair", [f"note={SECRETS[0]}", f"hf_auth={SECRETS[2]}", "creds=abc", "bearer=x"])
+def test_credentials_in_set_are_refused_without_echoing_them(mean_project, pair):
+    out = run_cli(mean_project, "--set", pair, "verify")
+    assert out.exit_code == 2 and ("looks like a credential" in out.output or "looks like a secret" in out.output)
+    assert pair.partition("=")[2] not in out.output and mean_project.calls("fx_mean") == 0
