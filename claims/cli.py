@@ -341,14 +341,21 @@ def build_paper(project: Project, strict: bool) -> None:
 @click.option("--to", "to", metavar="REV", help="Compare with this revision instead of the work tree.")
 @click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True,
               help="A table for the terminal, Markdown for a pull-request comment, or JSON.")
+@click.option("--trust-revision", "trust", is_flag=True,
+              help="Run REV's experiment code (verify --no-run in a copy of it) to check that its results are "
+                   "fresh. Without it, REV is judged from its specs and committed results and none of its code runs.")
 @click.pass_obj
-def diff(project: Project, rev: str | None, to: str | None, fmt: str) -> None:
+def diff(project: Project, rev: str | None, to: str | None, fmt: str, trust: bool) -> None:
     """What changed in the claims since REV: status, verdict words, value, interval, statement and
     criterion of each claim. REV defaults to the last publish (publish.sh records it as
     refs/claims/published), else HEAD~1; the other side is the work tree (or --to REV).
 
     Flags a value that moved outside its old interval, a status change and a criterion change.
     Exit 1 when a headline claim changed status (or was added or removed), else 0.
+
+    A revision is judged from its own specs and committed results: none of its code is imported,
+    so reviewing a branch never runs it. --trust-revision runs its experiment modules instead
+    (verify --no-run in a copy of it), which also checks that its results match its code.
 
     \b
     Example:
@@ -367,7 +374,7 @@ def diff(project: Project, rev: str | None, to: str | None, fmt: str) -> None:
 
     work_begins()
     overrides = click.get_current_context().meta.get("overrides") or {}
-    result = compute(project, rev, to, overrides)
+    result = compute(project, rev, to, overrides, trust)
     if fmt == "json":
         click.echo(json.dumps(result.data(), indent=2, sort_keys=True))
     else:
