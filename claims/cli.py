@@ -199,8 +199,10 @@ def verify(project: Project, no_run: bool, rerun: bool, only: tuple[str, ...], j
               "claims": redact([o.to_json() for o in outcomes])}
     try:
         _write_json(out, report)
-    except OSError as exc:
-        raise ClaimsError(f"cannot write the report to {out}: {exc.strerror}") from None
+    except OSError as exc:  # a full disk: not bad input, a failure (exit 1)
+        from claims.errors import CacheError
+
+        raise CacheError(f"cannot write the report to {out}: {exc.strerror}") from None
     click.echo(f"{standing}/{len(required)} required claims verified"
                + (f" ({len(blocked)} blocked by a dependency that does not stand)" if blocked else "")
                + f"; ran {len(runner.ran)}, reused {len(runner.reused)}; report: {project.rel(out)}")

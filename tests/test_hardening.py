@@ -632,3 +632,38 @@ def test_credentials_in_set_are_refused_without_echoing_them(mean_project, pair)
     out = run_cli(mean_project, "--set", pair, "verify")
     assert out.exit_code == 2 and ("looks like a credential" in out.output or "looks like a secret" in out.output)
     assert pair.partition("=")[2] not in out.output and mean_project.calls("fx_mean") == 0
+
+
+# ---- a full disk during verify: one line, and never a result without its sidecar --------------------------
+def _verify_with_file_limit(fx, limit: int):
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def limited() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, like ENOSPC
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run([sys.executable, "-m", "claims", "--project", str(fx.root), "verify"], env=env,
+                          capture_output=True, text=True, timeout=120, preexec_fn=limited)
+
+
+@pytest.mark.parametrize("room", ["none for the result", "none for the sidecar"])
+def test_a_full_disk_during_verify_is_one_line_and_leaves_no_half_pair(mean_project, room):
+    fx = mean_project
+    probe = _verify_with_file_limit(fx, 10**7)  # sizes of what a run writes
+    assert probe.returncode == 0, probe.stderr
+    results = sorted((fx.root / "artifacts").rglob("*.json"))
+    sizes = {p.name.endswith(".provenance.json"): p.stat().st_size for p in results}
+    for path in [*results, *(fx.project.cache_dir / "runs").rglob("*.json")]:
+        path.unlink()
+    limit = sizes[False] - 1 if room == "none for the result" else (sizes[False] + sizes[True]) // 2
+    assert sizes[False] < limit + 1 < sizes[True] or room == "none for the result"
+    out = _verify_with_file_limit(fx, limit)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "cannot write its result to artifacts/fx_mean/" in out.stdout + out.stderr
+    assert "File too large (nothing was written; free space and run verify again)" in out.stdout + out.stderr
+    left = sorted(p.name for p in (fx.root / "artifacts").rglob("*") if p.is_file())
+    assert left == [], left  # no result without a sidecar, and no temp file
