@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from claims import expr
 from claims.cli import cli
-from claims.errors import EvaluationFault, ExpressionError, SpecError
+from claims.errors import BuildError, EvaluationFault, ExpressionError, SpecError
 from claims.node import Node
 from claims.runner import Runner
 from claims.spec import load_spec, load_specs
@@ -667,3 +667,97 @@ def test_a_full_disk_during_verify_is_one_line_and_leaves_no_half_pair(mean_proj
     assert "File too large (nothing was written; free space and run verify again)" in out.stdout + out.stderr
     left = sorted(p.name for p in (fx.root / "artifacts").rglob("*") if p.is_file())
     assert left == [], left  # no result without a sidecar, and no temp file
+
+
+# ---- no injected markup: the bibliography, front matter links, a CSP on every page -------------------------
+def _site(tmp_path, content=None, strict=False):
+    from site_build import sample
+    from site_build.build import build_site
+    from tests.test_site import make
+
+    project = make(tmp_path, content={**({"content/story.md": sample.CONTENT["content/story.md"] + "\nSee [@evil].\n"}),
+                                      **(content or {})})
+    report = build_site(project, strict=strict)
+    pages = {p.relative_to(project.build_dir / "site").as_posix(): p.read_text(encoding="utf-8")
+             for p in (project.build_dir / "site").rglob("*.html")}
+    return project, report, pages
+
+
+def _bib(fields: str) -> str:
+    from site_build import sample
+
+    return sample.BIBTEX + "\n@misc{evil,\n  " + fields + ",\n  year = {2024}\n}\n"
+
+
+@pytest.mark.parametrize(("fields", "shown", "never", "warning"), [
+    ("title = {<script>alert(2)</script>}, author = {Doe, Jane}", "&lt;script&gt;alert(2)&lt;/script&gt;",
+     "<script>alert(2)", None),
+    ("author = {<img src=x onerror=alert(3)>}, title = {T}", "&lt;img src=x onerror=alert(3)&gt;", "<img src=x", None),
+    ('title = {T}, url = {https://a.b/"onmouseover="alert(4)}', None, 'onmouseover="alert(4)"',
+     "content/references.bib:17: evil: url 'https://a.b/\"onmouseover=\"alert(4)' is not an http(s) address: left out"),
+    ("title = {T}, url = {javascript:alert(5)}", None, "javascript:",
+     "content/references.bib:17: evil: url 'javascript:alert(5)' is not an http(s) address: left out"),
+])
+def test_bibliography_fields_are_escaped_and_urls_checked(tmp_path, fields, shown, never, warning):
+    project, report, pages = _site(tmp_path, {"content/references.bib": _bib(fields)})
+    story = pages["story.html"]
+    assert 'id="ref-evil"' in story
+    if shown:
+        assert shown in story
+    assert not any(never in page for page in pages.values())
+    if warning:
+        assert warning in report.warnings
+        with pytest.raises(BuildError):  # build-site --strict fails on it
+            _site(tmp_path / "strict", {"content/references.bib": _bib(fields)}, strict=True)
+
+
+def test_every_page_forbids_scripts(tmp_path):
+    project, _, pages = _site(tmp_path, {"content/references.bib": _bib("title = {T}")})
+    from paper_build.build import build as build_paper
+
+    build_paper(project)
+    pages["paper.html (standalone)"] = (project.build_dir / "paper" / "paper.html").read_text()
+    assert len(pages) > 10
+    for name, page in pages.items():
+        assert "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'self'; script-src 'none';" \
+            in page, name
+
+
+FRONT_TOP = "---\ntitle: A study\nrepository: https://example.org/study\n"
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ('commit_url: "javascript:alert(28)//{repository}/{commit}"', "content/front.md:4: commit_url: "
+     "'javascript:alert(28)//{repository}/{commit}': must be {repository}/... or an http(s) address"),
+    ('commit_url: "data:text/html,<script>alert(1)</script>"', "content/front.md:4: commit_url: 'data:text/html,"),
+    ('commit_url: "{repository}/commit/{commit}\\" onclick=\\"x"', "content/front.md:4: commit_url: "),
+    ("bibliography: /etc/passwd", "content/front.md:4: bibliography: '/etc/passwd': must be a file inside content/"),
+    ("bibliography: ../../secret.bib", "content/front.md:4: bibliography: '../../secret.bib': must be a file inside"),
+    ("csl: /etc/hosts", "content/front.md:4: csl: '/etc/hosts': must be a file inside content/"),
+    ("bibliography: outside.bib", "content/front.md:4: bibliography: 'outside.bib' leads outside content/"),
+])
+def test_front_matter_links_and_paths_are_checked(tmp_path, line, message):
+    from site_build import sample
+
+    content = {"content/front.md": FRONT_TOP + line + "\n---\nThe abstract.\n",
+               "content/references.bib": sample.BIBTEX}
+    with pytest.raises(BuildError) as info:
+        project = None
+        from tests.test_site import make
+
+        project = make(tmp_path, content=content)
+        (tmp_path / "outside.bib").write_text(sample.BIBTEX)
+        os.symlink(tmp_path / "outside.bib", project.content_dir / "outside.bib")
+        from site_build.build import build_site
+
+        build_site(project)
+    assert message in info.value.message and "Traceback" not in info.value.message
+
+
+def test_a_bib_key_defined_twice_names_both_lines(tmp_path):
+    from site_build import sample
+
+    with pytest.raises(BuildError) as info:
+        _site(tmp_path, {"content/references.bib": sample.BIBTEX + sample.BIBTEX})
+    assert info.value.message == ("content/references.bib:17: the key 'gao2025hneurons' is defined twice (lines 1 and "
+                                  "17); give each entry its own key")
