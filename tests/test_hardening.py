@@ -761,3 +761,37 @@ def test_a_bib_key_defined_twice_names_both_lines(tmp_path):
         _site(tmp_path, {"content/references.bib": sample.BIBTEX + sample.BIBTEX})
     assert info.value.message == ("content/references.bib:17: the key 'gao2025hneurons' is defined twice (lines 1 and "
                                   "17); give each entry its own key")
+
+
+# ---- the number gate: a number made inside {{ }} counts as typed ---------------------------------------------
+@pytest.mark.parametrize(("text", "found"), [
+    ('Accuracy improved by {{ "73.2%" }}.', "content/page.md:2: number-without-claim: '73.2%' is made by a template"),
+    ("{{ 70 + 3 }} points.", "content/page.md:2: number-without-claim: 'a number computed in the template'"),
+    ('{{ claim("mean-shift").value * 100 }} percent.', "'a number computed in the template'"),
+    ("{% set n = 73 %}We asked {{ n }} people.", "content/page.md:2: number-without-claim: '73' is made by"),
+    ('{{ "{}".format(73) }} people.', "content/page.md:2: number-without-claim: '73' is made by"),
+    ("{{ 73 | string }} people.", "content/page.md:2: number-without-claim: '73' is made by"),
+])
+def test_numbers_made_by_template_expressions_fail_the_gate(mean_project, text, found):
+    fx = mean_project
+    fx.write("content/page.md", f"# Page\n{text}\n\n{{{{ claim('mean-shift') }}}}\n")
+    out = run_cli(fx, "coverage")
+    assert out.exit_code == 1 and found in out.output, out.output
+
+
+@pytest.mark.parametrize("text", ['{{ claim("mean-shift").value | num(2) }}', '{{ claim("mean-shift").ci[0] }}',
+                                  '{{ cite("mean-shift") }}', '{% rests_on "mean-shift" %}It holds.{% endrests_on %}'])
+def test_claim_fields_pass_the_gate(mean_project, text):
+    fx = mean_project
+    fx.write("content/page.md", f"# Page\n{text}\n\n{{{{ claim('mean-shift') }}}}\n")
+    out = run_cli(fx, "coverage")
+    assert out.exit_code == 0, out.output
+
+
+def test_a_number_made_in_a_template_is_a_build_warning(tmp_path):
+    from site_build import sample
+
+    story = sample.CONTENT["content/story.md"] + '\nAccuracy improved by {{ "73.2%" }}.\n'
+    _, report, _ = _site(tmp_path, {"content/story.md": story, "content/references.bib": _bib("title = {T}")})
+    assert any(w.endswith("'73.2%' is made by a template expression, not read from a claim: cite a claim field "
+                          "instead") and w.startswith("content/story.md:") for w in report.warnings), report.warnings

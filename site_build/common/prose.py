@@ -124,6 +124,68 @@ def _jinja(mode: str) -> Any:
     return env
 
 
+#: Calls whose arguments are ids and line numbers, not quantities a reader sees.
+_REFERENCES = frozenset({"claim", "cite", "figure", "rests_on_block"})
+
+
+def typed_numbers(source: str, rel: str) -> list[tuple[int, str]]:
+    """(line, text) of every number a template expression makes that is not a claim field: a
+    literal (`{{ "73.2%" }}`, `{% set n = 73 %}`) or arithmetic (`{{ 70 + 3 }}`, `{{ claim("x").value
+    * 100 }}`). Ids and formatting arguments (`claim("id")`, `| num(2)`, `.ci[0]`) are not numbers
+    a reader sees. A template that does not parse is left to the build, which names its error."""
+    import jinja2
+    from jinja2 import nodes
+
+    from claims.numbers import find_numbers
+
+    try:
+        tree = _jinja("html").parse(source, name=rel)
+    except jinja2.TemplateSyntaxError:
+        return []
+    found: list[tuple[int, str]] = []
+
+    def rooted(node: nodes.Node) -> bool:  # a claim reference, or a field, filter or method of one
+        while isinstance(node, nodes.Getattr | nodes.Getitem | nodes.Filter | nodes.Call):
+            if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name) and node.node.name in _REFERENCES:
+                return True
+            node = node.node
+        return False
+
+    def visit(node: nodes.Node, formatting: bool = False) -> None:
+        if isinstance(node, nodes.TemplateData):
+            return
+        if isinstance(node, nodes.Const) and not formatting:
+            text = node.value if isinstance(node.value, str) else (
+                "" if isinstance(node.value, bool) or node.value is None else str(node.value))
+            found.extend((node.lineno, m.group(0).strip()) for m in find_numbers(str(text)))
+            return
+        if isinstance(node, nodes.BinExpr | nodes.UnaryExpr) and not formatting:
+            found.append((node.lineno, "a number computed in the template"))
+            return
+        if isinstance(node, nodes.Call):
+            visit(node.node, formatting)
+            args = formatting or rooted(node)
+            for arg in [*node.args, *(k.value for k in node.kwargs), node.dyn_args, node.dyn_kwargs]:
+                if arg is not None:
+                    visit(arg, args)
+            return
+        if isinstance(node, nodes.Filter | nodes.Test):
+            if node.node is not None:
+                visit(node.node, formatting)
+            for arg in [*node.args, *(k.value for k in node.kwargs)]:
+                visit(arg, True)  # | num(2), | pct(1): precision, not a quantity
+            return
+        if isinstance(node, nodes.Getitem):
+            visit(node.node, formatting)
+            visit(node.arg, True)  # .ci[0]
+            return
+        for child in node.iter_child_nodes():
+            visit(child, formatting)
+
+    visit(tree)
+    return found
+
+
 def _template_line(exc: BaseException, name: str) -> int | None:
     lineno = getattr(exc, "lineno", None)
     tb = exc.__traceback__
@@ -139,6 +201,9 @@ def expand(prose: Prose, cit: Citations) -> str:
     import jinja2
 
     env = _jinja(cit.mode)
+    for line, number in typed_numbers(prose.source, prose.rel):  # build-site --strict fails on them
+        cit.warnings.append(f"{prose.rel}:{line}: {number!r} is made by a template expression, not read from a "
+                            "claim: cite a claim field instead")
     source = cit.bibliography_refs(prose.source, prose.rel)
     try:
         # compiled under the content file's name, so that errors can say file:line
