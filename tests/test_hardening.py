@@ -795,3 +795,23 @@ def test_a_number_made_in_a_template_is_a_build_warning(tmp_path):
     _, report, _ = _site(tmp_path, {"content/story.md": story, "content/references.bib": _bib("title = {T}")})
     assert any(w.endswith("'73.2%' is made by a template expression, not read from a claim: cite a claim field "
                           "instead") and w.startswith("content/story.md:") for w in report.warnings), report.warnings
+
+
+# ---- the content sandbox bounds what an expression may make ---------------------------------------------------
+@pytest.mark.parametrize(("text", "message"), [
+    ("{{ 'a' * 10**9 }}", "content/page.md:3: SecurityError: str * 1000000000 is too large (at most 100,000 items)"),
+    ("{{ 10**9 * 'a' }}", "content/page.md:3: SecurityError: str * 1000000000 is too large"),
+    ("{{ [0] * 10**8 }}", "content/page.md:3: SecurityError: list * 100000000 is too large"),
+    ("{% for i in range(10**9) %}x{% endfor %}", "content/page.md:3: OverflowError: Range too big."),
+    ("{{ 7 ** (10**8) }}", "content/page.md:3: SecurityError: an exponent of 100000000 is too large (at most 64)"),
+])
+def test_the_content_sandbox_bounds_sizes(mean_project, text, message):
+    import time
+
+    fx = mean_project
+    assert run_cli(fx, "verify").exit_code == 0
+    fx.write("content/page.md", f"# Page\n\n{text}\n\n{{{{ claim('mean-shift') }}}}\n")
+    started = time.monotonic()
+    out = run_cli(fx, "build-site")
+    assert out.exit_code == 1 and message in out.output and "Traceback" not in out.output, out.output
+    assert time.monotonic() - started < 30 and not (fx.root / "build" / "site" / "page.html").exists()

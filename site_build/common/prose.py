@@ -105,12 +105,28 @@ def _rests_on_extension() -> Any:
 @functools.cache
 def _jinja(mode: str) -> Any:
     import jinja2
+    from jinja2.exceptions import SecurityError
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     from site_build.common.references import SAFE_ATTRIBUTES
 
     class ContentSandbox(ImmutableSandboxedEnvironment):
-        """Content may read the documented fields of claim references and nothing else of them."""
+        """Content may read the documented fields of claim references and nothing else of them, and
+        cannot make huge values: a repeated string or list, or a power, is bounded (range() is by
+        the sandbox's own MAX_RANGE)."""
+
+        intercepted_binops = frozenset({"*", "**"})
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            if operator == "*":
+                for seq, times in ((left, right), (right, left)):
+                    if isinstance(seq, str | list | tuple) and isinstance(times, int) \
+                            and len(seq) * times > MAX_VALUE_SIZE:
+                        raise SecurityError(f"{type(seq).__name__} * {times} is too large (at most "
+                                            f"{MAX_VALUE_SIZE:,} items)")
+            if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
+                raise SecurityError(f"an exponent of {right} is too large (at most {MAX_EXPONENT})")
+            return super().call_binop(context, operator, left, right)
 
         def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
             allowed = SAFE_ATTRIBUTES.get(type(obj).__name__)
@@ -124,6 +140,9 @@ def _jinja(mode: str) -> Any:
     return env
 
 
+#: Bounds in the content sandbox: the longest string or list an expression may make, the largest power.
+MAX_VALUE_SIZE = 100_000
+MAX_EXPONENT = 64
 #: Calls whose arguments are ids and line numbers, not quantities a reader sees.
 _REFERENCES = frozenset({"claim", "cite", "figure", "rests_on_block"})
 
@@ -212,7 +231,7 @@ def expand(prose: Prose, cit: Citations) -> str:
         return template.render(**cit.globals())
     except jinja2.TemplateSyntaxError as exc:
         raise BuildError(f"{prose.rel}:{exc.lineno}: {exc.message}") from None
-    except (jinja2.TemplateError, TypeError, ValueError) as exc:
+    except (jinja2.TemplateError, TypeError, ValueError, OverflowError, MemoryError, RecursionError) as exc:
         line = _template_line(exc, prose.rel)
         raise BuildError(f"{prose.rel}:{line or '?'}: {type(exc).__name__}: {exc}") from None
 
