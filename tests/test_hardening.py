@@ -815,3 +815,27 @@ def test_the_content_sandbox_bounds_sizes(mean_project, text, message):
     out = run_cli(fx, "build-site")
     assert out.exit_code == 1 and message in out.output and "Traceback" not in out.output, out.output
     assert time.monotonic() - started < 30 and not (fx.root / "build" / "site" / "page.html").exists()
+
+
+# ---- figure specs: formats and reference values checked at load time ---------------------------------------
+@pytest.mark.parametrize(("extra", "message"), [
+    ("axis: {label: AUROC, format: '%.2f'}", "good.yaml:13: axis.format: '%.2f' is not a d3 format"),
+    ("axis: {label: AUROC, format: '.2z'}", "good.yaml:13: axis.format: '.2z' is not a d3 format"),
+    ("axis: {label: AUROC, format: 'percent'}", "'percent' is not a d3 format"),
+    ("axis: {label: AUROC, format: '999999.2f'}", "'999999.2f': width at most 40, precision at most 20"),
+    ("axis: {label: AUROC, format: '.99f'}", "'.99f': width at most 40, precision at most 20"),
+    ("figure: {kind: intervals, reference: [{value: .nan}]}", "good.yaml:13: figure"),
+    ("figure: {kind: intervals, reference: [{value: .inf, label: x}]}", "Input should be a finite number"),
+    ("figure: [{kind: intervals, x: {label: v, format: '%d'}}]", "'%d' is not a d3 format"),
+])
+def test_figure_specs_are_checked_at_load_time(tmp_path, extra, message):
+    path = write(tmp_path, GOOD + extra + "\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path, tmp_path)
+    assert message in info.value.message, info.value.message
+    assert "\n" not in info.value.message.strip()
+
+
+@pytest.mark.parametrize("fmt", [".2f", "+.0f", ".0%", ",.3~g", "$,.2f", " >10.1e", "d", ""])
+def test_good_d3_formats_load(tmp_path, fmt):
+    load_spec(write(tmp_path, GOOD + f"axis: {{label: AUROC, format: '{fmt}'}}\n"), tmp_path)
