@@ -839,3 +839,76 @@ def test_figure_specs_are_checked_at_load_time(tmp_path, extra, message):
 @pytest.mark.parametrize("fmt", [".2f", "+.0f", ".0%", ",.3~g", "$,.2f", " >10.1e", "d", ""])
 def test_good_d3_formats_load(tmp_path, fmt):
     load_spec(write(tmp_path, GOOD + f"axis: {{label: AUROC, format: '{fmt}'}}\n"), tmp_path)
+
+
+# ---- --ray-address at a port that is not Ray: a bounded handshake, one line -----------------------------------
+def _serve(behaviour: str):
+    """A TCP server on a free port that accepts and then: says nothing, speaks HTTP/1.1, or hangs up."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    held = []
+
+    def loop() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            if behaviour == "http1":
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            if behaviour == "hangs up":
+                conn.close()
+            else:
+                held.append(conn)
+
+    threading.Thread(target=loop, daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize(("behaviour", "why"), [
+    ("silent", "no HTTP/2 handshake within 5 s"),
+    ("http1", "it replied b'HTTP/1.1 ', not an HTTP/2 SETTINGS frame"),
+    ("hangs up", "it closed the connection at the HTTP/2 handshake"),
+])
+def test_a_ray_address_that_is_not_ray_fails_within_seconds(mean_project, behaviour, why):
+    import time
+
+    server = _serve(behaviour)
+    address = f"127.0.0.1:{server.getsockname()[1]}"
+    started = time.monotonic()
+    try:
+        out = run_cli(mean_project, "verify", "--executor", "ray", "--ray-address", address)
+    finally:
+        server.close()
+    assert time.monotonic() - started < 20
+    assert out.exit_code == 2 and f"Error: {address} answers, but not as a Ray cluster ({why})" in out.output, out.output
+    assert "Traceback" not in out.output and mean_project.calls("fx_mean") == 0
+
+
+def test_the_ray_handshake_accepts_an_http2_server():
+    """Ray's GCS is a gRPC server, so HTTP/2: a server that answers the preface with its SETTINGS
+    frame (as every HTTP/2 server must, RFC 9113 3.4) passes the probe."""
+    import socket
+    import threading
+
+    from claims.executor.cluster import probe
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def answer() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(64)
+            conn.sendall(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")  # an empty SETTINGS frame
+
+    threading.Thread(target=answer, daemon=True).start()
+    try:
+        probe(f"127.0.0.1:{server.getsockname()[1]}")  # no error
+    finally:
+        server.close()
