@@ -912,3 +912,35 @@ def test_the_ray_handshake_accepts_an_http2_server():
         probe(f"127.0.0.1:{server.getsockname()[1]}")  # no error
     finally:
         server.close()
+
+
+# ---- the cached model: a flipped byte with its mtime restored is caught when the weights load ------------------
+@pytest.mark.parametrize(("damage", "intact"), [
+    ("none", True),
+    ("flip a weight byte, restore mtime", False),
+    ("flip a header byte, restore mtime", False),
+    ("append a byte", False),
+])
+def test_the_model_cache_content_is_checked_when_loaded(tmp_path, damage, intact):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from pipeline.models.embedded import MARKER, content_intact, weights_digest
+
+    folder = tmp_path / "gemma3-270m"
+    folder.mkdir()
+    weights = folder / "model.safetensors"
+    save_file({"w": np.arange(4096, dtype=np.float32)}, str(weights))
+    (folder / MARKER).write_text(json.dumps({"dequantized_sha256": weights_digest(folder)}))
+    memo = weights_digest(folder)
+    st = weights.stat()
+    data = bytearray(weights.read_bytes())
+    if damage.startswith("flip"):
+        data[-100 if "weight" in damage else 20] ^= 0x01
+        weights.write_bytes(bytes(data))
+        os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert weights_digest(folder) == memo  # the (size, mtime) memo cannot see it
+    elif damage == "append a byte":
+        weights.write_bytes(bytes(data) + b"\0")
+    assert content_intact(folder) is intact
+    assert (weights_digest(folder) == memo) is intact  # the fresh hash refreshed the memo
