@@ -121,6 +121,11 @@ def run_coverage(project: Project, specs: dict[str, ClaimSpec]) -> dict[str, Any
         for lineno, number in prose_numbers(text, allowed):
             add("number-without-claim", f"{rel}:{lineno}",
                 f"{number!r} is typed by hand: cite a claim, or list the phrase in content/allowed-numbers.yaml")
+        from site_build.common.prose import typed_numbers  # numbers made inside {{ }} (literals, arithmetic)
+
+        for lineno, number in typed_numbers(text, rel):
+            add("number-without-claim", f"{rel}:{lineno}", f"{number!r} is made by a template expression, not read "
+                "from a claim: cite a claim field instead")
         for lineno, line in enumerate(text.splitlines(), 1):
             ids = [m.group(1) for m in CITE.finditer(line)]
             ids += [q.group(1) for m in RESTS_ON.finditer(line) for q in QUOTED.finditer(m.group(1))]

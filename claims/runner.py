@@ -61,6 +61,7 @@ def _now() -> str:
 class Runner:
     def __init__(self, project: Project, clean: bool = False):
         self.project = project
+        project.activate()  # its modules are the experiments (claims.experiment.check_location)
         self.store = Store(project)
         self._states: dict[Node, NodeState] = {}
         self._assessing: list[Node] = []
@@ -326,6 +327,13 @@ class Runner:
             record["lifecycle"].append({"status": "failed", "at": _now(), "error": f"bad result: {message}"})
             self.store.write_run_record(node, record)
             raise ExperimentError(f"{node.label} returned an invalid result: {message}") from None
+        leak = prov.credential_path(result.model_dump(mode="json"))
+        if leak:  # results are committed and published: a key in one would leak with it
+            message = f"{leak} holds what looks like a credential (a key or token); results are committed and " \
+                      "published, so this one is refused"
+            record["lifecycle"].append({"status": "failed", "at": _now(), "error": f"bad result: {message}"})
+            self.store.write_run_record(node, record)
+            raise ExperimentError(f"{node.label} returned an invalid result: {message}")
         return result
 
 

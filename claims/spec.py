@@ -27,6 +27,7 @@ from claims.figure import LOCATION_TAGS, Axis, FigureField
 from claims.resources import Resources
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+MAX_ID_LENGTH = 80  # ids name files (build/site/claims/<id>.html, figures): far below NAME_MAX
 MODULE_PATTERN = r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$"
 
 
@@ -35,7 +36,8 @@ SPEC_SUFFIXES = (".yaml", ".yml")
 _NOT_FIELDS = {"level"}
 #: Key segments that mark a secret (api_key, hf_token, password, client_secret, ...): a secret
 #: never belongs in a spec or a config, which enter keys, sidecars and the site.
-_SECRET_SEGMENTS = {"key", "apikey", "token", "password", "passwd", "pwd", "secret", "credential", "credentials"}
+_SECRET_SEGMENTS = {"key", "apikey", "token", "password", "passwd", "pwd", "secret", "credential", "credentials",
+                    "creds", "cred", "bearer", "auth", "cookie", "session"}
 _FORMAT_SPEC = re.compile(
     r"^(?:.?[<>=^])?[+\- ]?z?#?0?(?P<width>\d+)?[,_]?(?:\.(?P<precision>\d+))?[bcdeEfFgGnosxX%]?$")
 MAX_FORMAT_WIDTH = 40
@@ -73,6 +75,12 @@ def check_config_values(config: Any, path: str = "config") -> list[str]:
                 problems.append(f"{here}: looks like a secret; pass secrets through the environment, never a config")
             else:
                 problems += check_config_values(value, here)
+    elif isinstance(config, str):
+        from claims.provenance import find_credential
+
+        if find_credential(config):
+            problems.append(f"{path}: its value looks like a credential; pass secrets through the environment, "
+                            "never a config")
     elif isinstance(config, list | tuple):
         for i, value in enumerate(config):
             problems += check_config_values(value, f"{path}[{i}]")
@@ -297,7 +305,8 @@ Control = Annotated[
 
 
 class ClaimSpec(_Strict):
-    id: str = Field(pattern=ID_PATTERN, description="Stable id; equals the file name without .yaml.")
+    id: str = Field(pattern=ID_PATTERN, max_length=MAX_ID_LENGTH,
+                    description="Stable id; equals the file name without .yaml (a page name: at most 80 characters).")
     title: str = Field(description="A short title for cards and tables.")
     statement: str = Field(
         description="The sentence a reader sees; numbers enter only as {fields} of the result."
