@@ -2,7 +2,10 @@
 
 The code fingerprint covers the experiment module and every project module it imports,
 transitively, found by reading `import` statements (nothing is executed). The engine package
-`claims` is left out: it is the harness, not the experiment.
+`claims` is left out: it is the harness, not the experiment. The same walk names the third-party
+packages that code imports (outside the standard library and the project); their installed
+versions, and those of the module's `PACKAGES`, are the packages part of the key, so a coin flip
+that imports numpy does not go stale when torch is upgraded.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-#: Packages whose versions enter every cache key (numerics can change with them).
-KEY_PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "transformers", "sae-lens")
-#: Packages recorded in every sidecar (not in the key unless a module lists them).
-RECORDED_PACKAGES = (*KEY_PACKAGES, "safetensors", "peft", "accelerate", "gguf", "tokenizers", "bergson")
+#: The packages whose versions entered every key under key rule 2 (before keys followed imports);
+#: a result stored under rule 2 stays fresh while its rule-2 key still matches (claims/runner.py).
+LEGACY_KEY_PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "transformers", "sae-lens")
+#: Packages recorded in every sidecar (in the key only when the experiment's code imports them).
+RECORDED_PACKAGES = (*LEGACY_KEY_PACKAGES, "safetensors", "peft", "accelerate", "gguf", "tokenizers", "bergson")
 ENGINE_PACKAGE = "claims"
 
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION", re.I)
@@ -78,8 +82,19 @@ def _module_path(name: str, root: Path) -> Path | None:
     return None
 
 
-def _imports(path: Path, module: str) -> Iterable[str]:
-    """Module names a file imports, including every parent package of each."""
+def _imports(path: Path, module: str) -> tuple[str, ...]:
+    """Module names a file imports, including every parent package of each (parsed once per
+    version of the file in a process)."""
+    stat = path.stat()
+    return _parsed_imports(str(path), module, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8192)
+def _parsed_imports(path: str, module: str, mtime_ns: int, size: int) -> tuple[str, ...]:
+    return tuple(_walk_imports(Path(path), module))
+
+
+def _walk_imports(path: Path, module: str) -> Iterable[str]:
     tree = ast.parse(path.read_bytes(), filename=str(path))
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     for node in ast.walk(tree):
@@ -101,12 +116,21 @@ def _imports(path: Path, module: str) -> Iterable[str]:
 
 def project_modules(module: str, root: Path) -> dict[str, Path]:
     """The module and the project modules it imports, transitively: name -> file."""
+    return _import_walk(module, root)[0]
+
+
+def _import_walk(module: str, root: Path) -> tuple[dict[str, Path], set[str]]:
+    """(project modules reached from `module`: name -> file, top-level names of the other modules
+    they import). The engine package is neither followed nor reported."""
     found: dict[str, Path] = {}
+    outside: set[str] = set()
+    seen: set[str] = set()
     stack = [module]
     while stack:
         name = stack.pop()
-        if not name or name in found:
+        if not name or name in seen:
             continue
+        seen.add(name)
         parts = name.split(".")
         if parts[0] == ENGINE_PACKAGE:
             continue
@@ -114,10 +138,31 @@ def project_modules(module: str, root: Path) -> dict[str, Path]:
         stack.extend(".".join(parts[:i]) for i in range(1, len(parts)))
         path = _module_path(name, root)
         if path is None:
+            if not _in_project(parts[0], root):
+                outside.add(parts[0])
             continue
         found[name] = path
         stack.extend(_imports(path, name))
-    return found
+    return found, outside
+
+
+def _in_project(top: str, root: Path) -> bool:
+    return _module_path(top, root) is not None or (root / top).is_dir()
+
+
+def imported_packages(module: str, root: Path) -> tuple[str, ...]:
+    """The distributions (pip names) of the third-party packages that the module and the project
+    code it imports import, transitively; the standard library and the engine are left out. A
+    name no installed distribution provides keeps its import name (its version reads 'absent')."""
+    names = _import_walk(module, root)[1] - set(sys.stdlib_module_names) - {"__main__"}
+    providers = _distributions_by_top_level()
+    return tuple(sorted({dist for name in names for dist in providers.get(name, [name])}))
+
+
+@functools.lru_cache(maxsize=1)
+def _distributions_by_top_level() -> dict[str, list[str]]:
+    return {name: sorted({re.sub(r"[-_.]+", "-", d).lower() for d in dists})
+            for name, dists in importlib.metadata.packages_distributions().items()}
 
 
 @functools.lru_cache(maxsize=4096)
