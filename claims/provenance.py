@@ -125,6 +125,7 @@ def _import_walk(module: str, root: Path) -> tuple[dict[str, Path], set[str]]:
     found: dict[str, Path] = {}
     outside: set[str] = set()
     seen: set[str] = set()
+    tops: dict[str, bool] = {}  # top-level name -> in the project (looked up once per walk)
     stack = [module]
     while stack:
         name = stack.pop()
@@ -134,15 +135,17 @@ def _import_walk(module: str, root: Path) -> tuple[dict[str, Path], set[str]]:
         parts = name.split(".")
         if parts[0] == ENGINE_PACKAGE:
             continue
+        if parts[0] not in tops:
+            tops[parts[0]] = _in_project(parts[0], root)
+        if not tops[parts[0]]:
+            outside.add(parts[0])
+            continue
         # importing a.b.c runs a/__init__.py and a/b/__init__.py too
         stack.extend(".".join(parts[:i]) for i in range(1, len(parts)))
         path = _module_path(name, root)
-        if path is None:
-            if not _in_project(parts[0], root):
-                outside.add(parts[0])
-            continue
-        found[name] = path
-        stack.extend(_imports(path, name))
+        if path is not None:  # else a name imported from a module (`from a.b import f`)
+            found[name] = path
+            stack.extend(_imports(path, name))
     return found, outside
 
 
