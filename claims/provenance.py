@@ -153,19 +153,47 @@ def _in_project(top: str, root: Path) -> bool:
     return _module_path(top, root) is not None or (root / top).is_dir()
 
 
-def imported_packages(module: str, root: Path) -> tuple[str, ...]:
+def imported_packages(module: str, root: Path, cache: Path | None = None) -> tuple[str, ...]:
     """The distributions (pip names) of the third-party packages that the module and the project
     code it imports import, transitively; the standard library and the engine are left out. A
     name no installed distribution provides keeps its import name (its version reads 'absent')."""
     names = _import_walk(module, root)[1] - set(sys.stdlib_module_names) - {"__main__"}
-    providers = _distributions_by_top_level()
+    providers = distributions_by_top_level(cache)
     return tuple(sorted({dist for name in names for dist in providers.get(name, [name])}))
 
 
-@functools.lru_cache(maxsize=1)
-def _distributions_by_top_level() -> dict[str, list[str]]:
-    return {name: sorted({re.sub(r"[-_.]+", "-", d).lower() for d in dists})
-            for name, dists in importlib.metadata.packages_distributions().items()}
+_PROVIDERS: dict[str, dict[str, list[str]]] = {}
+
+
+def distributions_by_top_level(cache: Path | None = None) -> dict[str, list[str]]:
+    """Import name -> the installed distributions that provide it (normalised pip names). Scanning
+    every installed distribution takes a second or more, so the map is remembered in the process
+    and, with `cache`, in <cache>/packages/<key>.json, keyed by the folders on sys.path and their
+    mtimes (installing, upgrading or removing a package changes its folder's mtime)."""
+    signature = sha256_text(canonical_json([sys.version, *(
+        [entry, os.stat(entry).st_mtime_ns] for entry in sys.path if entry and os.path.isdir(entry))]))
+    if signature in _PROVIDERS:
+        return _PROVIDERS[signature]
+    path = cache / "packages" / f"{signature}.json" if cache else None
+    providers = None
+    if path is not None:
+        try:
+            providers = json.loads(path.read_text())
+        except (OSError, ValueError):
+            providers = None
+    if not isinstance(providers, dict):
+        providers = {name: sorted({re.sub(r"[-_.]+", "-", d).lower() for d in dists})
+                     for name, dists in importlib.metadata.packages_distributions().items()}
+        if path is not None:
+            try:
+                from claims.store import atomic_write_json
+
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_json(path, providers)
+            except OSError:  # a read-only cache only costs the next process the scan
+                pass
+    _PROVIDERS[signature] = providers
+    return providers
 
 
 @functools.lru_cache(maxsize=4096)

@@ -77,6 +77,7 @@ class Runner:
 
     # ---- assessing -------------------------------------------------------------------------
     def key_material(self, node: Node, upstream: dict[str, NodeState]) -> dict[str, Any]:
+        imported = prov.imported_packages(node.experiment, self.project.root, self.project.cache_dir)
         return {
             "engine": ENGINE_KEY_VERSION,
             "experiment": node.experiment,
@@ -84,8 +85,7 @@ class Runner:
             "code": prov.code_files(node.experiment, self.project.root),
             "inputs": input_fingerprints(node),
             "upstream": {name: s.sidecar["output"]["sha256"] for name, s in sorted(upstream.items())},
-            "packages": prov.package_versions((*prov.imported_packages(node.experiment, self.project.root),
-                                               *key_packages(node))),
+            "packages": prov.package_versions((*imported, *key_packages(node))),
         }
 
     def legacy_material(self, node: Node, material: dict[str, Any], sidecar: dict[str, Any]) -> dict[str, Any] | None:
