@@ -13,6 +13,7 @@ from claims.errors import ClaimsError
 from claims.project import Project
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+NO_PROJECT = ("init", "reference")  # commands that run outside a project
 
 
 @click.group(context_settings=CONTEXT)
@@ -23,10 +24,9 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
               help="Override a config key in every claim and control (YAML value), repeatable.")
 @click.pass_context
 def cli(ctx: click.Context, project_dir: Path | None, profile: str | None, overrides: tuple[str, ...]) -> None:
-    """Claims-verified interpretability studies.
-
-    Every headline number is a claim (claims/specs/<id>.yaml) bound to an experiment, its
-    interval, its negative control and its provenance.
+    """Claims-verified studies: every number a reader sees is a claim (specs/<id>.yaml) bound to an
+    experiment, its interval, its negative control and its provenance, checked before the site and
+    the paper show it. Start a project with `python -m claims init DIR`.
 
     \b
     Exit codes:
@@ -39,10 +39,10 @@ def cli(ctx: click.Context, project_dir: Path | None, profile: str | None, overr
     Example:
       python -m claims verify                   # run what is stale, check every claim
       python -m claims verify --no-run          # CI: fail if anything would need a run
-      python -m claims --profile paper verify   # the same claims on gemma-3-4b-it (GPU, hub)
+      python -m claims --profile paper verify   # every config gets profile=paper (the project's)
     """
     ctx.meta["overrides"] = _parse_overrides(overrides, profile)
-    if ctx.invoked_subcommand is None or "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+    if ctx.invoked_subcommand in (None, *NO_PROJECT) or "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
         return
     project = Project.at(project_dir) if project_dir else Project.discover()
     project.check()
@@ -360,6 +360,33 @@ def diff(project: Project, rev: str | None, to: str | None, fmt: str) -> None:
         click.echo(markdown(result) if fmt == "markdown" else terminal(result), nl=fmt != "markdown")
     if result.headline_status_changes:
         sys.exit(1)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", help="The project's name (default: the folder's name).")
+@click.option("--package", help="The Python package for its code (default: the name, as an identifier).")
+def init(directory: Path, name: str | None, package: str | None) -> None:
+    """Start a new claims project in DIRECTORY (default: here): one claim with its experiment and
+    control, content citing it, a paper section and a CI gate, ready to verify and build.
+
+    Specs go in specs/ and code in its own package, so nothing shadows the engine. Overwrites
+    nothing: a folder that already holds one of its files is refused.
+
+    \b
+    Example:
+      python -m claims init coin-study && cd coin-study
+      python -m claims verify          # runs the coin flips, checks the claim
+      python -m claims serve           # the site at http://127.0.0.1:8000, rebuilt on save
+    """
+    from claims.scaffold import init as scaffold
+
+    written = scaffold(directory, name, package)
+    root = directory.resolve()
+    for path in written:
+        click.echo(f"wrote {path.relative_to(root).as_posix()}")
+    where = "" if root == Path.cwd().resolve() else f"cd {directory} && "
+    click.echo(f"next: {where}python -m claims verify && python -m claims build-site && python -m claims build-paper")
 
 
 def main() -> None:
