@@ -323,6 +323,28 @@ def build_paper(project: Project, strict: bool) -> None:
     click.echo(f"paper: {project.rel(out)}")
 
 
+@cli.command(context_settings=CONTEXT)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port on 127.0.0.1 (0: any free port).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--no-watch", is_flag=True, help="Build and serve once; do not rebuild on changes.")
+@click.pass_obj
+def serve(project: Project, port: int, host: str, no_watch: bool) -> None:
+    """Build the site, serve it locally, rebuild what changed on every save and reload the browser.
+
+    Reads results, never runs experiments: after `python -m claims verify` (in another terminal)
+    writes a result, the page shows it. A failed build is one line; the last good site stays up.
+
+    \b
+    Example:
+      python -m claims serve              # open http://127.0.0.1:8000/ and edit content/index.md
+      python -m claims serve --port 0     # any free port (printed)
+    """
+    from site_build.serve import serve as run_server
+
+    run_server(project, host=host, port=port, watch=not no_watch, announce=click.echo)
+
+
 @cli.command("diff", context_settings=CONTEXT)
 @click.argument("rev", required=False)
 @click.option("--to", "to", metavar="REV", help="Compare with this revision instead of the work tree.")
