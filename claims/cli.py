@@ -411,6 +411,28 @@ def init(directory: Path, name: str | None, package: str | None) -> None:
     click.echo(f"next: {where}python -m claims verify && python -m claims build-site && python -m claims build-paper")
 
 
+@cli.command(context_settings=CONTEXT)
+@click.option("--write", "path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the reference to this file (default: print it).")
+def reference(path: Path | None) -> None:
+    """The reference in Markdown: [tool.claims] settings, every claim spec field, the front
+    matter and what an experiment returns, from the engine's own models (their descriptions).
+
+    \b
+    Example:
+      python -m claims reference --write docs/reference.md
+    """
+    from claims.reference import markdown
+
+    text = markdown()
+    if path is None:
+        click.echo(text, nl=False)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    click.echo(f"wrote {path}")
+
+
 def main() -> None:
     import os
 

@@ -1,0 +1,46 @@
+"""The documentation the tool writes about itself is current, and the repository can be cited."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from claims.cli import cli
+from claims.reference import markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_committed_reference_is_current():
+    """docs/reference.md is written from the models; a new spec field must appear there."""
+    assert (ROOT / "docs" / "reference.md").read_text() == markdown(), \
+        "docs/reference.md is out of date: run python -m claims reference --write docs/reference.md"
+
+
+def test_the_reference_documents_every_spec_field_and_setting():
+    from claims.project import SETTINGS
+    from claims.spec import ClaimSpec, ControlSpec
+
+    text = markdown()
+    for model in (ClaimSpec, ControlSpec):
+        for name, field in model.model_fields.items():
+            assert f"| `{field.alias or name}` |" in text, name
+    for name in SETTINGS:
+        assert f"| `{name}` |" in text
+
+
+def test_reference_writes_without_a_project(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = CliRunner().invoke(cli, ["reference", "--write", "ref.md"], catch_exceptions=False)
+    assert out.exit_code == 0 and (tmp_path / "ref.md").read_text() == markdown()
+
+
+def test_citation_file_is_valid_and_matches_the_package_version():
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["message"] and cff["title"]
+    assert all(a.get("name") or a.get("family-names") for a in cff["authors"])
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert cff["version"] == version
