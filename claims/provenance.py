@@ -114,14 +114,23 @@ def _walk_imports(path: Path, module: str) -> Iterable[str]:
                 yield f"{base}.{alias.name}"
 
 
-def project_modules(module: str, root: Path) -> dict[str, Path]:
+#: A walk's result per (module, root): one command's memo (a Runner's), so that the nodes of one
+#: experiment, and its code and packages, share one walk. Files are still hashed every time.
+Walks = dict[tuple[str, str], tuple[dict[str, Path], set[str]]]
+
+
+def project_modules(module: str, root: Path, memo: Walks | None = None) -> dict[str, Path]:
     """The module and the project modules it imports, transitively: name -> file."""
-    return _import_walk(module, root)[0]
+    return _import_walk(module, root, memo)[0]
 
 
-def _import_walk(module: str, root: Path) -> tuple[dict[str, Path], set[str]]:
+def _import_walk(module: str, root: Path, memo: Walks | None = None) -> tuple[dict[str, Path], set[str]]:
     """(project modules reached from `module`: name -> file, top-level names of the other modules
     they import). The engine package is neither followed nor reported."""
+    if memo is not None:
+        if (module, str(root)) not in memo:
+            memo[(module, str(root))] = _import_walk(module, root)
+        return memo[(module, str(root))]
     found: dict[str, Path] = {}
     outside: set[str] = set()
     seen: set[str] = set()
@@ -153,11 +162,12 @@ def _in_project(top: str, root: Path) -> bool:
     return _module_path(top, root) is not None or (root / top).is_dir()
 
 
-def imported_packages(module: str, root: Path, cache: Path | None = None) -> tuple[str, ...]:
+def imported_packages(module: str, root: Path, cache: Path | None = None,
+                      memo: Walks | None = None) -> tuple[str, ...]:
     """The distributions (pip names) of the third-party packages that the module and the project
     code it imports import, transitively; the standard library and the engine are left out. A
     name no installed distribution provides keeps its import name (its version reads 'absent')."""
-    names = _import_walk(module, root)[1] - set(sys.stdlib_module_names) - {"__main__"}
+    names = _import_walk(module, root, memo)[1] - set(sys.stdlib_module_names) - {"__main__"}
     providers = distributions_by_top_level(cache)
     return tuple(sorted({dist for name in names for dist in providers.get(name, [name])}))
 
@@ -207,11 +217,11 @@ def file_digest(path: Path) -> str:
     return _file_digest(str(path), stat.st_mtime_ns, stat.st_size)
 
 
-def code_files(module: str, root: Path) -> dict[str, str]:
+def code_files(module: str, root: Path, memo: Walks | None = None) -> dict[str, str]:
     """Relative path -> sha256 for the experiment module and the project code it imports."""
     return {
         path.relative_to(root).as_posix(): file_digest(path)
-        for path in sorted(project_modules(module, root).values())
+        for path in sorted(project_modules(module, root, memo).values())
     }
 
 

@@ -71,18 +71,19 @@ class Runner:
         self.argv: list[str] = list(sys.argv)  # the command recorded in sidecars (a Ray worker gets the driver's)
         self.ran: list[Node] = []
         self.reused: list[Node] = []
+        self._walks: prov.Walks = {}  # import walks of experiment modules, one per module in this command
         if clean:  # temp files of writes interrupted by a kill (their process is gone)
             for path in clean_debris(project.artifacts_dir, project.cache_dir):
                 log(f"removed debris of an interrupted write: {project.rel(path)}")
 
     # ---- assessing -------------------------------------------------------------------------
     def key_material(self, node: Node, upstream: dict[str, NodeState]) -> dict[str, Any]:
-        imported = prov.imported_packages(node.experiment, self.project.root, self.project.cache_dir)
+        imported = prov.imported_packages(node.experiment, self.project.root, self.project.cache_dir, self._walks)
         return {
             "engine": ENGINE_KEY_VERSION,
             "experiment": node.experiment,
             "config": node.config,
-            "code": prov.code_files(node.experiment, self.project.root),
+            "code": prov.code_files(node.experiment, self.project.root, self._walks),
             "inputs": input_fingerprints(node),
             "upstream": {name: s.sidecar["output"]["sha256"] for name, s in sorted(upstream.items())},
             "packages": prov.package_versions((*imported, *key_packages(node))),

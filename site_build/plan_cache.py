@@ -11,6 +11,7 @@ missing (FigureDataError) is not cached: it is drawn, and warned about, every ti
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import json
 from dataclasses import asdict
@@ -44,8 +45,10 @@ def cached_plan(project: Project, record: Any) -> tuple[list[Any], str]:
     return drawn, caption
 
 
+@functools.lru_cache(maxsize=1)
 def code_digest() -> str:
-    """The sha256 over the Python sources of the engine and the site builder (their mtimes checked)."""
+    """The sha256 over the Python sources of the engine and the site builder, once per process
+    (`claims serve` clears it before each rebuild)."""
     import claims
     import site_build
 

@@ -154,10 +154,12 @@ def watched(project: Project) -> Callable[[Any, str], bool]:
 def rebuild(project: Project, builds: Builds) -> None:
     """One build-site; its failure is a line on the terminal, and the last good files stay served."""
     from claims import history_cache, provenance
+    from site_build import plan_cache
     from site_build.build import build
 
     history_cache._head.cache_clear()  # a commit made while serving changes the criterion history
     provenance.git_state.cache_clear()
+    plan_cache.code_digest.cache_clear()
     try:
         build(project)
     except ClaimsError as exc:
