@@ -11,6 +11,9 @@
     .ci/run                     the CI gate: coverage, then verify --no-run (committed results fresh)
     .gitignore                  build/ and caches
 
+and `git init` when the folder is not inside a repository yet: the coverage gate reads each
+claim's criterion history from git, so a project's claims are checked from its first commit.
+
 Specs live in `specs/`, not `claims/specs/`: a folder named `claims` at the top of a project would
 be imported in place of the engine. The package is named after the folder (`my-study` ->
 `my_study`), and a name that would shadow an import the project needs is refused.
@@ -21,6 +24,7 @@ from __future__ import annotations
 import keyword
 import re
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -66,6 +70,8 @@ control:
   description: A fair coin, flipped as often with the same code.
   assert: "heads_ci[0] > control.heads_ci[1]"
 axis: {{label: Share of heads, format: .0%}}
+range: [0, 1]
+why_no_baseline: The claim is about the coin itself, not a detector; no trivial predictor competes with it.
 headline: true
 section: results
 '''
@@ -74,7 +80,9 @@ EXPERIMENT = '''\
 """Flip a coin that lands heads with probability p_heads; report the share of heads.
 
 The engine seeds ctx.rng from the config, so the same config gives the same flips, and keys the
-result by this file's source, the config and the versions of the packages imported here.
+result by this file's source, the config and the versions of the packages imported here. The
+flips are committed beside the result (ctx.save_items), so that `python -m claims recompute
+coin-bias` rebuilds the estimate from them alone.
 """
 
 from __future__ import annotations
@@ -91,14 +99,22 @@ class Config(BaseModel):
     seed: int = Field(0, description="Seed of ctx.rng.")
 
 
-def run(config: dict, ctx) -> Result:
+def recompute(items: dict, config: dict) -> dict[str, Estimate]:
+    """The estimates from the per-flip rows alone."""
     from scipy import stats
 
-    heads = int((ctx.rng.random(config["flips"]) < config["p_heads"]).sum())  # [flips] -> count
-    ci = stats.binomtest(heads, config["flips"]).proportion_ci(confidence_level=0.95, method="wilson")
-    share = Estimate(value=heads / config["flips"], ci=(float(ci.low), float(ci.high)), level=0.95,
-                     n=config["flips"], method="wilson", unit="flips")
-    return Result(estimates={{"heads": share}}, values={{"heads_count": heads}})
+    flips = items["flips"]
+    heads = sum(row["heads"] for row in flips)
+    ci = stats.binomtest(heads, len(flips)).proportion_ci(confidence_level=0.95, method="wilson")
+    return {{"heads": Estimate(value=heads / len(flips), ci=(float(ci.low), float(ci.high)), level=0.95,
+                              n=len(flips), method="wilson", unit="flips")}}
+
+
+def run(config: dict, ctx) -> Result:
+    heads = ctx.rng.random(config["flips"]) < config["p_heads"]           # [flips] True for heads
+    rows = [{{"flip": i, "heads": bool(h)}} for i, h in enumerate(heads)]
+    ctx.save_items("flips", rows)
+    return Result(estimates=recompute({{"flips": rows}}, config), values={{"heads_count": int(heads.sum())}})
 '''
 
 FRONT = '''\
@@ -208,3 +224,18 @@ def init(target: Path, name: str | None = None, package: str | None = None) -> l
     ci = target / ".ci" / "run"
     ci.chmod(ci.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return written
+
+
+def git_init(target: Path) -> str:
+    """Make `target` a git repository unless it is inside one; what happened, in a few words."""
+    try:
+        inside = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=target, capture_output=True,
+                                text=True, timeout=30)
+        if inside.returncode == 0 and inside.stdout.strip() == "true":
+            return "inside an existing git repository"
+        made = subprocess.run(["git", "init", "-q"], cwd=target, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return "git not found: install it (coverage reads the claims' history from git)"
+    if made.returncode != 0:
+        return f"git init failed: {made.stderr.strip()}"
+    return "made a git repository"

@@ -7,7 +7,9 @@
 4 rebuild   after a change settles, `build-site` again: incremental, so only what changed renders
 5 reload    every HTML page is sent with one added line, <script src="/__claims__/reload.js">, which
             listens to /__claims__/events (server-sent events, no CDN) and reloads the page when a
-            rebuild finishes. The files in build/site/ stay as `build-site` wrote them (no script).
+            rebuild finishes; its Content-Security-Policy is sent with script-src 'self' instead of
+            'none' so that this one script may run. The files in build/site/ stay as `build-site`
+            wrote them (no script, scripts refused).
 
 Results are read, never made: a claim whose result is stale shows as stale until `python -m claims
 verify` (in another terminal) writes it; the new artifact is a change like any other.
@@ -127,7 +129,10 @@ def handler(site: Path, builds: Builds) -> type[http.server.SimpleHTTPRequestHan
 
 
 def with_reload(html: bytes) -> bytes:
-    """The page with the reload script added before </body> (at the end when there is none)."""
+    """The page with the reload script added before </body> (at the end when there is none), and
+    its Content-Security-Policy letting that one same-origin script run (`script-src 'none'` ->
+    `'self'`): only as served here; the built files keep their policy."""
+    html = html.replace(b"script-src 'none'", b"script-src 'self'", 1)
     at = html.rfind(b"</body>")
     return html + TAG if at < 0 else html[:at] + TAG + html[at:]
 

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from claims.cli import cli
 from claims.reference import markdown
+from tests.conftest import git
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +55,7 @@ def _block_after(text: str, marker: str) -> str:
     return body[:body.index("```")]
 
 
-def test_the_readme_tutorial_works_as_written(tmp_path):
+def test_the_readme_tutorial_works_as_written(tmp_path, git_env):
     """The tutorial's experiment module, spec and citation, pasted into a project `claims init`
     made, verify (the detector beats its baseline and its control) and pass the coverage gate."""
     import sys
@@ -71,6 +72,8 @@ def test_the_readme_tutorial_works_as_written(tmp_path):
         out = CliRunner().invoke(cli, ["--project", str(root), "verify"], catch_exceptions=False)
         assert out.exit_code == 0, out.output
         assert "2/2 required claims verified" in out.output
+        git(root, "add", "-A")
+        git(root, "commit", "-qm", "A detector claim, with its results")
         gate = CliRunner().invoke(cli, ["--project", str(root), "coverage"], catch_exceptions=False)
         assert gate.exit_code == 0 and "coverage: 0 finding(s)" in gate.output, gate.output
     finally:

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from claims.cli import cli
 from claims.project import Project
+from tests.conftest import git
 
 ENGINE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +29,7 @@ def forget_package():
         del sys.modules[name]
 
 
-def test_init_then_verify_then_the_ci_gate_builds_site_and_paper(tmp_path, forget_package):
+def test_init_then_verify_then_the_ci_gate_builds_site_and_paper(tmp_path, git_env, forget_package):
     root = tmp_path / "coin-study"
     out = CliRunner().invoke(cli, ["init", str(root)], catch_exceptions=False)
     assert out.exit_code == 0, out.output
@@ -40,6 +41,9 @@ def test_init_then_verify_then_the_ci_gate_builds_site_and_paper(tmp_path, forge
     verify = CliRunner().invoke(cli, ["--project", str(root), "verify"], catch_exceptions=False)
     assert verify.exit_code == 0, verify.output
     assert "1/1 required claims verified; ran 2" in verify.output
+    assert "git: made a git repository" in out.output
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "a new study and its first results")
 
     # the project's CI gate: coverage, verify --no-run, strict paper and site builds
     gate = subprocess.run([str(root / ".ci" / "run")], cwd=root, env=engine_env(), capture_output=True, text=True,

@@ -27,6 +27,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def test_the_reload_script_is_added_to_pages_as_sent():
     assert with_reload(b"<html><body><p>x</p></body></html>") == b"<html><body><p>x</p>" + TAG + b"</body></html>"
     assert with_reload(b"<p>no body</p>") == b"<p>no body</p>" + TAG
+    csp = b"<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'self'; script-src 'none'\">"
+    assert with_reload(csp + b"<body></body>") == csp.replace(b"'none'", b"'self'") + b"<body>" + TAG + b"</body>"
 
 
 def test_the_watcher_ignores_builds_caches_and_hidden_folders(tmp_path, monkeypatch):
@@ -72,7 +74,8 @@ def test_serve_sends_pages_with_the_reload_script_and_leaves_the_files_alone(ser
     root, url, _ = served
     page = urllib.request.urlopen(url).read()
     assert TAG in page and b"The weighted coin favours heads" in page
-    assert TAG not in (root / "build" / "site" / "index.html").read_bytes()
+    built = (root / "build" / "site" / "index.html").read_bytes()
+    assert TAG not in built and b"script-src 'none'" in built and b"script-src 'self'" in page
     assert b"EventSource" in urllib.request.urlopen(url + "__claims__/reload.js").read()
 
 
