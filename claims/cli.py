@@ -13,6 +13,7 @@ from claims.errors import ClaimsError
 from claims.project import Project
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+NO_PROJECT = ("init", "reference")  # commands that run outside a project
 
 
 @click.group(context_settings=CONTEXT)
@@ -23,10 +24,9 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
               help="Override a config key in every claim and control (YAML value), repeatable.")
 @click.pass_context
 def cli(ctx: click.Context, project_dir: Path | None, profile: str | None, overrides: tuple[str, ...]) -> None:
-    """Claims-verified interpretability studies.
-
-    Every headline number is a claim (claims/specs/<id>.yaml) bound to an experiment, its
-    interval, its negative control and its provenance.
+    """Claims-verified studies: every number a reader sees is a claim (specs/<id>.yaml) bound to an
+    experiment, its interval, its negative control and its provenance, checked before the site and
+    the paper show it. Start a project with `python -m claims init DIR`.
 
     \b
     Exit codes:
@@ -39,10 +39,10 @@ def cli(ctx: click.Context, project_dir: Path | None, profile: str | None, overr
     Example:
       python -m claims verify                   # run what is stale, check every claim
       python -m claims verify --no-run          # CI: fail if anything would need a run
-      python -m claims --profile paper verify   # the same claims on gemma-3-4b-it (GPU, hub)
+      python -m claims --profile paper verify   # every config gets profile=paper (the project's)
     """
     ctx.meta["overrides"] = _parse_overrides(overrides, profile)
-    if ctx.invoked_subcommand is None or "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+    if ctx.invoked_subcommand in (None, *NO_PROJECT) or "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
         return
     project = Project.at(project_dir) if project_dir else Project.discover()
     project.check()
@@ -408,6 +408,29 @@ def build_paper(project: Project, strict: bool) -> None:
     click.echo(f"paper: {project.rel(out)}")
 
 
+@cli.command(context_settings=CONTEXT)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port on 127.0.0.1 (0: any free port).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--no-watch", is_flag=True, help="Build and serve once; do not rebuild on changes.")
+@click.pass_obj
+def serve(project: Project, port: int, host: str, no_watch: bool) -> None:
+    """Build the site, serve it locally, rebuild what changed on every save and reload the browser.
+
+    Reads results, never runs experiments: after `python -m claims verify` (in another terminal)
+    writes a result, the page shows it. A failed build is one line; the last good site stays up.
+
+    \b
+    Example:
+      python -m claims serve              # open http://127.0.0.1:8000/ and edit content/index.md
+      python -m claims serve --port 0     # any free port (printed)
+    """
+    from site_build.serve import serve as run_server
+
+    work_begins()  # Ctrl-C stops the server cleanly
+    run_server(project, host=host, port=port, watch=not no_watch, announce=click.echo)
+
+
 @cli.command("diff", context_settings=CONTEXT)
 @click.argument("rev", required=False)
 @click.option("--to", "to", metavar="REV", help="Compare with this revision instead of the work tree.")
@@ -453,6 +476,57 @@ def diff(project: Project, rev: str | None, to: str | None, fmt: str, trust: boo
         click.echo(markdown(result) if fmt == "markdown" else terminal(result), nl=fmt != "markdown")
     if result.headline_status_changes:
         sys.exit(1)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", help="The project's name (default: the folder's name).")
+@click.option("--package", help="The Python package for its code (default: the name, as an identifier).")
+def init(directory: Path, name: str | None, package: str | None) -> None:
+    """Start a new claims project in DIRECTORY (default: here): one claim with its experiment and
+    control, content citing it, a paper section and a CI gate, ready to verify and build.
+
+    Specs go in specs/ and code in its own package, so nothing shadows the engine. Overwrites
+    nothing: a folder that already holds one of its files is refused.
+
+    \b
+    Example:
+      python -m claims init coin-study && cd coin-study
+      python -m claims verify          # runs the coin flips, checks the claim
+      python -m claims serve           # the site at http://127.0.0.1:8000, rebuilt on save
+    """
+    from claims.scaffold import git_init
+    from claims.scaffold import init as scaffold
+
+    written = scaffold(directory, name, package)
+    root = directory.resolve()
+    for path in written:
+        click.echo(f"wrote {path.relative_to(root).as_posix()}")
+    click.echo(f"git: {git_init(root)}")
+    where = "" if root == Path.cwd().resolve() else f"cd {directory} && "
+    click.echo(f"next: {where}python -m claims verify && python -m claims serve")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--write", "path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the reference to this file (default: print it).")
+def reference(path: Path | None) -> None:
+    """The reference in Markdown: [tool.claims] settings, every claim spec field, the front
+    matter and what an experiment returns, from the engine's own models (their descriptions).
+
+    \b
+    Example:
+      python -m claims reference --write docs/reference.md
+    """
+    from claims.reference import markdown
+
+    text = markdown()
+    if path is None:
+        click.echo(text, nl=False)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    click.echo(f"wrote {path}")
 
 
 def main() -> None:

@@ -10,6 +10,8 @@ An experiment is a module in the project that exposes:
     inputs(config) -> {name: fingerprint}      optional: cheap fingerprints of external inputs
                                                (model weights id and hash, dataset hash)
     PACKAGES = ("countryinfo", ...)            optional: packages whose versions enter the key
+                                               besides those its code imports (which enter it by
+                                               themselves: data packages read by path, say)
 
 Scale-out (read by `verify --executor ray`; the local executor honours units too):
 

@@ -10,7 +10,23 @@ from pathlib import Path
 
 from claims.errors import ClaimsError
 
-DEFAULT_CACHE = Path("~/.cache/claims-interp")
+#: Where results' large files and checkpoints go unless `$CLAIMS_CACHE` or `[tool.claims] cache` say:
+#: one folder per project, named by `[tool.claims] name` (else `[project] name`, else the folder).
+DEFAULT_CACHE = Path("~/.cache/claims")
+#: The `[tool.claims]` settings and what each means (the README's reference is generated from these).
+SETTINGS = {
+    "name": "The project's name: names its default cache folder, ~/.cache/claims/<name> "
+            "(default: [project] name, else the folder's name).",
+    "specs": "Folder of claim specs, one <id>.yaml each (default: claims/specs; `claims init` uses specs, "
+             "since a top-level claims/ folder could be imported in place of the engine).",
+    "artifacts": "Folder of committed results and their provenance sidecars (default: artifacts).",
+    "content": "Folder of the prose: front.md, site pages, paper/ sections, references.bib (default: content).",
+    "templates": "Folder of Jinja templates and static/ files that override the engine's, name by name "
+                 "(default: templates).",
+    "build": "Folder the builds write to: site/, paper/, verify.json (default: build).",
+    "cache": "Folder for large intermediates, blobs and checkpoints, relative to the project or absolute, "
+             "~ expanded (default: ~/.cache/claims/<name>; $CLAIMS_CACHE overrides it).",
+}
 
 
 @dataclass(frozen=True)
@@ -30,12 +46,23 @@ class Project:
         root = root.resolve()
         settings: dict = {}
         pyproject = root / "pyproject.toml"
+        data: dict = {}
         if pyproject.is_file():
             try:
-                settings = tomllib.loads(pyproject.read_text()).get("tool", {}).get("claims", {})
+                data = tomllib.loads(pyproject.read_text())
             except tomllib.TOMLDecodeError as exc:
                 raise ClaimsError(f"{pyproject}: invalid TOML: {exc}") from None
-        cache = os.environ.get("CLAIMS_CACHE") or settings.get("cache") or str(DEFAULT_CACHE)
+            settings = data.get("tool", {}).get("claims", {})
+            unknown = sorted(set(settings) - set(SETTINGS))
+            if unknown:
+                raise ClaimsError(f"{pyproject}: [tool.claims] has unknown setting(s) {', '.join(unknown)} "
+                                  f"(known: {', '.join(SETTINGS)})")
+            wrong = next((k for k, v in settings.items() if not isinstance(v, str) or not v.strip()), None)
+            if wrong:
+                raise ClaimsError(f"{pyproject}: [tool.claims] {wrong} must be a non-empty string, "
+                                  f"not {settings[wrong]!r}")
+        name = settings.get("name") or data.get("project", {}).get("name") or root.name
+        cache = os.environ.get("CLAIMS_CACHE") or settings.get("cache") or str(DEFAULT_CACHE / name)
         return cls(
             root=root,
             specs_dir=root / settings.get("specs", "claims/specs"),
@@ -66,6 +93,11 @@ class Project:
 
         if not self.root.is_dir():
             raise ClaimsError(f"{self.root}: no such project folder")
+        shadow = self.root / "claims" / "__init__.py"
+        if shadow.is_file() and shadow.parent.resolve() != Path(__file__).resolve().parent:
+            raise ClaimsError(f"{self.rel(shadow.parent)}/ is a Python package named like the engine and is imported "
+                              "in its place: rename it (your code in its own package; specs in specs/ with "
+                              '[tool.claims] specs = "specs")')
         specs = [p for p in self.specs_dir.iterdir() if p.suffix in SPEC_SUFFIXES] if self.specs_dir.is_dir() else []
         if not specs:
             raise ClaimsError(f"{self.root}: not a claims project: no claim specs in {self.rel(self.specs_dir)}/ "

@@ -2,7 +2,10 @@
 
 The code fingerprint covers the experiment module and every project module it imports,
 transitively, found by reading `import` statements (nothing is executed). The engine package
-`claims` is left out: it is the harness, not the experiment.
+`claims` is left out: it is the harness, not the experiment. The same walk names the third-party
+packages that code imports (outside the standard library and the project); their installed
+versions, and those of the module's `PACKAGES`, are the packages part of the key, so a coin flip
+that imports numpy does not go stale when torch is upgraded.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-#: Packages whose versions enter every cache key (numerics can change with them).
-KEY_PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "transformers", "sae-lens")
-#: Packages recorded in every sidecar (not in the key unless a module lists them).
-RECORDED_PACKAGES = (*KEY_PACKAGES, "safetensors", "peft", "accelerate", "gguf", "tokenizers", "bergson")
+#: The packages whose versions entered every key under key rule 2 (before keys followed imports);
+#: a result stored under rule 2 stays fresh while its rule-2 key still matches (claims/runner.py).
+LEGACY_KEY_PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "transformers", "sae-lens")
+#: Packages recorded in every sidecar (in the key only when the experiment's code imports them).
+RECORDED_PACKAGES = (*LEGACY_KEY_PACKAGES, "safetensors", "peft", "accelerate", "gguf", "tokenizers", "bergson")
 ENGINE_PACKAGE = "claims"
 
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION", re.I)
@@ -86,8 +90,19 @@ def _module_path(name: str, root: Path) -> Path | None:
     return None
 
 
-def _imports(path: Path, module: str) -> Iterable[str]:
-    """Module names a file imports, including every parent package of each."""
+def _imports(path: Path, module: str) -> tuple[str, ...]:
+    """Module names a file imports, including every parent package of each (parsed once per
+    version of the file in a process)."""
+    stat = path.stat()
+    return _parsed_imports(str(path), module, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8192)
+def _parsed_imports(path: str, module: str, mtime_ns: int, size: int) -> tuple[str, ...]:
+    return tuple(_walk_imports(Path(path), module))
+
+
+def _walk_imports(path: Path, module: str) -> Iterable[str]:
     tree = ast.parse(path.read_bytes(), filename=str(path))
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     for node in ast.walk(tree):
@@ -107,25 +122,96 @@ def _imports(path: Path, module: str) -> Iterable[str]:
                 yield f"{base}.{alias.name}"
 
 
-def project_modules(module: str, root: Path) -> dict[str, Path]:
+#: A walk's result per (module, root): one command's memo (a Runner's), so that the nodes of one
+#: experiment, and its code and packages, share one walk. Files are still hashed every time.
+Walks = dict[tuple[str, str], tuple[dict[str, Path], set[str]]]
+
+
+def project_modules(module: str, root: Path, memo: Walks | None = None) -> dict[str, Path]:
     """The module and the project modules it imports, transitively: name -> file."""
+    return _import_walk(module, root, memo)[0]
+
+
+def _import_walk(module: str, root: Path, memo: Walks | None = None) -> tuple[dict[str, Path], set[str]]:
+    """(project modules reached from `module`: name -> file, top-level names of the other modules
+    they import). The engine package is neither followed nor reported."""
+    if memo is not None:
+        if (module, str(root)) not in memo:
+            memo[(module, str(root))] = _import_walk(module, root)
+        return memo[(module, str(root))]
     found: dict[str, Path] = {}
+    outside: set[str] = set()
+    seen: set[str] = set()
+    tops: dict[str, bool] = {}  # top-level name -> in the project (looked up once per walk)
     stack = [module]
     while stack:
         name = stack.pop()
-        if not name or name in found:
+        if not name or name in seen:
             continue
+        seen.add(name)
         parts = name.split(".")
         if parts[0] == ENGINE_PACKAGE:
+            continue
+        if parts[0] not in tops:
+            tops[parts[0]] = _in_project(parts[0], root)
+        if not tops[parts[0]]:
+            outside.add(parts[0])
             continue
         # importing a.b.c runs a/__init__.py and a/b/__init__.py too
         stack.extend(".".join(parts[:i]) for i in range(1, len(parts)))
         path = _module_path(name, root)
-        if path is None:
-            continue
-        found[name] = path
-        stack.extend(_imports(path, name))
-    return found
+        if path is not None:  # else a name imported from a module (`from a.b import f`)
+            found[name] = path
+            stack.extend(_imports(path, name))
+    return found, outside
+
+
+def _in_project(top: str, root: Path) -> bool:
+    return _module_path(top, root) is not None or (root / top).is_dir()
+
+
+def imported_packages(module: str, root: Path, cache: Path | None = None,
+                      memo: Walks | None = None) -> tuple[str, ...]:
+    """The distributions (pip names) of the third-party packages that the module and the project
+    code it imports import, transitively; the standard library and the engine are left out. A
+    name no installed distribution provides keeps its import name (its version reads 'absent')."""
+    names = _import_walk(module, root, memo)[1] - set(sys.stdlib_module_names) - {"__main__"}
+    providers = distributions_by_top_level(cache)
+    return tuple(sorted({dist for name in names for dist in providers.get(name, [name])}))
+
+
+_PROVIDERS: dict[str, dict[str, list[str]]] = {}
+
+
+def distributions_by_top_level(cache: Path | None = None) -> dict[str, list[str]]:
+    """Import name -> the installed distributions that provide it (normalised pip names). Scanning
+    every installed distribution takes a second or more, so the map is remembered in the process
+    and, with `cache`, in <cache>/packages/<key>.json, keyed by the folders on sys.path and their
+    mtimes (installing, upgrading or removing a package changes its folder's mtime)."""
+    signature = sha256_text(canonical_json([sys.version, *(
+        [entry, os.stat(entry).st_mtime_ns] for entry in sys.path if entry and os.path.isdir(entry))]))
+    if signature in _PROVIDERS:
+        return _PROVIDERS[signature]
+    path = cache / "packages" / f"{signature}.json" if cache else None
+    providers = None
+    if path is not None:
+        try:
+            providers = json.loads(path.read_text())
+        except (OSError, ValueError):
+            providers = None
+    if not isinstance(providers, dict):
+        providers = {name: sorted({re.sub(r"[-_.]+", "-", d).lower() for d in dists})
+                     for name, dists in importlib.metadata.packages_distributions().items()}
+        if path is not None:
+            try:
+                from claims.store import atomic_write_json
+
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_json(path, providers)
+            except OSError:  # a read-only cache only costs the next process the scan
+                pass
+    _PROVIDERS[signature] = providers
+    return providers
 
 
 @functools.lru_cache(maxsize=4096)
@@ -139,11 +225,11 @@ def file_digest(path: Path) -> str:
     return _file_digest(str(path), stat.st_mtime_ns, stat.st_size)
 
 
-def code_files(module: str, root: Path) -> dict[str, str]:
+def code_files(module: str, root: Path, memo: Walks | None = None) -> dict[str, str]:
     """Relative path -> sha256 for the experiment module and the project code it imports."""
     return {
         path.relative_to(root).as_posix(): file_digest(path)
-        for path in sorted(project_modules(module, root).values())
+        for path in sorted(project_modules(module, root, memo).values())
     }
 
 

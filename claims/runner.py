@@ -32,7 +32,10 @@ from claims.result import Result
 from claims.store import Store, clean_debris
 
 #: Bump when the meaning of a stored result changes, so that every key changes deliberately.
-ENGINE_KEY_VERSION = 2
+#: 3: the packages part holds the packages the experiment's code imports (and its PACKAGES), not a
+#: fixed list; a result stored under 2 stays fresh while its rule-2 key still matches (`legacy_key`).
+ENGINE_KEY_VERSION = 3
+LEGACY_ENGINE_KEY_VERSIONS = (2,)
 
 
 @dataclass
@@ -69,21 +72,33 @@ class Runner:
         self.argv: list[str] = list(sys.argv)  # the command recorded in sidecars (a Ray worker gets the driver's)
         self.ran: list[Node] = []
         self.reused: list[Node] = []
+        self._walks: prov.Walks = {}  # import walks of experiment modules, one per module in this command
         if clean:  # temp files of writes interrupted by a kill (their process is gone)
             for path in clean_debris(project.artifacts_dir, project.cache_dir):
                 log(f"removed debris of an interrupted write: {project.rel(path)}")
 
     # ---- assessing -------------------------------------------------------------------------
     def key_material(self, node: Node, upstream: dict[str, NodeState]) -> dict[str, Any]:
+        imported = prov.imported_packages(node.experiment, self.project.root, self.project.cache_dir, self._walks)
         return {
             "engine": ENGINE_KEY_VERSION,
             "experiment": node.experiment,
             "config": node.config,
-            "code": prov.code_files(node.experiment, self.project.root),
+            "code": prov.code_files(node.experiment, self.project.root, self._walks),
             "inputs": input_fingerprints(node),
             "upstream": {name: s.sidecar["output"]["sha256"] for name, s in sorted(upstream.items())},
-            "packages": prov.package_versions((*prov.KEY_PACKAGES, *key_packages(node))),
+            "packages": prov.package_versions((*imported, *key_packages(node))),
         }
+
+    def legacy_material(self, node: Node, material: dict[str, Any], sidecar: dict[str, Any]) -> dict[str, Any] | None:
+        """The key material under the rule a stored result was keyed by, when that is an older rule
+        still honoured (2: a fixed list of packages in every key), else None. Code, config, inputs and
+        upstream are the same under both rules; only the engine number and the packages differ."""
+        engine = (sidecar.get("key_material") or {}).get("engine")
+        if engine not in LEGACY_ENGINE_KEY_VERSIONS:
+            return None
+        packages = prov.package_versions((*prov.LEGACY_KEY_PACKAGES, *key_packages(node)))
+        return {**material, "engine": engine, "packages": packages}
 
     def assess(self, node: Node) -> NodeState:
         """Fresh, missing, stale or corrupt, and why (memoised for this run)."""
@@ -113,8 +128,12 @@ class Runner:
             elif stored.problem:
                 state = NodeState(node, "corrupt", stored.problem, key, sidecar=stored.sidecar, upstream=edges)
             elif stored.sidecar.get("key") != key:
-                why = describe_change(stored.sidecar.get("key_material", {}), material)
-                state = NodeState(node, "stale", why, key, stored.result, stored.sidecar, edges)
+                legacy = self.legacy_material(node, material, stored.sidecar)
+                if legacy is not None and stored.sidecar.get("key") == prov.cache_key(legacy):
+                    state = NodeState(node, "fresh", "", key, stored.result, stored.sidecar, edges)
+                else:
+                    why = describe_change(stored.sidecar.get("key_material", {}), legacy or material)
+                    state = NodeState(node, "stale", why, key, stored.result, stored.sidecar, edges)
             else:
                 state = NodeState(node, "fresh", "", key, stored.result, stored.sidecar, edges)
         self._states[node] = state
@@ -251,7 +270,7 @@ class Runner:
             "fingerprints": {k: prov.sha256_text(prov.canonical_json(v))[:16] for k, v in ctx.recorded.items()},
             "upstream": {n: {"experiment": s.node.experiment, "config_hash": s.node.config_hash,
                              "sha256": s.sidecar["output"]["sha256"]} for n, s in ups.items()},
-            "packages": prov.package_versions(prov.RECORDED_PACKAGES + key_packages(node)),
+            "packages": prov.package_versions((*prov.RECORDED_PACKAGES, *material["packages"])),
             "platform": prov.platform_info(),
             "environment": prov.recorded_environment(),
             "argv": prov.redact_argv(self.argv),

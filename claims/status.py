@@ -71,7 +71,7 @@ def last_run_of(runner: Runner, node: Any) -> str:
 
 def criterion_marks(project: Project, specs: dict[str, ClaimSpec]) -> dict[str, list[str]]:
     """Claim id -> one line per criterion change made after results (from git)."""
-    from claims.history import history
+    from claims.history_cache import history
 
     marks: dict[str, list[str]] = {}
     for spec in specs.values():

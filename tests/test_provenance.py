@@ -8,7 +8,10 @@ from claims.runner import ENGINE_KEY_VERSION
 
 
 def test_golden_key_is_pinned():
-    """A change to how keys are computed must be deliberate: this literal changes with it."""
+    """A change to how keys are computed must be deliberate: this literal changes with it (rule 3:
+    the packages are those the experiment's code imports; rule 2, still honoured for stored
+    results, had the same material with engine 2 and a fixed package list)."""
+    assert ENGINE_KEY_VERSION == 3
     material = {
         "engine": ENGINE_KEY_VERSION,
         "experiment": "pipeline.hneurons.probe",
@@ -19,7 +22,8 @@ def test_golden_key_is_pinned():
         "packages": {"numpy": "2.4.6"},
     }
     key = prov.cache_key(material)
-    assert key == "c2e60b60aa33c5a6344f88ddb5c6cfc4bfa1f2e2bb4c2b66baa8dcafd01b79be"
+    assert key == "572cd76d8fa069e75221632f59c31f51d66ceec7da3facadde9f75cb7241c375"
+    assert prov.cache_key({**material, "engine": 2}) == "c2e60b60aa33c5a6344f88ddb5c6cfc4bfa1f2e2bb4c2b66baa8dcafd01b79be"
 
 
 def test_node_identity_is_canonical():

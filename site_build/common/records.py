@@ -159,7 +159,7 @@ def built_on() -> str | None:
 
 def gather(project: Project) -> Study:
     """Check every claim without running anything and read what its pages need."""
-    from claims.history import history
+    from claims.history_cache import history
 
     specs = load_specs(project.specs_dir, project.root)
     outcomes, _ = verify(project, specs, run=False)

@@ -119,7 +119,9 @@ def add_figures(outputs: Outputs, study: Any, folder: str) -> tuple[dict[str, Ch
         if not chosen(record) or not record.nodes or not all(n.fresh for n in record.nodes.values()):
             continue  # no chart asked for, or withheld: the claim's status says why
         try:
-            drawn, caption = plan(record)
+            from site_build.plan_cache import cached_plan  # plans kept on disk by what they draw
+
+            drawn, caption = cached_plan(study.project, record)
         except FigureDataError as exc:
             warnings.append(f"{record.spec_path}:{record.spec.line(exc.field)}: {exc.field}: {exc.message}")
             continue
