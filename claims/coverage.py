@@ -157,7 +157,8 @@ def run_coverage(project: Project, specs: dict[str, ClaimSpec]) -> dict[str, Any
             add("null-unbounded", where, f"null claim {spec.id!r} declares neither range (its metric's bounds) nor "
                 "headroom (the rate it moves from): its room to fail cannot be checked")
         if history_problem is None:
-            from claims.history import history, note_problems, undocumented_after_preregistration
+            from claims.history import note_problems, undocumented_after_preregistration
+            from claims.history_cache import history
 
             changes = history(project, spec)
             for change in undocumented_after_preregistration(changes):
