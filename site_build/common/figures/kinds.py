@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from site_build.common.figures.data import ClaimData, FigureDataError, Line, number, panel_axis, words
@@ -72,49 +73,115 @@ def titles(panel: dict[str, Any], width: int, subtitle: list[str]) -> tuple[list
     return title, [line for s in subtitle for line in wrap(s, width, FONT_SIZE)]
 
 
-LABEL_ROW = 15  # px between stacked labels of lines at the top of a chart
+CHAR_W = 0.62 * FONT_SIZE  # a generous average advance of DejaVu Sans at 12 px
+STRIP_ROW = 16  # px per row of line labels in the strip at the top of a chart
+GAP = 8  # px kept between two labels of one row
 
 
-def label_y(row: int) -> int:
-    """Labels of lines sit at the top of the plot, alternating between two rows so that two lines
-    close together keep their labels apart."""
-    return 2 + LABEL_ROW * (row % 2)
+@dataclass
+class Label:
+    """A label of a line (a threshold, a reference, a band's edge, the claim's own value), placed
+    in the strip above the plot, where no line or dot is drawn."""
+
+    value: float
+    text: str
+    colour: str = REFERENCE
+    bold: bool = False
+    align: str = "left"
+    row: int = 0
 
 
-def reference_layers(lines: list[Line], axis_name: str, first_row: int = 0) -> list[Any]:
-    """Dashed reference lines with their labels; `axis_name` is the axis the values are on."""
+def text_width(text: str) -> float:
+    return len(text) * CHAR_W + 2
+
+
+def place(labels: list[Label], low: float, high: float, plot_width: float) -> int:
+    """Each label beside its line, on the side with room, in the first strip row where it meets
+    no other label; returns the number of rows used."""
+    taken: list[list[tuple[float, float]]] = []
+    span = (high - low) or 1.0
+    for label in labels:
+        x, w = (label.value - low) / span * plot_width, text_width(label.text)
+        if x + 4 + w <= plot_width or x - 4 - w < 0:
+            label.align, box = "left", (x + 4, x + 4 + w)
+        else:
+            label.align, box = "right", (x - 4 - w, x - 4)
+        row = 0
+        while row < len(taken) and any(box[0] < b + GAP and a < box[1] + GAP for a, b in taken[row]):
+            row += 1
+        if row == len(taken):
+            taken.append([])
+        taken[row].append(box)
+        label.row = row
+    return len(taken)
+
+
+def strip_height(rows: int) -> int:
+    return rows * STRIP_ROW + 6 if rows else 0
+
+
+def label_layers(labels: list[Label]) -> list[Any]:
+    """The strip's text marks (one per alignment and style, so that each keeps its own)."""
+    import altair as alt
+
+    layers = []
+    groups: dict[tuple[str, str, bool], list[dict[str, Any]]] = {}
+    for label in labels:
+        groups.setdefault((label.align, label.colour, label.bold), []).append(
+            {"value": label.value, "label": label.text, "y": 2 + label.row * STRIP_ROW})
+    for (align, colour, bold), rows in groups.items():
+        layers.append(alt.Chart(alt.Data(values=rows)).mark_text(
+            align=align, baseline="top", dx=4 if align == "left" else -4, color=colour,
+            fontWeight="bold" if bold else "normal").encode(x="value:Q", y=alt.Y("y:Q", scale=None), text="label:N"))
+    return layers
+
+
+def rule_layers(lines: list[Line], top: int) -> list[Any]:
+    """Dashed vertical reference lines, drawn from under the label strip to the axis."""
     import altair as alt
 
     if not lines:
         return []
-    rows = [{"value": line.value, "label": line.label, "y": label_y(first_row + i)} for i, line in enumerate(lines)]
-    base = alt.Chart(alt.Data(values=rows))
-    pos = {axis_name: alt.X("value:Q") if axis_name == "x" else alt.Y("value:Q")}
-    layers = [base.mark_rule(color=REFERENCE, strokeDash=[5, 4], strokeWidth=1.2).encode(**pos)]
-    if axis_name == "x":
-        for y in sorted({r["y"] for r in rows}):
-            layers.append(alt.Chart(alt.Data(values=[r for r in rows if r["y"] == y])).mark_text(
-                align="left", baseline="top", dx=4, y=y, color=REFERENCE).encode(x="value:Q", text="label:N"))
-    else:
-        layers.append(base.mark_text(align="right", baseline="bottom", dy=-3, x="width", color=REFERENCE).encode(
-            y="value:Q", text="label:N"))
-    return layers
+    rows = [{"value": line.value} for line in lines]
+    return [alt.Chart(alt.Data(values=rows)).mark_rule(color=REFERENCE, strokeDash=[5, 4], strokeWidth=1.2).encode(
+        x="value:Q", y=alt.value(top), y2=alt.value("height"))]
 
 
-def band_layer(low: float, high: float, label: str, axis_name: str = "x") -> list[Any]:
-    """The shaded range a null claim is judged against, labelled."""
+def band_rect(low: float, high: float, top: int) -> list[Any]:
+    """The shaded range a null claim is judged against, under the label strip."""
     import altair as alt
 
-    base = alt.Chart(alt.Data(values=[{"low": low, "high": high, "label": label}]))
-    if axis_name == "x":
-        rect = base.mark_rect(color=BAND, opacity=0.9).encode(x="low:Q", x2="high:Q")
-        text = base.mark_text(align="left", baseline="top", dx=3, y=2, color="#3d4753").encode(
-            x="low:Q", text="label:N")
-    else:
-        rect = base.mark_rect(color=BAND, opacity=0.9).encode(y="low:Q", y2="high:Q")
-        text = base.mark_text(align="left", baseline="bottom", x=3, dy=-2, color="#3d4753").encode(
-            y="high:Q", text="label:N")
-    return [rect, text]
+    base = alt.Chart(alt.Data(values=[{"low": low, "high": high}]))
+    return [base.mark_rect(color=BAND, opacity=0.9).encode(x="low:Q", x2="high:Q", y=alt.value(top),
+                                                            y2=alt.value("height"))]
+
+
+def y_reference_layers(lines: list[Line]) -> list[Any]:
+    """Dashed horizontal reference lines, labelled at their right end above the line."""
+    import altair as alt
+
+    if not lines:
+        return []
+    base = alt.Chart(alt.Data(values=[{"value": line.value, "label": line.label} for line in lines]))
+    return [base.mark_rule(color=REFERENCE, strokeDash=[5, 4], strokeWidth=1.2).encode(y="value:Q"),
+            base.mark_text(align="right", baseline="bottom", dy=-3, x="width", color=REFERENCE).encode(
+                y="value:Q", text="label:N")]
+
+
+def x_reference_layers(lines: list[Line], xs: list[float], plot_width: float) -> list[Any]:
+    """Vertical reference lines on a chart whose plot has no strip: labels placed apart at the top."""
+    if not lines:
+        return []
+    labels = [Label(line.value, line.label) for line in lines]
+    low, high = padded([*xs, *(line.value for line in lines)])
+    place(labels, low, high, plot_width)
+    return rule_layers(lines, 0) + label_layers(labels)
+
+
+def padded(values: list[float]) -> tuple[float, float]:
+    low, high = min(values), max(values)
+    pad = (high - low) * 0.05 or abs(high) * 0.05 or 0.05
+    return low - pad, high + pad
 
 
 def references(claim: ClaimData, panel: dict[str, Any], paths: list[str], fmt: str | None,
@@ -167,27 +234,44 @@ def intervals(claim: ClaimData, panel: dict[str, Any], width: int) -> tuple[Any,
         raise FigureDataError(f"{claim.where}: two rows of the chart have the same label")
     paths = [r["field"] for r in rows]
     title, fmt = claim.axis(panel.get("x"), words(paths[0]), paths[0])
-    order = [r["row"] for r in rows]
     null = claim.null_range()
     lines = references(claim, panel, paths, fmt, "x")
     if null:  # the band's edges are the thresholds of an equivalence test: drawn once, as the band
         lines["x"] = [line for line in lines["x"] if not any(abs(line.value - e) < 1e-12 for e in null[:2])]
-    labelled = bool(null or lines["x"])
-    y = alt.Y("row:N", sort=order, title=None, scale=alt.Scale(paddingOuter=0.9 if labelled else 0.4),
-              axis=alt.Axis(labelLimit=110 if width < NARROW else 200, labelFontSize=FONT_SIZE, ticks=False,
-                            domain=False))
+    # row labels wrap onto lines (never cut): about 17 characters on a phone, 28 on a screen
+    chars = 17 if width < NARROW else 28
+    for r in rows:
+        r["key"] = "\n".join(textwrap.wrap(r["row"], chars, break_on_hyphens=False)) or r["row"]
+    lines_per_row = max(r["key"].count("\n") + 1 for r in rows)
+    step = max(34, 15 * lines_per_row + 8)
+    low, high = padded([v for r in rows for v in (r["low"], r["high"])] + [line.value for line in lines["x"]]
+                       + (list(null[:2]) if null else []))
+    label_col = min(chars, max(len(line) for r in rows for line in r["key"].split("\n"))) * CHAR_W + 14
+    labels = ([Label(null[0], null[2])] if null else []) + [Label(line.value, line.label) for line in lines["x"]]
+    top = strip_height(place(labels, low, high, width - label_col - 12))
+    height = top + step * len(rows) + 6
+    y = alt.Y("key:N", sort=[r["key"] for r in rows], title=None,
+              scale=alt.Scale(range=[top + 6, height], paddingInner=0.2, paddingOuter=0.3),
+              axis=alt.Axis(labelLimit=0, labelFontSize=FONT_SIZE, ticks=False, domain=False, labelBaseline="middle",
+                            labelLineHeight=15, labelExpr="split(datum.value, '\\n')",
+                            labelOffset=alt.ExprRef("-7.5 * (length(split(datum.value, '\\n')) - 1)")))
     x_axis = axis(title, fmt, width)
+    x_scale = alt.Scale(domain=[low, high], nice=False, zero=False)
     for r in rows:
         r["colour"] = CLAIM if r["tested"] or len(rows) == 1 else CONTROL
     layers: list[Any] = []
     if null:
-        layers += band_layer(*null)
-    layers += reference_layers(lines["x"], "x", first_row=1 if null else 0)
+        layers += band_rect(null[0], null[1], top)
+    layers += rule_layers(lines["x"], top)
+    layers += label_layers(labels)
     base = alt.Chart(alt.Data(values=rows))
     colour = alt.Color("colour:N", scale=None, legend=None)
-    layers.append(base.mark_rule(strokeWidth=3).encode(y=y, x=alt.X("low:Q", axis=x_axis, scale=alt.Scale(zero=False)),
+    layers.append(base.mark_rule(strokeWidth=3).encode(y=y, x=alt.X("low:Q", axis=x_axis, scale=x_scale),
                                                         x2="high:Q", color=colour))
     if dots:
+        keys = {r["row"]: r["key"] for r in rows}
+        for d in dots:
+            d["key"] = keys[d["row"]]
         layers.append(alt.Chart(alt.Data(values=dots)).mark_circle(size=28, opacity=0.55, color=CONTROL).encode(
             y=y, x="value:Q"))
     layers.append(base.mark_point(filled=True, size=90, opacity=1).encode(y=y, x="value:Q", color=colour))
@@ -201,7 +285,7 @@ def intervals(claim: ClaimData, panel: dict[str, Any], width: int) -> tuple[Any,
                + ("; dashed lines are the assertion's thresholds" if lines["x"] else "")
                + ("; small dots are the single splits" if dots else "") + ".")
     t, s = titles(panel, width, [])
-    return finish(layers, width, 34 * len(rows) + (40 if labelled else 12), t, s), alt_text, caption
+    return finish(layers, width, height, t, s), alt_text, caption
 
 
 # ---- rank -----------------------------------------------------------------------------------
@@ -232,39 +316,39 @@ def rank(claim: ClaimData, panel: dict[str, Any], width: int) -> tuple[Any, str,
     p_path = panel.get("p") or ("control.rank_p" if claim.has("control.rank_p") else None)
     p = claim.field(p_path) if p_path else None
     title, fmt = claim.axis(panel.get("x"), words(value_path), value_path)
-    span = [*valid, iv.value, *([iv.low, iv.high] if iv.has_ci else [])]
+    lines = references(claim, panel, [value_path], fmt, "x")
+    span = [*valid, iv.value, *([iv.low, iv.high] if iv.has_ci else []), *(line.value for line in lines["x"])]
     low, high = min(span), max(span)
     pad = (high - low) * 0.04 or abs(high) * 0.05 or 0.05
     bins = 18 if width < NARROW else 32
     dots, tallest = dot_stack(valid, low - pad, high + pad, bins)
-    plot_width = width - 50
+    plot_width = width - 20
     diameter = max(4.0, min(plot_width / bins * 0.9, 150 / max(tallest, 1)))
-    headroom = (2 * LABEL_ROW + 8) / diameter + 0.4  # dot rows left empty at the top for two rows of labels
-    height = int(max(80, diameter * (tallest + headroom) + 10))
     group = f"{len(draws)} {panel.get('label') or 'random draws'}"
     you = panel.get("value_label") or "this claim"
+    null = claim.null_range(valid)
+    labels = ([Label(null[0], null[2])] if null else []) + [Label(line.value, line.label) for line in lines["x"]]
+    labels.append(Label(iv.value, f"{you} {number(iv.value, fmt)}", CLAIM, bold=True))
+    top = strip_height(place(labels, low - pad, high + pad, plot_width))
+    height = int(max(80, top + diameter * (tallest + 0.4) + 10))
     colour = legend_color([group], [CONTROL])
     x = alt.X("x:Q", axis=axis(title, fmt, width), scale=alt.Scale(zero=False, domain=[low - pad, high + pad], nice=False))
     layers: list[Any] = []
-    null = claim.null_range(valid)
     if null:
-        layers += band_layer(*null)
+        layers += band_rect(null[0], null[1], top)
     if iv.has_ci:
         ci = alt.Chart(alt.Data(values=[{"low": iv.low, "high": iv.high}]))
-        layers.append(ci.mark_rect(color=CLAIM, opacity=0.16).encode(x="low:Q", x2="high:Q"))
-    lines = references(claim, panel, [value_path], fmt, "x")
-    first = 1 if null else 0
-    layers += reference_layers(lines["x"], "x", first_row=first)
+        layers.append(ci.mark_rect(color=CLAIM, opacity=0.16).encode(x="low:Q", x2="high:Q", y=alt.value(top),
+                                                                     y2=alt.value("height")))
+    layers += rule_layers(lines["x"], top)
     for d in dots:
         d["series"] = group
+    stack_top = tallest + 0.4 + top / diameter  # the strip is left empty of dots
     layers.append(alt.Chart(alt.Data(values=dots)).mark_circle(size=diameter ** 2 * 0.78, opacity=0.8).encode(
-        x=x, y=alt.Y("stack:Q", axis=None, scale=alt.Scale(domain=[0, tallest + headroom], nice=False)), color=colour))
-    mark = alt.Chart(alt.Data(values=[{"x": iv.value, "label": f"{you} {number(iv.value, fmt)}"}]))
-    right = iv.value <= (low + high) / 2  # the label goes to the side with room
-    layers += [mark.mark_rule(strokeWidth=2.5, color=CLAIM).encode(x="x:Q"),
-               mark.mark_text(align="left" if right else "right", baseline="top", dx=5 if right else -5,
-                              y=label_y(first + len(lines["x"])), color=CLAIM, fontWeight="bold").encode(
-                   x="x:Q", text="label:N")]
+        x=x, y=alt.Y("stack:Q", axis=None, scale=alt.Scale(domain=[0, stack_top], nice=False)), color=colour))
+    mark = alt.Chart(alt.Data(values=[{"x": iv.value}]))
+    layers.append(mark.mark_rule(strokeWidth=2.5, color=CLAIM).encode(x="x:Q", y=alt.value(top), y2=alt.value("height")))
+    layers += label_layers(labels)
     sub = []
     if p is not None:
         sub.append(f"rank p = {number(float(p), '.3f')}; control: {claim.outcome.verdict}")
@@ -340,7 +424,8 @@ def sweep(claim: ClaimData, panel: dict[str, Any], width: int) -> tuple[Any, str
         layers.append(alt.Chart(alt.Data(values=envelope)).mark_area(color=BAND, opacity=0.9).encode(
             x="x:Q", y="low:Q", y2="high:Q"))
     lines = references(claim, panel, [], y_fmt, "y")
-    layers += reference_layers(lines.get("y", []), "y") + reference_layers(lines.get("x", []), "x")
+    layers += y_reference_layers(lines.get("y", [])) + x_reference_layers(
+        lines.get("x", []), [r["x"] for r in rows], width - 60)
     base = alt.Chart(alt.Data(values=rows))
     if all(r["low"] is not None and r["high"] is not None for r in rows if r["line"] == "claim"):
         layers.append(base.transform_filter(alt.datum.line == "claim").mark_area(color=CLAIM, opacity=0.15).encode(
@@ -385,7 +470,8 @@ def scatter(claim: ClaimData, panel: dict[str, Any], width: int) -> tuple[Any, s
     x = alt.X("x:Q", axis=axis(x_title, x_fmt, width), scale=alt.Scale(zero=False))
     y = alt.Y("y:Q", axis=axis(y_title, y_fmt, width), scale=alt.Scale(zero=False))
     lines = references(claim, panel, [], None, "y")
-    layers = reference_layers(lines.get("x", []), "x") + reference_layers(lines.get("y", []), "y")
+    layers = x_reference_layers(lines.get("x", []), [v for r in rows for v in (r["x_low"], r["x_high"])],
+                                width - 60) + y_reference_layers(lines.get("y", []))
     base = alt.Chart(alt.Data(values=rows))
     layers += [base.mark_rule(color=CONTROL, strokeWidth=1.5).encode(x="x_low:Q", x2="x_high:Q", y=y),
                base.mark_rule(color=CONTROL, strokeWidth=1.5).encode(y="y_low:Q", y2="y_high:Q", x=x),
