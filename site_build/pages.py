@@ -9,7 +9,8 @@
   source/<path>.html             the experiment code each result was made by (sha256 shown)
   figures/<id>[-k][.narrow].svg  charts (site_build.common.figures)
   claims.json                    the machine-readable export (site_build.export)
-  static/site.css                the style sheet (no CDN, no script)
+  static/site.css                the style sheet (no CDN)
+  static/search.js, search.json  the search box's script and index (site_build.search; local files)
   paper/paper.{html,md,pdf}      the standalone paper, when build-paper has run before
 """
 
@@ -29,6 +30,7 @@ from site_build.common.references import Citations
 from site_build.common.render import find_static, render
 from site_build.dossier import dossier, source_href
 from site_build.export import export
+from site_build import search
 from site_build.features import add_feature_pages
 
 PAPER_FILES = ("paper.html", "paper.md", "paper.pdf")
@@ -90,7 +92,7 @@ class SitePages:
         self.charts, self.warnings = figures.add_figures(self.outputs, self.study, "figures")
         self.numbering = xref.numbering(self.content.paper, self.content.pages, [k for k, c in self.charts.items() if c])
         self.warnings += self.content.bibliography.warnings
-        for name in ("site.css", "favicon.svg"):
+        for name in ("site.css", "favicon.svg", "search.js"):
             path = find_static(self.project, name)
             self.outputs.add(f"static/{name}", key_of("static", sha256_file(path)), path.read_bytes)
         self.add_sources()
@@ -106,9 +108,17 @@ class SitePages:
             self.add_paper()
         if self.changes is not None:
             self.add_changes()
+        self.add_search()
         charts = {k: c.data() if c else None for k, c in self.charts.items()}
         self.outputs.add("claims.json", key_of("export", self.claims_key, charts),
                          lambda: export(self.study, self.charts))
+
+    def add_search(self) -> None:
+        """search.json and static/search-index.js: the index the header's search box reads."""
+        index = search.records(self.study, self.content)
+        key = key_of("search", index)
+        self.outputs.add("search.json", key, lambda: search.search_json(index))
+        self.outputs.add("static/search-index.js", key, lambda: search.search_script(index))
 
     def add_sources(self) -> None:
         users: dict[str, list[str]] = {}
