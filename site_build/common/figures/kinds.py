@@ -63,7 +63,7 @@ def finish(layers: list[Any], width: int, height: int, title: list[str] | None, 
                             labelColor="#1d232b", titleColor="#1d232b", gridColor="#eceff3", domainColor="#8a8f98",
                             tickColor="#8a8f98")
             .configure_legend(labelFontSize=FONT_SIZE, orient="top", direction="horizontal", title=None,
-                              labelLimit=max(140, width // 2 - 20), symbolSize=80)
+                              labelLimit=width - 30, columns=1 if width < NARROW else 0, symbolSize=80)
             .configure_text(fontSize=FONT_SIZE)
             .configure_view(stroke=None))
 
