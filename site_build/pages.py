@@ -22,6 +22,7 @@ from typing import Any
 
 from claims.project import Project
 from claims.provenance import sha256_file
+from site_build import search
 from site_build.common import figures, prose, xref
 from site_build.common.content import Content, build_date
 from site_build.common.outputs import Outputs, key_of
@@ -30,7 +31,6 @@ from site_build.common.references import Citations
 from site_build.common.render import find_static, render
 from site_build.dossier import dossier, source_href
 from site_build.export import export
-from site_build import search
 from site_build.features import add_feature_pages
 
 PAPER_FILES = ("paper.html", "paper.md", "paper.pdf")

@@ -8,7 +8,9 @@ Content is Markdown with Jinja expressions, evaluated against the verified resul
     {{ claim("x").ci | ci }}  {{ claim("x").n }}  {{ claim("x").control.value | pct(0) }}
     {{ figure("hneuron-probe-accuracy") }}             the claim's chart, numbered, with a caption
 
-Citations of the literature are `[@key]` (site_build.common.bibliography).
+Citations of the literature are `[@key]` (site_build.common.bibliography); cross-references are
+{ref}`fig:<claim id>` and {ref}`sec:<heading anchor>` (site_build.common.xref), numbered alike on
+the site and in the paper.
 
 Fields: value, ci (ci[0], ci[1]), n, level, unit, status, title, statement, url, standing,
 control (value, ci, n, holds, description, none, why). Filters: pct(digits=1), num(digits=None),
