@@ -16,10 +16,19 @@
 # publish before anything is copied or pushed, and the reason is printed.
 #
 # A directory target is replaced whole (built beside it, then swapped in); a non-empty directory
-# that an earlier publish did not make (no .claims-published marker) is refused. A branch target
+# that an earlier publish did not make (no .claims-published marker) is refused. A target that is a
+# symbolic link is published into where it leads (the link is kept); a link that leads nowhere
+# (dangling, or a loop) is refused before anything is built. A copy that fails (a full disk) stops
+# with one line and leaves neither the temporary copy nor a half-replaced target. A branch target
 # is committed through a temporary `git worktree` (your checkout and branches are left as they
 # are) on top of the remote branch, or as its first commit, and pushed; publishing the same site
-# twice makes no new commit.
+# twice makes no new commit. The branch checked out and the remote's default branch are refused
+# (publishing there would replace the source tree with the site), and so is a name git would not
+# take; both are checked before anything is built.
+#
+# Uncommitted edits (specs, prose, code: anything but build/) are refused under --strict; otherwise
+# the publish says so, and its commit message, the .claims-published marker and the reflog of
+# refs/claims/published record that it was made from HEAD plus uncommitted changes.
 #
 # Published files are world-readable (0644, folders 0755), whatever the umask of the build.
 #
@@ -66,12 +75,33 @@ build_dir="$(printf '%s\n' "$paths" | sed -n 1p)"
 content_dir="$(printf '%s\n' "$paths" | sed -n 2p)"
 site="$build_dir/site"
 
-# ---- 0 check the target before doing any work -------------------------------------------------
+# ---- 0 check the target, the branch and the work tree before doing any work ----------------------
 if [ -n "$target" ]; then
+  if [ -L "$target" ]; then  # publish where the link leads, and keep the link
+    resolved="$(readlink -e -- "$target" 2>/dev/null)" \
+      || die "$target is a symbolic link that leads nowhere (dangling, or a loop): fix or remove it"
+    target="$resolved"
+  fi
   if [ -e "$target" ] && [ ! -d "$target" ]; then die "$target exists and is not a directory"; fi
   if [ -d "$target" ] && [ -n "$(ls -A "$target")" ] && [ ! -f "$target/.claims-published" ]; then
     die "refusing to publish into $target: it is not empty and no earlier publish made it (no .claims-published)"
   fi
+fi
+in_git=""
+if git -C "$project" rev-parse --verify --quiet HEAD >/dev/null 2>&1; then in_git=1; fi
+if [ -n "$branch" ]; then
+  git check-ref-format --branch "$branch" >/dev/null 2>&1 || usage_error "--branch $branch: not a valid branch name"
+  [ -n "$in_git" ] || die "$project is not a git checkout with a commit: cannot publish to a branch"
+  git -C "$project" remote get-url "$remote" >/dev/null 2>&1 || die "no git remote named '$remote' in $project"
+  current="$(git -C "$project" symbolic-ref --quiet --short HEAD 2>/dev/null || true)"
+  [ "$branch" != "$current" ] || die "refusing to publish to '$branch': it is the branch checked out here, and the site would replace its source tree"
+  default="$(git -C "$project" ls-remote --symref "$remote" HEAD 2>/dev/null | sed -n 's|^ref: refs/heads/\(.*\)[[:space:]]HEAD$|\1|p')"
+  [ "$branch" != "$default" ] || die "refusing to publish to '$branch': it is the default branch of '$remote', and the site would replace its source tree"
+fi
+uncommitted=""
+if [ -n "$in_git" ]; then
+  build_rel="$(cd "$project" && "$PYTHON" -c 'import os, sys; print(os.path.relpath(sys.argv[1]))' "$build_dir")"
+  uncommitted="$(git -C "$project" status --porcelain --untracked-files=normal -- . ":(exclude)$build_rel" 2>/dev/null | head -n 5)"
 fi
 
 # ---- 1 verify: nothing is published unless every required claim stands ----------------------
@@ -91,6 +121,12 @@ printf '%s\n' "$verify_out" | tail -n 1
 if [ -n "$strict" ]; then
   dirty="$("$PYTHON" -c 'import json, sys; print(" ".join(c["id"] for c in json.load(open(sys.argv[1]))["claims"] if c.get("dirty")))' "$report")"
   [ -z "$dirty" ] || die "refusing to publish (--strict): results made from a work tree with uncommitted changes: $dirty. Commit the code, rerun verify, commit the artifacts."
+  [ -z "$uncommitted" ] || die "refusing to publish (--strict): the work tree has uncommitted changes ($(printf '%s' "$uncommitted" | sed 's/^...//' | paste -sd, - | sed 's/,/, /g')); commit them first, so that the published commit describes the site"
+fi
+made_from="$(git -C "$project" rev-parse --short HEAD 2>/dev/null || true)"
+if [ -n "$uncommitted" ]; then
+  made_from="$made_from + uncommitted changes"
+  echo "publish.sh: the work tree has uncommitted changes: the publish is recorded as made from $made_from"
 fi
 
 # ---- 2 build (strict: any warning stops here) ---------------------------------------------
@@ -100,38 +136,42 @@ fi
 claims build-site --strict || die "refusing to publish: build-site --strict failed (above)"
 [ -f "$site/index.html" ] || die "the site build left no $site/index.html"
 
-copy_site() {  # copy the built site into $1 (without the build manifest), with a marker
-  cp -R "$site/." "$1/"
+copy_site() {  # copy the built site into $1 (without the build manifest), with a marker; one line on failure
+  local err
+  if ! err="$(cp -R "$site/." "$1/" 2>&1)"; then
+    die "cannot copy the site into $1: $(printf '%s\n' "$err" | head -n 1 | sed 's/^cp: //')"
+  fi
   rm -f "$1/.manifest.json"
-  echo "published by publish.sh; every required claim verified" > "$1/.claims-published"
+  { echo "published by publish.sh; every required claim verified"
+    [ -z "$made_from" ] || echo "made from $made_from"; } > "$1/.claims-published" \
+    || die "cannot write $1/.claims-published"
   chmod -R u=rwX,go=rX "$1"
 }
 
 # ---- 3a publish to a directory ----------------------------------------------------------------
 publish_dir() {
-  local dest="$1" parent tmp old
+  local dest="$1" parent old
   parent="$(dirname "$dest")"
-  mkdir -p "$parent"
-  tmp="$(mktemp -d "$parent/.publish.XXXXXX")"
+  mkdir -p "$parent" 2>/dev/null || die "cannot create $parent"
+  tmp="$(mktemp -d "$parent/.publish.XXXXXX" 2>/dev/null)" || die "cannot create a temporary folder in $parent"
+  trap 'rm -rf "$tmp"' EXIT  # global tmp: a failed copy leaves nothing behind
   copy_site "$tmp"
   chmod 755 "$tmp"
   if [ -d "$dest" ]; then
-    old="$(mktemp -d "$parent/.unpublish.XXXXXX")"
+    old="$(mktemp -d "$parent/.unpublish.XXXXXX")" || die "cannot create a temporary folder in $parent"
     mv "$dest" "$old/site"
-    mv "$tmp" "$dest"
+    if ! mv "$tmp" "$dest"; then mv "$old/site" "$dest"; rm -rf "$old"; die "cannot move the new site into $dest"; fi
     rm -rf "$old"
   else
-    mv "$tmp" "$dest"
+    mv "$tmp" "$dest" || die "cannot move the new site into $dest"
   fi
+  trap - EXIT
   echo "publish.sh: published $(find "$dest" -type f | wc -l | tr -d ' ') files to $dest"
 }
 
 # ---- 3b publish to a branch of a remote, through a temporary worktree ------------------------
 publish_branch() {
-  local parent_args=() source_commit tree_id commit
-  git -C "$project" rev-parse --verify --quiet HEAD >/dev/null \
-    || die "$project is not a git checkout with a commit: cannot publish to a branch"
-  git -C "$project" remote get-url "$remote" >/dev/null 2>&1 || die "no git remote named '$remote' in $project"
+  local parent_args=() tree_id commit
   work="$(mktemp -d)"  # global: the EXIT trap removes the worktree after this function returns
   tree="$work/tree"
   trap 'git -C "$project" worktree remove --force "$tree" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
@@ -151,7 +191,6 @@ publish_branch() {
     echo "publish.sh: '$branch' on '$remote' already has this site: nothing to publish"
     return 0
   fi
-  source_commit="$(git -C "$project" rev-parse --short HEAD)"
   if ! git -C "$project" config user.name >/dev/null; then
     export GIT_AUTHOR_NAME="publish.sh" GIT_COMMITTER_NAME="publish.sh"
   fi
@@ -159,7 +198,7 @@ publish_branch() {
     export GIT_AUTHOR_EMAIL="publish@localhost" GIT_COMMITTER_EMAIL="publish@localhost"
   fi
   tree_id="$(git -C "$tree" write-tree)"
-  commit="$(git -C "$tree" commit-tree "$tree_id" "${parent_args[@]}" -m "Publish site from $source_commit (every required claim verified)")"
+  commit="$(git -C "$tree" commit-tree "$tree_id" "${parent_args[@]}" -m "Publish site from $made_from (every required claim verified)")"
   git -C "$tree" push --quiet "$remote" "$commit:refs/heads/$branch"
   echo "publish.sh: pushed $(git -C "$tree" rev-parse --short "$commit") to '$branch' on '$remote'"
 }
@@ -171,7 +210,7 @@ else
 fi
 
 # ---- 4 remember what was published, for `claims diff` and the changes page -------------------
-if git -C "$project" rev-parse --verify --quiet HEAD >/dev/null 2>&1; then
-  git -C "$project" update-ref refs/claims/published HEAD
-  echo "publish.sh: recorded $(git -C "$project" rev-parse --short HEAD) as refs/claims/published"
+if [ -n "$in_git" ]; then
+  git -C "$project" update-ref -m "publish.sh: made from $made_from" --create-reflog refs/claims/published HEAD
+  echo "publish.sh: recorded $made_from as refs/claims/published"
 fi

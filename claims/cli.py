@@ -53,14 +53,14 @@ def cli(ctx: click.Context, project_dir: Path | None, profile: str | None, overr
 def _parse_overrides(pairs: tuple[str, ...], profile: str | None) -> dict:
     import yaml
 
-    from claims.provenance import REDACTED
+    from claims.provenance import REDACTED, redact_text
     from claims.spec import check_config_values, secret_key
 
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         key = key.strip()
-        shown = f"{key}={REDACTED}" if secret_key(key) else pair
+        shown = f"{key}={REDACTED}" if secret_key(key) else redact_text(pair)
         if not sep or not key:
             raise click.BadParameter(f"{shown!r} is not KEY=VALUE", param_hint="--set")
         if secret_key(key):
@@ -80,10 +80,21 @@ def _parse_overrides(pairs: tuple[str, ...], profile: str | None) -> dict:
     return out
 
 
+def work_begins() -> None:
+    """Start-up is over: from here a Ctrl-C raises KeyboardInterrupt, so that what is being written
+    is cleaned up or checkpointed before exit 130 (claims/__main__.py stops start-up at once)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _specs(project: Project, only: tuple[str, ...] = (), apply_overrides: bool = True):
     from claims.spec import load_specs, with_config
 
     specs = load_specs(project.specs_dir, project.root)
+    work_begins()
     overrides = click.get_current_context().meta.get("overrides") if apply_overrides else None
     if overrides:
         specs = {i: with_config(s, overrides) for i, s in specs.items()}
@@ -133,7 +144,8 @@ def verify(project: Project, no_run: bool, rerun: bool, only: tuple[str, ...], j
            executor: str, ray_address: str | None) -> None:
     """Run or reuse every claim's experiments, check each claim, print a table.
 
-    Writes build/verify.json. Exit 0 when every required claim is verified, 1 otherwise.
+    Writes build/verify.json. Exit 0 when every required claim is verified (or, not standing,
+    carries a written waiver, which the table, the site and the paper show), 1 otherwise.
     With --executor ray, independent experiments and a sweep's units run as Ray tasks on a shared
     artifact store; the results are the same bytes as a local run's, and each reuses the other's.
 
@@ -176,7 +188,10 @@ def verify(project: Project, no_run: bool, rerun: bool, only: tuple[str, ...], j
             click.echo(f"{o.id}: blocked: {o.reason}", err=True)
     required = [o for o in outcomes if o.status not in ("blocked", "not_applicable") or o.blocked_by]
     standing = sum(o.status == STANDING for o in required)
-    failing = [o for o in outcomes if o.status in ("failed", "error", "stale")]
+    failing = [o for o in outcomes if o.status in ("failed", "error", "stale") and not o.waiver]
+    waived = [o for o in outcomes if o.status != STANDING and o.waiver]
+    for o in waived:
+        click.echo(f"{o.id}: {o.status}, shown under a waiver: {o.waiver}", err=True)
     blocked = [o for o in outcomes if o.blocked_by]
     summary = {"claims": len(outcomes), "required": len(required), "verified": standing,
                "blocked_by_dependencies": len(blocked),
@@ -188,12 +203,80 @@ def verify(project: Project, no_run: bool, rerun: bool, only: tuple[str, ...], j
               "claims": redact([o.to_json() for o in outcomes])}
     try:
         _write_json(out, report)
-    except OSError as exc:
-        raise ClaimsError(f"cannot write the report to {out}: {exc.strerror}") from None
+    except OSError as exc:  # a full disk: not bad input, a failure (exit 1)
+        from claims.errors import CacheError
+
+        raise CacheError(f"cannot write the report to {out}: {exc.strerror}") from None
     click.echo(f"{standing}/{len(required)} required claims verified"
                + (f" ({len(blocked)} blocked by a dependency that does not stand)" if blocked else "")
+               + (f"; {len(waived)} not standing, shown under a waiver" if waived else "")
                + f"; ran {len(runner.ran)}, reused {len(runner.reused)}; report: {project.rel(out)}")
     if failing:
+        sys.exit(1)
+
+
+@cli.command("audit-sheet", context_settings=CONTEXT)
+@click.argument("rows_path", metavar="ROWS", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--id", "id_field", required=True, help="Field that identifies a judged item (unique items are drawn).")
+@click.option("--show", required=True, help="Comma-separated fields the labeller reads.")
+@click.option("--hide", required=True, help="Comma-separated verdict fields, kept apart in key.csv.")
+@click.option("--strata", default="", help="Comma-separated fields to draw evenly over (task, method, strength).")
+@click.option("--n", "n", type=click.IntRange(1), required=True, help="Unique items to draw.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+def audit_sheet(rows_path: Path, id_field: str, show: str, hide: str, strata: str, n: int, seed: int,
+                out_dir: Path) -> None:
+    """Draw a blind labelling sheet from a judge's rows (JSON lines): sheet.csv shows only the
+    --show fields and an empty label column; key.csv keeps the verdicts apart (claims/audit.py).
+
+    \b
+    Example:
+      python -m claims audit-sheet gens.jsonl --id id --show question,answer \\
+          --hide judge --strata task --n 200 --out audits/judge
+    """
+    from claims import audit
+
+    rows = []
+    for lineno, line in enumerate(rows_path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                raise ClaimsError(f"{rows_path}:{lineno}: not a JSON object") from None
+    split = lambda text: [f.strip() for f in text.split(",") if f.strip()]  # noqa: E731
+    sheet, key = audit.draw(rows, id_field=id_field, show=split(show), hide=split(hide), n=n,
+                            strata=split(strata), seed=seed)
+    audit.write(out_dir, sheet, key, hide=split(hide), strata=split(strata), seed=seed)
+    click.echo(f"wrote {out_dir / audit.SHEET} ({len(sheet)} unique items, no verdicts) and {out_dir / audit.KEY} "
+               "(keep it away from the labeller)")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("claim_id", metavar="ID")
+@click.pass_obj
+def recompute(project: Project, claim_id: str) -> None:
+    """Rebuild a claim's estimates from the per-item rows committed in the repository and compare
+    them with its committed results (its control's too). Runs only the experiment's
+    recompute(items, config); reads no cache. Exit 0 when every estimate matches, 1 otherwise.
+
+    \b
+    Example:
+      python -m claims recompute hneuron-probe-auroc
+    """
+    from claims.recompute import recompute_claim
+    from claims.report import table
+
+    specs = _specs(project, (claim_id,))
+    entries = recompute_claim(project, specs[claim_id])
+    rows = [[e.role, name, old, new, "match" if ok else "DIFFERS"] for e in entries for name, old, new, ok in e.rows]
+    if rows:
+        click.echo(table(rows, ["result", "estimate", "committed", "recomputed from rows", ""]))
+    for e in entries:
+        for problem in e.problems:
+            click.echo(f"{claim_id}: {e.role} ({e.node}): {problem}", err=True)
+    ok = all(e.ok for e in entries)
+    click.echo(f"{claim_id}: {'every estimate recomputed from the committed rows matches' if ok else 'does not recompute'}")
+    if not ok:
         sys.exit(1)
 
 
@@ -300,6 +383,7 @@ def build_site(project: Project, strict: bool) -> None:
     Example:
       python -m claims verify && python -m claims build-site --strict
     """
+    work_begins()
     from site_build.build import build
 
     out = build(project, strict=strict)
@@ -317,6 +401,7 @@ def build_paper(project: Project, strict: bool) -> None:
     Example:
       python -m claims build-paper --strict
     """
+    work_begins()
     from paper_build.build import build
 
     out = build(project, strict=strict)
@@ -328,14 +413,21 @@ def build_paper(project: Project, strict: bool) -> None:
 @click.option("--to", "to", metavar="REV", help="Compare with this revision instead of the work tree.")
 @click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True,
               help="A table for the terminal, Markdown for a pull-request comment, or JSON.")
+@click.option("--trust-revision", "trust", is_flag=True,
+              help="Run REV's experiment code (verify --no-run in a copy of it) to check that its results are "
+                   "fresh. Without it, REV is judged from its specs and committed results and none of its code runs.")
 @click.pass_obj
-def diff(project: Project, rev: str | None, to: str | None, fmt: str) -> None:
+def diff(project: Project, rev: str | None, to: str | None, fmt: str, trust: bool) -> None:
     """What changed in the claims since REV: status, verdict words, value, interval, statement and
     criterion of each claim. REV defaults to the last publish (publish.sh records it as
     refs/claims/published), else HEAD~1; the other side is the work tree (or --to REV).
 
     Flags a value that moved outside its old interval, a status change and a criterion change.
     Exit 1 when a headline claim changed status (or was added or removed), else 0.
+
+    A revision is judged from its own specs and committed results: none of its code is imported,
+    so reviewing a branch never runs it. --trust-revision runs its experiment modules instead
+    (verify --no-run in a copy of it), which also checks that its results match its code.
 
     \b
     Example:
@@ -352,8 +444,9 @@ def diff(project: Project, rev: str | None, to: str | None, fmt: str) -> None:
     from claims.diff import diff as compute
     from claims.diff import markdown, terminal
 
+    work_begins()
     overrides = click.get_current_context().meta.get("overrides") or {}
-    result = compute(project, rev, to, overrides)
+    result = compute(project, rev, to, overrides, trust)
     if fmt == "json":
         click.echo(json.dumps(result.data(), indent=2, sort_keys=True))
     else:
@@ -363,6 +456,9 @@ def diff(project: Project, rev: str | None, to: str | None, fmt: str) -> None:
 
 
 def main() -> None:
+    """Run the CLI with the documented exit codes: click's own handling of Ctrl-C ("Aborted!",
+    exit 1) becomes "interrupted", exit 130, wherever it lands (start-up, a spec load, a run)."""
+    import errno
     import os
 
     from claims.progress import quiet
@@ -370,4 +466,20 @@ def main() -> None:
     if quiet():  # the libraries' own bars (model loading, datasets) follow ours
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("TQDM_DISABLE", "1")
-    cli(prog_name="python -m claims")
+    try:
+        code = cli.main(prog_name="python -m claims", standalone_mode=False)
+    except (KeyboardInterrupt, click.Abort) as exc:
+        if isinstance(exc, click.Abort) and not isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except OSError as exc:
+        if exc.errno != errno.EPIPE:
+            raise
+        sys.stdout = None  # type: ignore[assignment]  # the reader went away (| head): nothing more to say
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -100,6 +100,8 @@ class Context:
         self._store = store
         self._upstream = upstream
         self.files: dict[str, str] = {}
+        self.items: dict[str, bytes] = {}  # name -> gzipped JSON lines, committed beside the result
+        self.item_rows: dict[str, list[dict[str, Any]]] = {}
         self.recorded: dict[str, Any] = {}
 
     # ---- reading ----------------------------------------------------------------------------
@@ -124,6 +126,17 @@ class Context:
         with os.fdopen(fd, "w") as handle:
             json.dump(data, handle, sort_keys=True)
         return self._register(name, Path(tmp), ".json")
+
+    def save_items(self, name: str, rows: list[dict[str, Any]]) -> None:
+        """Commit the per-item rows an estimate is computed from (ids, labels, scores, outcomes,
+        generated text) beside the result, so that `claims recompute` can rebuild it (claims/items.py)."""
+        from claims.items import decode, encode
+
+        if name in self.items:
+            raise ExperimentError(f"{self.node.label}: items {name!r} saved twice")
+        data = encode(name, rows)
+        self.items[name] = data
+        self.item_rows[name] = decode(data, name)  # what a reader will get back, types included
 
     def _register(self, name: str, path: Path, suffix: str) -> str:
         if name in self.files:

@@ -7,8 +7,20 @@ Rules (each finding names file:line):
   headline-not-cited     a headline claim that no content file cites
   banned-phrase          an overclaiming phrase from claims/banned_phrases.txt
   control-missing        a required claim with neither a control nor a written reason
-  criterion-changed      a preregistered claim whose criterion changed after preregistration
-                         without a reason in its criterion_changes (read from git)
+  criterion-changed      a claim ever declared preregistered whose criterion changed afterwards
+                         without a reason in its criterion_changes (read from git; dropping the
+                         flag is itself such a change)
+  criterion-note         a criterion_changes note naming a commit that does not exist or did not
+                         change the claim's criterion (or the field it names)
+  history-unavailable    no full git history (a shallow clone, a tarball): nothing above can be checked
+  baseline-missing       a headline claim that expects an effect names no baselines and gives no
+                         why_no_baseline
+  control-unmatched      a control that ranks the effect among random draws (rank) declares neither
+                         matched_on nor why_unmatched
+  null-unbounded         a null claim declares neither its metric's range nor the rate it moves from
+                         (headroom), so its room to fail cannot be checked
+  headline-not-standing  a headline claim that is not verified (failed, blocked, stale, error) and
+                         carries no waiver
 Allowed phrases (content/allowed-numbers.yaml: [{phrase, reason}]) cover names such as
 "Gemma 3"; each must say why the number in it is not a measurement.
 """
@@ -80,8 +92,21 @@ def prose_numbers(text: str, allowed: list[str]) -> list[tuple[int, str]]:
     return found
 
 
+def _headline_outcomes(project: Project, specs: dict[str, ClaimSpec]) -> list[Any]:
+    """The verify outcome (nothing run) of every headline claim, dependencies propagated."""
+    if not any(s.headline for s in specs.values()):
+        return []
+    from claims.verify import verify
+
+    outcomes, _ = verify(project, specs, run=False)
+    return [o for o in outcomes if o.headline]
+
+
 def run_coverage(project: Project, specs: dict[str, ClaimSpec]) -> dict[str, Any]:
+    from claims.history import available
+
     findings: list[dict[str, str]] = []
+    history_problem = available(project.root)
 
     def add(rule: str, where: str, message: str) -> None:
         findings.append({"rule": rule, "where": where, "message": message})
@@ -96,6 +121,11 @@ def run_coverage(project: Project, specs: dict[str, ClaimSpec]) -> dict[str, Any
         for lineno, number in prose_numbers(text, allowed):
             add("number-without-claim", f"{rel}:{lineno}",
                 f"{number!r} is typed by hand: cite a claim, or list the phrase in content/allowed-numbers.yaml")
+        from site_build.common.prose import typed_numbers  # numbers made inside {{ }} (literals, arithmetic)
+
+        for lineno, number in typed_numbers(text, rel):
+            add("number-without-claim", f"{rel}:{lineno}", f"{number!r} is made by a template expression, not read "
+                "from a claim: cite a claim field instead")
         for lineno, line in enumerate(text.splitlines(), 1):
             ids = [m.group(1) for m in CITE.finditer(line)]
             ids += [q.group(1) for m in RESTS_ON.finditer(line) for q in QUOTED.finditer(m.group(1))]
@@ -115,14 +145,36 @@ def run_coverage(project: Project, specs: dict[str, ClaimSpec]) -> dict[str, Any
             add("headline-not-cited", where, f"headline claim {spec.id!r} is never cited in content/")
         if spec.status == "required" and spec.control == "none" and not (spec.why_no_control or "").strip():
             add("control-missing", where, "no control and no written reason")
-        if spec.preregistered:
-            from claims.history import history, undocumented_after_preregistration
+        if spec.headline and spec.expect == "effect" and not spec.baselines and not (spec.why_no_baseline or "").strip():
+            add("baseline-missing", where, f"headline claim {spec.id!r} expects an effect but names no baselines "
+                "(the model's confidence, length, the question's family, a format regex...) and no why_no_baseline")
+        control = spec.control_spec
+        if control is not None and control.rank is not None and not control.matched_on \
+                and not (control.why_unmatched or "").strip():
+            add("control-unmatched", where, f"the control of {spec.id!r} ranks the effect among random draws but "
+                "declares no matched_on (covariates and tolerances) and no why_unmatched")
+        if spec.expect == "null" and spec.status == "required" and spec.range is None and spec.headroom is None:
+            add("null-unbounded", where, f"null claim {spec.id!r} declares neither range (its metric's bounds) nor "
+                "headroom (the rate it moves from): its room to fail cannot be checked")
+        if history_problem is None:
+            from claims.history import history, note_problems, undocumented_after_preregistration
 
-            for change in undocumented_after_preregistration(history(project, spec)):
+            changes = history(project, spec)
+            for change in undocumented_after_preregistration(changes):
                 when = f"in {change.commit} ({change.date[:10]})" if change.commit else "in the work tree"
                 add("criterion-changed", where,
                     f"preregistered claim {spec.id!r}: {change.field} changed {when} from {change.was!r} to "
                     f"{change.now!r}; record why in criterion_changes (commit or field, and why)")
+            for problem in note_problems(project, spec, changes):
+                add("criterion-note", where, f"{spec.id!r}: {problem}")
+    if history_problem is not None:
+        add("history-unavailable", project.rel(project.specs_dir),
+            f"the criterion history cannot be checked: {history_problem}")
+    for outcome in _headline_outcomes(project, specs):
+        if outcome.status != "verified" and not outcome.waiver:
+            why = f": {outcome.reason}" if outcome.reason else (f": {outcome.problems[0]}" if outcome.problems else "")
+            add("headline-not-standing", project.rel(project.specs_dir / f"{outcome.id}.yaml"),
+                f"headline claim {outcome.id!r} is {outcome.status}{why}; fix it, or record a waiver with its reason")
     without_control = {s.id: s.why_no_control for s in specs.values() if s.control == "none"}
     not_required = {s.id: f"{s.status}: {s.reason}" for s in specs.values() if s.status != "required"}
     summary = (f"{len(findings)} finding(s); {len(specs)} claims, {len(files)} content files, "

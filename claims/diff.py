@@ -6,9 +6,13 @@ assertions, metric, expectation, power, uncertainty and configs, as claims.histo
 Both states are judged by the engine that runs `diff`, so that a difference comes from the specs,
 results and experiment code of the two revisions, not from a change of the engine's own rules.
 
-A revision's state is computed in a copy of its tree (`git archive`, into a temporary folder) by a
-`verify --no-run` subprocess, then cached in build/diff/ under the commit and the engine's hash:
-a commit's state does not change.
+A revision's state is computed in a copy of its tree (`git archive`, into a temporary folder;
+members that are links leading out of the tree are skipped, with a warning), then cached in
+build/diff/ under the commit, the engine's hash and the mode: a commit's state does not change.
+By default nothing of the revision is imported: its state is what its specs say of its committed
+results (claims.revision), so that reviewing a branch never runs its code. `--trust-revision`
+instead runs `verify --no-run` on the copy in a subprocess, which executes the revision's
+experiment modules (imports them to check that its results are fresh), and says so.
 
 What a claim's entry flags (in this order):
   added / removed   the claim exists in one state only
@@ -39,6 +43,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import click
 import yaml
 
 from claims.errors import ClaimsError
@@ -247,11 +252,31 @@ def engine_hash() -> str:
     return digest.hexdigest()
 
 
-def at_revision(project: Project, commit: str, label: str, overrides: dict[str, Any] | None = None) -> State:
-    """The claims at a commit, computed in a copy of its tree (cached in build/diff/)."""
+def _extract(archive: bytes, tree: Path) -> list[str]:
+    """Unpack a revision's tar into `tree`; members the data filter refuses (an absolute link, a
+    link or path leading out of the tree, a device) are skipped and named in the result."""
+    skipped: list[str] = []
+
+    def keep(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+        try:
+            return tarfile.data_filter(member, dest)
+        except tarfile.FilterError as exc:
+            skipped.append(f"{member.name} ({type(exc).__name__}: {exc})")
+            return None
+
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tree, filter=keep)
+    return skipped
+
+
+def at_revision(project: Project, commit: str, label: str, overrides: dict[str, Any] | None = None,
+                trust: bool = False) -> State:
+    """The claims at a commit, computed in a copy of its tree (cached in build/diff/): from its specs
+    and committed results, or, trusting it, by a `verify --no-run` that imports its code."""
     from claims.provenance import canonical_json
 
-    key = hashlib.sha256(canonical_json([commit, engine_hash(), overrides or {}]).encode()).hexdigest()[:16]
+    mode = "trusted" if trust else "committed"
+    key = hashlib.sha256(canonical_json([commit, engine_hash(), overrides or {}, mode]).encode()).hexdigest()[:16]
     cached = project.build_dir / "diff" / f"{commit[:12]}-{key}.json"
     if cached.is_file():
         try:
@@ -265,40 +290,57 @@ def at_revision(project: Project, commit: str, label: str, overrides: dict[str, 
         archive = subprocess.run(["git", "archive", "--format=tar", commit], cwd=project.root, capture_output=True)
         if archive.returncode != 0:
             raise ClaimsError(f"cannot read commit {commit[:12]}: {archive.stderr.decode().strip()}")
-        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-            tar.extractall(tree, filter="data")
+        for member in _extract(archive.stdout, tree):
+            click.echo(f"diff: {label}: skipped {member}", err=True)
         root = tree / prefix
-        report = Path(tmp) / "verify.json"
-        args = [sys.executable, "-m", "claims", "--project", str(root)]
-        for k, v in (overrides or {}).items():
-            args += ["--set", f"{k}={json.dumps(v)}"]
-        proc = subprocess.run([*args, "verify", "--no-run", "--json", str(report)], cwd=tmp, capture_output=True,
-                              env={**_env(), "CI": "1"}, timeout=1800)
-        if proc.returncode not in (0, 1) or not report.is_file():
-            why = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-            raise ClaimsError(f"cannot check the claims at {label}: " + (why[-1] if why else f"exit {proc.returncode}"))
-        outcomes = json.loads(report.read_text())["claims"]
+        if trust:
+            outcomes = _verify_trusted(root, label, overrides, Path(tmp))
+        else:
+            from claims.revision import judge
+
+            try:
+                outcomes = judge(root, overrides)
+            except ClaimsError as exc:
+                raise ClaimsError(f"cannot check the claims at {label}: {exc.message}") from None
         state = state_of(outcomes, Project.at(root).specs_dir, label, commit)
     cached.parent.mkdir(parents=True, exist_ok=True)
     cached.write_text(json.dumps({k: asdict(v) for k, v in state.claims.items()}, sort_keys=True))
     return state
 
 
+def _verify_trusted(root: Path, label: str, overrides: dict[str, Any] | None, tmp: Path) -> list[dict[str, Any]]:
+    """`verify --no-run` on a copy of the revision, in a subprocess: it imports (runs) its code."""
+    click.echo(f"diff: --trust-revision: running the experiment code of {label} to check its results", err=True)
+    report = tmp / "verify.json"
+    args = [sys.executable, "-m", "claims", "--project", str(root)]
+    for k, v in (overrides or {}).items():
+        args += ["--set", f"{k}={json.dumps(v)}"]
+    proc = subprocess.run([*args, "verify", "--no-run", "--json", str(report)], cwd=tmp, capture_output=True,
+                          env={**_env(), "CI": "1"}, timeout=1800)
+    if proc.returncode not in (0, 1) or not report.is_file():
+        why = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise ClaimsError(f"cannot check the claims at {label}: " + (why[-1] if why else f"exit {proc.returncode}"))
+    return json.loads(report.read_text())["claims"]
+
+
 def _env() -> dict[str, str]:
+    """The environment of the trusted subprocess: this engine (the one running `diff`) first on its
+    path, whatever else PYTHONPATH held left out."""
     import os
 
-    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    engine = str(Path(__file__).resolve().parents[1])
+    return {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "PYTHONPATH": engine}
 
 
 def diff(project: Project, rev: str | None = None, to: str | None = None,
-         overrides: dict[str, Any] | None = None) -> Diff:
+         overrides: dict[str, Any] | None = None, trust: bool = False) -> Diff:
     commit, label = resolve(project, rev)
-    old = at_revision(project, commit, label, overrides)
+    old = at_revision(project, commit, label, overrides, trust)
     if to is None:
         new = work_tree(project, overrides)
     else:
         new_commit, new_label = resolve(project, to)
-        new = at_revision(project, new_commit, new_label, overrides)
+        new = at_revision(project, new_commit, new_label, overrides, trust)
     return compare(old, new)
 
 

@@ -47,7 +47,11 @@ result is byte-identical whichever executor made it.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import inspect
 import json
+import sys
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -55,12 +59,71 @@ from pydantic import BaseModel, ValidationError
 
 from claims.errors import ExperimentError, SpecError
 from claims.node import Node
-from claims.provenance import canonical_json, sha256_text
+from claims.provenance import ENGINE_PACKAGE, canonical_json, sha256_text
 from claims.resources import Resources, declared
+
+#: Folders whose modules may be experiments: project roots (Project.activate registers them).
+_ROOTS: set[Path] = set()
+#: Modules already found to be experiments of a registered root (checked once per process).
+_CHECKED: set[str] = set()
+_RULE = "an experiment is a module inside the project that defines run(config, ctx)"
+
+
+def allow_root(root: Path) -> None:
+    """Let modules under `root` (a project's folder) be experiments."""
+    _ROOTS.add(root.resolve())
+
+
+def _outside(path: Path) -> str:
+    """What a module's place is when no experiment lives there (empty when it is in a project)."""
+    if {"site-packages", "dist-packages"} & set(path.parts):
+        return "an installed package"
+    if any(path.is_relative_to(Path(p).resolve()) for p in (sys.base_prefix, sys.base_exec_prefix)):
+        return "part of Python's standard library"
+    if any(path.is_relative_to(Path(p).resolve()) for p in (sys.prefix, sys.exec_prefix)):
+        return "an installed package"
+    if not any(path.is_relative_to(root) for root in _ROOTS):
+        return "outside the project"
+    return ""
+
+
+def check_location(name: str, where: str) -> None:
+    """Refuse, before importing anything, a module that is not the project's own (`subprocess`,
+    `pdb`, `os`, an installed package, the engine): its `run` would be called with the claim's
+    config. Finding a dotted module imports its parent packages, so the top level is checked first."""
+    if name in _CHECKED:
+        return
+    parts = name.split(".")
+    if parts[0] == ENGINE_PACKAGE:
+        raise SpecError(f"{where}: {name!r} is part of the claims engine, not an experiment: {_RULE}")
+    for depth in (1, len(parts)):
+        try:
+            spec = importlib.util.find_spec(".".join(parts[:depth]))
+        except (ImportError, ValueError):
+            return  # not importable: the import reports it with its reason
+        if spec is None:
+            return
+        places = [spec.origin] if spec.has_location and spec.origin else list(spec.submodule_search_locations or [])
+        if not places:
+            raise SpecError(f"{where}: {name!r} is built into Python, not an experiment of this project: {_RULE}")
+        for place in places:
+            what = _outside(Path(place).resolve())
+            if what:
+                raise SpecError(f"{where}: {name!r} is not an experiment of this project (it is {what}): {_RULE}")
+    _CHECKED.add(name)
+
+
+def _takes_config_and_ctx(run: object) -> bool:
+    try:
+        inspect.signature(run).bind(None, None)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def load_module(name: str, where: str) -> ModuleType:
-    """Import an experiment module; errors name the spec field that points at it."""
+    """Import an experiment module of the project; errors name the spec field that points at it."""
+    check_location(name, where)
     try:
         module = importlib.import_module(name)
     except ModuleNotFoundError as exc:
@@ -70,6 +133,8 @@ def load_module(name: str, where: str) -> ModuleType:
         raise ExperimentError(f"{where}: importing {name!r} raised {type(exc).__name__}: {exc}") from None
     if not callable(getattr(module, "run", None)):
         raise ExperimentError(f"{where}: experiment {name!r} does not expose run(config, ctx)")
+    if not _takes_config_and_ctx(module.run):
+        raise SpecError(f"{where}: {name}.run does not take (config, ctx): {_RULE}")
     return module
 
 

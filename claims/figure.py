@@ -28,9 +28,10 @@ control's interval or range of draws, else the equivalence margin of its `power`
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
 FIELD_PATTERN = r"^(control\.)?[A-Za-z_][\w]*(\.[\w-]+)*$"
 PRESETS: dict[str, dict[str, Any]] = {
@@ -41,6 +42,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "y": {"label": "Steering effect", "unit": "pp"},
         "reference": [{"value": 0.5, "axis": "x", "label": "chance"}, {"value": 0, "axis": "y", "label": "no effect"}]},
 }
+
+
+#: A d3-format specifier (https://d3js.org/d3-format#locale_format), as vega-lite reads `format`.
+D3_FORMAT = re.compile(r"^(?:.?[<>=^])?[-+( ]?[$#]?0?(?P<width>\d+)?,?(?:\.(?P<precision>\d+))?~?[efgrs%pbodxXcn]?$")
+MAX_WIDTH, MAX_PRECISION = 40, 20
 
 
 class _Strict(BaseModel):
@@ -57,11 +63,26 @@ class Axis(_Strict):
         description="d3-format of the tick labels, e.g. '.2f' or '+.0f'; '.0%' shows fractions as "
         "percentages. Default: a percentage when the statement formats the metric with %, else automatic.")
 
+    @field_validator("format")
+    @classmethod
+    def _d3_format(cls, value: str | None) -> str | None:
+        """Checked here, so that a bad format is file:line, not a JavaScript stack from the renderer."""
+        if value is None:
+            return value
+        match = D3_FORMAT.match(value)
+        if not match:
+            raise ValueError(f"{value!r} is not a d3 format ([[fill]align][sign][$#][0][width][,][.precision][~]"
+                             "[type], e.g. '.2f', '+.0f', '.0%')")
+        if int(match["width"] or 0) > MAX_WIDTH or int(match["precision"] or 0) > MAX_PRECISION:
+            raise ValueError(f"{value!r}: width at most {MAX_WIDTH}, precision at most {MAX_PRECISION}")
+        return value
+
 
 class Reference(_Strict):
     """A reference line drawn across the chart."""
 
-    value: float = Field(description="Where the line is, in the axis' units (e.g. 0.5 for chance AUROC).")
+    value: float = Field(allow_inf_nan=False,
+                         description="Where the line is, in the axis' units (e.g. 0.5 for chance AUROC).")
     label: str = Field(default="", description="What the line is, e.g. 'chance'.")
     axis: Literal["x", "y"] | None = Field(
         default=None, description="Which axis the value is on (default: the panel's value axis).")

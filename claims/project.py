@@ -86,7 +86,11 @@ class Project:
             raise ClaimsError(f"{where} is not writable: {exc.strerror}") from None
 
     def activate(self) -> None:
-        """Make the project's modules importable (experiments are named by module path)."""
+        """Make the project's modules importable (experiments are named by module path), and let
+        them, and only modules of a project, be experiments."""
+        from claims.experiment import allow_root
+
+        allow_root(self.root)
         if str(self.root) not in sys.path:
             sys.path.insert(0, str(self.root))
 

@@ -36,6 +36,14 @@ _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<user>[^/\s:
 _BEARER = re.compile(r"(?<![\w-])(?P<kind>Bearer|Basic|Token)\s+"
                      r"(?P<secret>(?=[A-Za-z0-9._~+/=\-]*\d)[A-Za-z0-9._~+/=\-]{8,}|[A-Za-z0-9._~+/=\-]{20,})", re.I)
 _SECRET_ASSIGN = re.compile(r"(?P<key>[A-Za-z_][\w\-]*)(?P<eq>\s*[=:]\s*)(?P<value>[^\s,;&'\"]+)")
+#: A credential by its shape, anywhere in a text: a provider's prefix and a long tail (OpenAI,
+#: Anthropic, Stripe, Hugging Face, GitHub, Slack, AWS, Google OAuth) or a JSON web token.
+_CREDENTIAL = re.compile(
+    r"(?<![A-Za-z0-9])(?:sk-(?=[A-Za-z0-9_\-]*\d)[A-Za-z0-9_\-]{20,}|[sr]k_(?:live|test)_[A-Za-z0-9]{16,}"
+    r"|hf_[A-Za-z0-9]{30,}|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}|xox[abpr]-[A-Za-z0-9\-]{10,}"
+    r"|AKIA[0-9A-Z]{16}|ya29\.[A-Za-z0-9_\-]{20,}|eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,})")
+#: Environment values shorter than this are not looked for in texts (they would match words).
+_MIN_ENV_SECRET = 8
 _RECORDED_ENV = re.compile(r"^(CLAIMS_|HF_|TRANSFORMERS_|OMP_|MKL_|CUDA_|TORCH_|OPENAI_|PYTHONHASHSEED$)")
 REDACTED = "<redacted>"
 
@@ -179,6 +187,22 @@ def git_state(root: Path) -> dict[str, Any]:
         return {"commit": None, "dirty": None}
 
 
+def untracked_files(root: Path, paths: Iterable[str]) -> list[str]:
+    """Those of `paths` (relative to root) that git does not track: code a result would depend on
+    that no commit holds. Empty outside a git checkout (git_state says so there)."""
+    paths = sorted(paths)
+    if not paths:
+        return []
+    try:
+        proc = subprocess.run(["git", "ls-files", "-z", "--", *paths], cwd=root, capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    if proc.returncode != 0:
+        return []
+    tracked = {p for p in proc.stdout.decode("utf-8", "replace").split("\0") if p}
+    return [p for p in paths if p not in tracked]
+
+
 def platform_info() -> dict[str, Any]:
     return {
         "python": platform.python_version(),
@@ -196,11 +220,48 @@ def looks_secret(name: str, value: str) -> bool:
     return bool(_SECRET_NAME.search(name)) or bool(_SECRET_VALUE.search(value.strip()))
 
 
+def environment_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The values of environment variables whose names say secret (OPENAI_API_KEY, HF_TOKEN, ...):
+    what an experiment's error message or result could carry into a record. Longest first."""
+    environ = os.environ if environ is None else environ
+    values = {v.strip() for k, v in environ.items()
+              if _SECRET_NAME.search(k) and len(v.strip()) >= _MIN_ENV_SECRET and not v.startswith("/")}
+    return sorted(values, key=len, reverse=True)
+
+
+def find_credential(text: str) -> str | None:
+    """The first credential in a text (by its shape, or an environment secret's value), else None."""
+    match = _CREDENTIAL.search(text)
+    if match:
+        return match.group(0)
+    return next((v for v in environment_secrets() if v in text), None)
+
+
+def credential_path(data: Any, path: str = "") -> str | None:
+    """Where in a JSON-like structure a credential sits ('values.note', 'estimates.x.method'), or None."""
+    if isinstance(data, str):
+        return (path or "(value)") if find_credential(data) else None
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list | tuple) else ()
+    for key, value in items:
+        if isinstance(key, str) and find_credential(key):
+            return f"{path}.{{key}}" if path else "{key}"
+        found = credential_path(value, f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else key)
+        if found:
+            return found
+    return None
+
+
 def redact_text(text: str) -> str:
-    """Credentials inside a text: the password of https://user:pw@host, a Bearer/Basic token,
-    and the value of key=value pairs whose key names a secret (api_key=..., token: ...)."""
+    """Credentials inside a text: the value of a secret environment variable wherever it appears,
+    a token shaped like a provider's key (sk-..., hf_..., ghp_...), the password of
+    https://user:pw@host, a Bearer/Basic token, and the value of key=value pairs whose key names a
+    secret (api_key=..., token: ...). Every path that records text goes through here."""
     from claims.spec import secret_key
 
+    for value in environment_secrets():
+        if value in text:
+            text = text.replace(value, REDACTED)
+    text = _CREDENTIAL.sub(REDACTED, text)
     text = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
     text = _BEARER.sub(lambda m: f"{m['kind']} {REDACTED}", text)
     return _SECRET_ASSIGN.sub(

@@ -61,6 +61,7 @@ def _now() -> str:
 class Runner:
     def __init__(self, project: Project, clean: bool = False):
         self.project = project
+        project.activate()  # its modules are the experiments (claims.experiment.check_location)
         self.store = Store(project)
         self._states: dict[Node, NodeState] = {}
         self._assessing: list[Node] = []
@@ -236,6 +237,7 @@ class Runner:
                 signal.signal(signal.SIGTERM, previous)
         wall = time.monotonic() - started
         result = self._validated(node, raw, ctx, record)
+        self._check_recompute(node, module, result, ctx, record)
         record["lifecycle"].append({"status": "completed", "at": _now()})
         sidecar = scrub({
             "experiment": node.experiment,
@@ -254,11 +256,11 @@ class Runner:
             "environment": prov.recorded_environment(),
             "argv": prov.redact_argv(self.argv),
             "overrides": self.overrides,
-            "git": prov.git_state(self.project.root),
+            "git": self._git(material),
             "wall_time_s": round(wall, 3),
             "lifecycle": record["lifecycle"],
         })
-        self.store.write(node, result, sidecar)
+        self.store.write(node, result, sidecar, ctx.items)
         self.store.write_run_record(node, record)
         self.store.clear_checkpoint(key)
         log(f"ran {node.label} in {wall:.1f}s (key {key[:12]})")
@@ -287,6 +289,33 @@ class Runner:
                                  "(killed, or its machine was lost)"}]
         return lifecycle if last == "interrupted" else []
 
+    def _git(self, material: dict[str, Any]) -> dict[str, Any]:
+        """Commit and dirtiness; code the experiment imports that git does not track makes it dirty."""
+        state = dict(prov.git_state(self.project.root))
+        if state.get("commit"):
+            untracked = prov.untracked_files(self.project.root, material["code"])
+            if untracked:
+                state.update(dirty=True, untracked=untracked)
+        return state
+
+    def _check_recompute(self, node: Node, module: Any, result: Result, ctx: Context, record: dict[str, Any]) -> None:
+        """The rows a run saved must give back its estimates through the module's recompute()."""
+        if not ctx.items or not callable(getattr(module, "recompute", None)):
+            return
+        from claims.items import compare
+
+        try:
+            again = module.recompute(ctx.item_rows, node.config)
+        except Exception as exc:  # the experiment's own code: its error, with where it was
+            error = f"recompute() raised {type(exc).__name__}: {exc}"
+        else:
+            bad = [r for r in compare(result, again) if not r[3]]
+            error = "; ".join(f"{n}: run gave {a}, recompute() on its rows gives {b}" for n, a, b, _ in bad)
+        if error:
+            record["lifecycle"].append({"status": "failed", "at": _now(), "error": error})
+            self.store.write_run_record(node, record)
+            raise ExperimentError(f"{node.label}: its per-item rows do not give back its estimates: {error}")
+
     def _validated(self, node: Node, raw: Any, ctx: Context, record: dict[str, Any]) -> Result:
         try:
             result = raw if isinstance(raw, Result) else Result.model_validate(raw)
@@ -298,6 +327,13 @@ class Runner:
             record["lifecycle"].append({"status": "failed", "at": _now(), "error": f"bad result: {message}"})
             self.store.write_run_record(node, record)
             raise ExperimentError(f"{node.label} returned an invalid result: {message}") from None
+        leak = prov.credential_path(result.model_dump(mode="json"))
+        if leak:  # results are committed and published: a key in one would leak with it
+            message = f"{leak} holds what looks like a credential (a key or token); results are committed and " \
+                      "published, so this one is refused"
+            record["lifecycle"].append({"status": "failed", "at": _now(), "error": f"bad result: {message}"})
+            self.store.write_run_record(node, record)
+            raise ExperimentError(f"{node.label} returned an invalid result: {message}")
         return result
 
 

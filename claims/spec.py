@@ -27,6 +27,7 @@ from claims.figure import LOCATION_TAGS, Axis, FigureField
 from claims.resources import Resources
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+MAX_ID_LENGTH = 80  # ids name files (build/site/claims/<id>.html, figures): far below NAME_MAX
 MODULE_PATTERN = r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$"
 
 
@@ -35,7 +36,8 @@ SPEC_SUFFIXES = (".yaml", ".yml")
 _NOT_FIELDS = {"level"}
 #: Key segments that mark a secret (api_key, hf_token, password, client_secret, ...): a secret
 #: never belongs in a spec or a config, which enter keys, sidecars and the site.
-_SECRET_SEGMENTS = {"key", "apikey", "token", "password", "passwd", "pwd", "secret", "credential", "credentials"}
+_SECRET_SEGMENTS = {"key", "apikey", "token", "password", "passwd", "pwd", "secret", "credential", "credentials",
+                    "creds", "cred", "bearer", "auth", "cookie", "session"}
 _FORMAT_SPEC = re.compile(
     r"^(?:.?[<>=^])?[+\- ]?z?#?0?(?P<width>\d+)?[,_]?(?:\.(?P<precision>\d+))?[bcdeEfFgGnosxX%]?$")
 MAX_FORMAT_WIDTH = 40
@@ -73,12 +75,31 @@ def check_config_values(config: Any, path: str = "config") -> list[str]:
                 problems.append(f"{here}: looks like a secret; pass secrets through the environment, never a config")
             else:
                 problems += check_config_values(value, here)
+    elif isinstance(config, str):
+        from claims.provenance import find_credential
+
+        if find_credential(config):
+            problems.append(f"{path}: its value looks like a credential; pass secrets through the environment, "
+                            "never a config")
     elif isinstance(config, list | tuple):
         for i, value in enumerate(config):
             problems += check_config_values(value, f"{path}[{i}]")
     elif isinstance(config, float) and (math.isnan(config) or math.isinf(config)):
         problems.append(f"{path}: {config} is not a finite number")
     return problems
+
+
+def expr_fields_in_statement(text: str) -> list[str]:
+    """The fields a statement prints: {control.rank_p:.2f} -> control.rank_p."""
+    return [name.split("[")[0] for _, name, _, _ in string.Formatter().parse(text) if name]
+
+
+def valid_config(value: dict[str, Any]) -> dict[str, Any]:
+    """A config without secrets or non-finite numbers (a pydantic validator of every `config` field)."""
+    problems = check_config_values(value)
+    if problems:
+        raise ValueError("; ".join(p.removeprefix("config.") for p in problems))
+    return value
 
 
 def check_statement(text: str) -> str:
@@ -116,6 +137,54 @@ class Uncertainty(_Strict):
     level: float = Field(gt=0, lt=1, description="Coverage of the interval, e.g. 0.95.")
 
 
+DEFAULT_BALANCE = 0.1
+
+
+class Rank(_Strict):
+    """A control that ranks the real effect among random draws (a permutation or random-set test)."""
+
+    p: str = Field(default="rank_p", description="Field of the control's result holding the rank p-value.")
+    draws: str = Field(default="draws", description="Field of the control's result holding the number of draws.")
+    sided: Literal["one", "two"] = Field(description="one: draws at least as extreme in the claimed direction; "
+                                         "two: in either direction.")
+    alpha: float = Field(default=0.05, gt=0, lt=1, description="The threshold the rank p is judged against.")
+    min_draws: int = Field(default=0, ge=0, description="The fewest draws this kind of control needs "
+                           "(e.g. 100 for probes, 32 for sweeps); fewer fails the claim.")
+
+
+class Baseline(_Strict):
+    """A trivial baseline scored on the same items: the claim must say whether it beats the strongest."""
+
+    label: str = Field(min_length=1, description="What the baseline is, for readers: 'answer length'.")
+    experiment: str | None = Field(default=None, pattern=MODULE_PATTERN, description=(
+        "Module that scores the baseline (run like a control); without it, the fields are read from the "
+        "claim's own result (control.<name> reads its control's)."))
+    config: dict[str, Any] = Field(default_factory=dict, description="Config of the baseline's run.")
+    value: str | None = Field(default=None, description="Field holding the baseline's own score (shown).")
+    difference: str = Field(description="Estimate field of the paired difference, claim minus baseline on the "
+                            "same items, signed so that positive favours the claim; it carries its interval.")
+
+    _config_values = field_validator("config")(classmethod(lambda cls, value: valid_config(value)))
+
+
+class Headroom(_Strict):
+    """The rate an effect moves from, for a null on a bounded scale: the margin must fit in the room
+    the rate leaves towards each bound tested."""
+
+    rate: str = Field(description="Field holding the baseline (unsteered) rate, e.g. unsteered_compliance.")
+    range: tuple[float, float] = Field(description="The rate's bounds, e.g. [0, 1] or [0, 100].")
+    per_unit: float = Field(default=1.0, gt=0, description="Rate units moved by one unit of the metric over the "
+                            "design (e.g. the span of alpha for a slope per unit of alpha).")
+    sides: Literal["both", "up", "down"] = Field(default="both", description="Directions the null is tested in.")
+
+
+class Audit(_Strict):
+    """An audit of a judge against labels: the result must say who labelled, that the labels were
+    made blind to the judge, and how many unique items they cover."""
+
+    min_unique: int = Field(default=200, ge=1, description="The fewest unique items the audit must label.")
+
+
 class ControlSpec(_Strict):
     experiment: str = Field(pattern=MODULE_PATTERN, description="Module exposing run(config, ctx).")
     config: dict[str, Any] = Field(default_factory=dict, description="Config of the control run.")
@@ -129,6 +198,41 @@ class ControlSpec(_Strict):
     resources: Resources | None = Field(
         default=None, description="What one task of the control needs on Ray (num_cpus, num_gpus, memory); "
         "overrides the module's RESOURCES. Never part of the key.")
+    role: Literal["negative", "positive"] = Field(
+        default="negative",
+        description="negative: the control must be beaten (for a null: must not be); its words are 'beats "
+        "control' / 'control not beaten'. positive: a known effect the method must detect; its words are "
+        "'detected' / 'missed'.")
+    matched_on: dict[str, float] = Field(
+        default_factory=dict,
+        description="Covariates the control is matched on, each with its tolerance (a list of names takes "
+        f"the default |standardized mean difference| <= {DEFAULT_BALANCE}). The control's result must report "
+        "`balance: {covariate: achieved}`; verify fails a covariate that is missing or beyond its tolerance.")
+    rank: Rank | None = Field(
+        default=None,
+        description="For a control that ranks the real effect among random draws: which result fields hold "
+        "the rank p and the number of draws, the sidedness and the threshold. Required when the control "
+        "assertion reads a rank p; verify refuses a threshold the draws cannot reach (smallest p = "
+        "1/(draws+1) one-sided, 2/(draws+1) two-sided) and never calls a control beaten above it.")
+
+    why_unmatched: str | None = Field(
+        default=None, description="For a control that ranks among random draws without matched_on: why no "
+        "covariate could explain the effect.")
+
+    @field_validator("matched_on", mode="before")
+    @classmethod
+    def _matched_list(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return {str(name): DEFAULT_BALANCE for name in value}
+        return value
+
+    @field_validator("matched_on")
+    @classmethod
+    def _tolerances(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, tol in value.items():
+            if not (tol > 0 and math.isfinite(tol)):
+                raise ValueError(f"{name}: a tolerance must be a positive number, not {tol}")
+        return value
 
     @field_validator("assert_")
     @classmethod
@@ -138,13 +242,15 @@ class ControlSpec(_Strict):
             raise ValueError("reads no control.<field>: a control assertion must compare with the control")
         return value
 
-    @field_validator("config")
-    @classmethod
-    def _config_values(cls, value: dict[str, Any]) -> dict[str, Any]:
-        problems = check_config_values(value)
-        if problems:
-            raise ValueError("; ".join(p.removeprefix("config.") for p in problems))
-        return value
+    @model_validator(mode="after")
+    def _rank_declared(self) -> ControlSpec:
+        reads_rank = [n for n in _fields_read(self.assert_) if n.split(".")[-1].endswith("rank_p")]
+        if reads_rank and self.rank is None:
+            raise ValueError(f"reads {reads_rank[0]}: declare rank: {{sided: one|two, alpha: ...}} so that the "
+                             "engine checks the draws can reach the threshold")
+        return self
+
+    _config_values = field_validator("config")(classmethod(lambda cls, value: valid_config(value)))
 
 
 class Power(_Strict):
@@ -199,7 +305,8 @@ Control = Annotated[
 
 
 class ClaimSpec(_Strict):
-    id: str = Field(pattern=ID_PATTERN, description="Stable id; equals the file name without .yaml.")
+    id: str = Field(pattern=ID_PATTERN, max_length=MAX_ID_LENGTH,
+                    description="Stable id; equals the file name without .yaml (a page name: at most 80 characters).")
     title: str = Field(description="A short title for cards and tables.")
     statement: str = Field(
         description="The sentence a reader sees; numbers enter only as {fields} of the result."
@@ -239,6 +346,29 @@ class ClaimSpec(_Strict):
     why_no_control: str | None = Field(
         default=None, description="Required when control is 'none': why no control applies."
     )
+    baselines: list[Baseline] = Field(
+        default_factory=list, description="Trivial baselines scored on the same items (model confidence, length, "
+        "question family, a format regex, a bag of words); verify reports the claim against the strongest.")
+    why_no_baseline: str | None = Field(
+        default=None, description="A headline claim that expects an effect names baselines or says here why none applies.")
+    versus_baseline: Literal["beats", "does_not_beat"] | None = Field(
+        default=None, description="What the claim says of its strongest baseline: beats (its paired difference's "
+        "interval lies above zero) or does_not_beat. Default: beats for expect: effect, does_not_beat for a null.")
+    range: tuple[float, float] | None = Field(
+        default=None, description="The metric's bounds when it is bounded (a rate: [0, 1]; a percentage: [0, 100]); "
+        "a null's equivalence margin around `reference` must stay inside them.")
+    reference: float = Field(
+        default=0.0, description="The value a null's equivalence margin centres on (0 for a difference, 0.5 for "
+        "chance AUROC).")
+    headroom: Headroom | None = Field(
+        default=None, description="For a null about a change of a bounded rate: the rate it moves from; the margin "
+        "must fit in the room the rate leaves.")
+    audit: Audit | None = Field(
+        default=None, description="For a judge-audit claim: the result must report labeller, blind: true and "
+        "unique_items >= min_unique.")
+    waiver: str | None = Field(
+        default=None, description="Why a headline claim that does not stand is still shown (marked) rather than "
+        "fixed; without it such a claim fails coverage.")
     figure: FigureField | None = Field(
         default=None,
         description="The claim's chart: a preset name (estimate_vs_control, alpha_sweep, "
@@ -281,13 +411,7 @@ class ClaimSpec(_Strict):
     def _formats(cls, value: str) -> str:
         return check_statement(" ".join(value.split()))
 
-    @field_validator("config")
-    @classmethod
-    def _config_values(cls, value: dict[str, Any]) -> dict[str, Any]:
-        problems = check_config_values(value)
-        if problems:
-            raise ValueError("; ".join(p.removeprefix("config.") for p in problems))
-        return value
+    _config_values = field_validator("config")(classmethod(lambda cls, value: valid_config(value)))
 
     @field_validator("caption")
     @classmethod
@@ -321,7 +445,33 @@ class ClaimSpec(_Strict):
                              "a null from an underpowered test is not a finding")
         if self.expect == "effect" and self.power is not None:
             raise ValueError("power is for expect: null claims")
+        if self.baselines and (self.why_no_baseline or "").strip():
+            raise ValueError("why_no_baseline is only for claims without baselines")
+        if self.versus_baseline and not self.baselines:
+            raise ValueError("versus_baseline needs baselines")
+        if self.range is not None:
+            low, high = self.range
+            if math.isnan(low) or math.isnan(high) or not low < high:
+                raise ValueError(f"range {list(self.range)} must be two numbers, low < high (.inf for no bound)")
+            if not low <= self.reference <= high:
+                raise ValueError(f"reference {self.reference} lies outside range {list(self.range)}")
+        if self.headroom is not None and self.expect != "null":
+            raise ValueError("headroom is for expect: null claims (the room a null's margin must fit in)")
+        control = self.control_spec
+        printed = [n for n in expr_fields_in_statement(self.statement) if n.startswith("control.")
+                   and n.split(".")[-1].endswith("rank_p")]
+        if printed and control is not None and control.rank is None:
+            raise ValueError(f"the statement prints {printed[0]}: declare control.rank {{draws, sided, alpha}} so that "
+                             "the engine checks the draws can reach the threshold a reader will judge it by")
+        if self.waiver is not None and not self.waiver.strip():
+            raise ValueError("waiver needs a written reason")
         return self
+
+    @property
+    def baseline_expectation(self) -> str | None:
+        if not self.baselines:
+            return None
+        return self.versus_baseline or ("beats" if self.expect == "effect" else "does_not_beat")
 
     @property
     def where(self) -> str:

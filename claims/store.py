@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gzip
 import hashlib
 import json
 import os
@@ -38,6 +39,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from claims.errors import CacheError
 from claims.node import Node
 from claims.project import Project
 from claims.provenance import canonical_json, sha256_bytes, sha256_file
@@ -65,7 +67,8 @@ def temp_file(folder: Path, name: str) -> tuple[int, str]:
     return tempfile.mkstemp(dir=folder, prefix=f".{name}.{os.getpid()}-{HOST_TAG}.", suffix=".tmp")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def _staged(path: Path, data: bytes) -> str:
+    """`data` written and synced to a temp file beside `path` (removed again if that fails)."""
     fd, tmp = temp_file(path.parent, path.name)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -73,10 +76,31 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.flush()
             os.fchmod(handle.fileno(), FILE_MODE)
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        raise
+    return tmp
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    atomic_write_many({path: data})
+
+
+def atomic_write_many(files: dict[Path, bytes]) -> None:
+    """Write several files so that either all are replaced or none is: each is staged (written and
+    synced to a temp file) first, and only then are they renamed into place. A failure while
+    staging (a full disk) leaves the files as they were and no temp file behind."""
+    staged: dict[Path, str] = {}
+    try:
+        for path, data in files.items():
+            staged[path] = _staged(path, data)
+        for path, tmp in staged.items():
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp in staged.values():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         raise
 
 
@@ -115,8 +139,12 @@ def sidecar_integrity(sidecar: dict[str, Any]) -> str:
     return sha256_text(canonical_json({k: v for k, v in sidecar.items() if k != "integrity"}))
 
 
+def json_bytes(data: Any) -> bytes:
+    return (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
 def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode())
+    atomic_write_bytes(path, json_bytes(data))
 
 
 def result_bytes(result: Result) -> bytes:
@@ -177,18 +205,54 @@ class Store:
             return Stored(None, sidecar, f"{rel_r} is unreadable ({exc.strerror})")
         if sha256_bytes(data) != output["sha256"]:
             return Stored(None, sidecar, f"{rel_r} does not match its sidecar hash (edited or truncated)")
+        problem = self._items_problem(sidecar)
+        if problem:
+            return Stored(None, sidecar, problem)
         try:
             result = Result.model_validate_json(data)
         except ValidationError as exc:
             return Stored(None, sidecar, f"{rel_r} is not a valid result: {exc.errors()[0]['msg']}")
         return Stored(result, sidecar)
 
-    def write(self, node: Node, result: Result, sidecar: dict[str, Any]) -> None:
+    def _items_problem(self, sidecar: dict[str, Any]) -> str:
+        items = sidecar.get("items") or {}
+        if not isinstance(items, dict):
+            return "its sidecar's items are not a mapping"
+        for name, meta in items.items():
+            path = self.project.root / str((meta or {}).get("path", ""))
+            rel = self.project.rel(path)
+            if not isinstance(meta, dict) or not path.is_file():
+                return f"per-item rows {name!r} ({rel}) are missing"
+            if sha256_file(path) != meta.get("sha256"):
+                return f"per-item rows {rel} do not match the sidecar's hash (a row was edited)"
+        return ""
+
+    def write(self, node: Node, result: Result, sidecar: dict[str, Any], items: dict[str, bytes] | None = None) -> None:
+        """Rows first, then the result, then the sidecar that hashes both (each atomically): an
+        interrupted write leaves no sidecar that vouches for what is not there."""
+        from claims.items import SUFFIX, folder
+
         data = result_bytes(result)
+        listed: dict[str, Any] = {}
+        where = folder(self.result_path(node))
+        for name, blob in sorted((items or {}).items()):
+            path = where / f"{name}{SUFFIX}"
+            atomic_write_bytes(path, blob)
+            listed[name] = {"path": self.project.rel(path), "sha256": sha256_bytes(blob), "bytes": len(blob),
+                            "rows": gzip.decompress(blob).count(b"\n")}
+        if where.is_dir():  # rows of an earlier run under other names are not this result's
+            for old in where.glob(f"*{SUFFIX}"):
+                if old.name.removesuffix(SUFFIX) not in listed:
+                    old.unlink(missing_ok=True)
         sidecar = {**sidecar, "output": {"path": self.project.rel(self.result_path(node)), "sha256": sha256_bytes(data)}}
+        if listed:
+            sidecar["items"] = listed
         sidecar["integrity"] = sidecar_integrity(sidecar)  # refuses NaN and unserialisable values too
-        atomic_write_bytes(self.result_path(node), data)
-        atomic_write_json(self.sidecar_path(node), sidecar)
+        try:  # a result never lands without its sidecar: both are staged, then renamed
+            atomic_write_many({self.result_path(node): data, self.sidecar_path(node): json_bytes(sidecar)})
+        except OSError as exc:
+            raise CacheError(f"{node.label}: cannot write its result to {self.project.rel(self.result_path(node))}: "
+                             f"{exc.strerror or exc} (nothing was written; free space and run verify again)") from None
 
     def artifact_nodes(self) -> list[tuple[str, str]]:
         """(experiment, config_hash) of every stored result, for finding orphans."""
@@ -245,7 +309,11 @@ class Store:
         return record if isinstance(record, dict) else None
 
     def write_run_record(self, node: Node, record: dict[str, Any]) -> None:
-        atomic_write_json(self.run_record_path(node), record)
+        try:
+            atomic_write_json(self.run_record_path(node), record)
+        except OSError as exc:
+            raise CacheError(f"{node.label}: cannot write its run record to {self.run_record_path(node)}: "
+                             f"{exc.strerror or exc}") from None
 
     def lock_path(self, node: Node, part: str = "") -> Path:
         return self.cache / "locks" / f"{node.experiment}.{node.config_hash}{'.' + part if part else ''}.lock"

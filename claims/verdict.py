@@ -10,6 +10,10 @@ and claims.json all say the same thing: a renderer takes its words from here, ne
     null     does not hold       outside control range
     any      not evaluated       not evaluated
     any      no control          no control (reason given)
+    any      unbalanced, or too few draws   control not valid (why)
+
+A positive control (role: positive, a known effect the method must detect) reads "detected" /
+"missed", whatever the claim expects.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ CONTROL_WORDS: dict[tuple[str, bool], str] = {
     ("null", True): "within control range",
     ("null", False): "outside control range",
 }
+POSITIVE_WORDS = {True: "detected", False: "missed"}
+#: A control whose balance or draws fail the referee's checks (claims/referee.py) supports nothing.
+INVALID = "control not valid"
 NOT_EVALUATED = "not evaluated"
 NO_CONTROL = "no control (reason given)"
 #: Whether the words are good news for the claim (CSS classes: verdict-yes / verdict-no).
@@ -35,17 +42,21 @@ def control_verdict(expect: str, control: dict[str, Any]) -> str:
     """The words for a claim's control: from its expectation and whether the control assertion held."""
     if control.get("none"):
         return NO_CONTROL
+    if control.get("invalid"):
+        return f"{INVALID} ({control['invalid']})"
     holds = control.get("holds")
     if not control or holds is None:
         return NOT_EVALUATED
+    if control.get("role") == "positive":
+        return POSITIVE_WORDS[bool(holds)]
     return CONTROL_WORDS[(expect, bool(holds))]
 
 
 def verdict_class(words: str) -> str:
     """A CSS class for the words: yes when they support the claim as written, no when they do not."""
-    if words in ("beats control", "within control range"):
+    if words in ("beats control", "within control range", "detected"):
         return "verdict-yes"
-    if words in ("control not beaten", "outside control range"):
+    if words in ("control not beaten", "outside control range", "missed") or words.startswith(INVALID):
         return "verdict-no"
     return "verdict-none"
 

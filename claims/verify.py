@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from claims import expr
+from claims import expr, referee
 from claims.errors import ClaimsError, EvaluationFault, ExpressionError, GraphError
 from claims.executor import LocalExecutor
 from claims.experiment import make_node
@@ -54,6 +54,14 @@ class Outcome:
     power: dict[str, Any] = field(default_factory=dict)  # null claims: margin, mde, holds, text
     blocked_by: list[str] = field(default_factory=list)  # the claims that do not stand, upstream
     dirty: bool = False  # a result behind it was made from a work tree with uncommitted changes
+    waiver: str = ""  # why a claim that does not stand is still shown (marked)
+    baselines: list[dict[str, Any]] = field(default_factory=list)  # each: label, value, difference, ci, beats
+    baseline_verdict: str = ""  # 'beats the strongest baseline (...)' / 'does not beat ...' (claims.referee)
+    balance: dict[str, dict[str, Any]] = field(default_factory=dict)  # covariate: achieved, tolerance, ok
+    rank: dict[str, Any] = field(default_factory=dict)  # p, draws, sided, alpha, smallest_p, ok
+    headroom: dict[str, Any] = field(default_factory=dict)  # rate, range, room, need, ok
+    audit: dict[str, Any] = field(default_factory=dict)  # labeller, blind, unique_items, ok
+    items: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> name -> {path, rows, sha256}
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -115,6 +123,9 @@ class Verifier:
         if spec.control_spec:
             c = spec.control_spec
             nodes["control"] = make_node(c.experiment, c.config, self.where(spec, "control.experiment"))
+        for i, b in enumerate(spec.baselines):
+            if b.experiment:
+                nodes[f"baseline:{i}"] = make_node(b.experiment, b.config, self.where(spec, f"baselines[{i}].experiment"))
         return nodes
 
     def state(self, node: Node) -> NodeState:
@@ -136,13 +147,14 @@ class Verifier:
 
     def _check(self, spec: ClaimSpec) -> Outcome:
         out = Outcome(spec.id, spec.title, spec.kind, "failed", spec.headline, spec.section,
-                      expect=spec.expect, metric=spec.metric, figure=spec.figure_data, depends_on=list(spec.depends_on))
+                      expect=spec.expect, metric=spec.metric, figure=spec.figure_data, depends_on=list(spec.depends_on),
+                      waiver=spec.waiver or "")
         if spec.status != "required":
             out.status, out.reason = spec.status, spec.reason or ""
             return out
         out.control = ({"none": True, "why": spec.why_no_control} if spec.control == "none"
                        else {"experiment": spec.control.experiment, "description": spec.control.description,
-                             "assert": spec.control.assert_})
+                             "assert": spec.control.assert_, "role": spec.control.role})
         try:
             states = {role: self.state(node) for role, node in self.nodes(spec).items()}
         except GraphError as exc:  # a spec error: the command stops with exit 2
@@ -182,15 +194,19 @@ class Verifier:
                 out.control.update(value=cest.value, ci=list(cest.ci) if cest.ci else None, n=cest.n,
                                    level=cest.level, unit=cest.unit)
             holds = self._holds(spec.control.assert_, namespace, self.where(spec, "control.assert"), out)
-            out.control["holds"] = holds
             if holds is False:
                 out.problems.append(f"control assertion is false: {spec.control.assert_}")
+            holds = referee.check_control(spec, control_ns, out, holds)
+            out.control["holds"] = holds
         holds = self._holds(spec.assert_, namespace, self.where(spec, "assert"), out)
         out.assertion = {"expr": spec.assert_, "holds": holds}
         if holds is False:
             out.problems.append(f"assertion is false: {spec.assert_}")
         if spec.power is not None:
             self._power(spec, namespace, out)
+        referee.check_baselines(spec, namespace, {role: s.result for role, s in states.items()}, out)
+        referee.check_audit(spec, namespace, out)
+        referee.check_items(spec, states, out)
         typed = literal_numbers(spec.statement)
         if typed:
             out.problems.append(f"statement has hand-typed numbers {typed}: cite result fields instead")
@@ -206,6 +222,7 @@ class Verifier:
         interval within ±margin (equivalence)."""
         power = spec.power
         out.power = {"margin": power.margin, "mde_expr": power.mde, "why": power.why, "holds": None}
+        referee.check_headroom(spec, namespace, out)
         if power.mde:
             try:
                 mde = expr.evaluate(power.mde, namespace, self.where(spec, "power.mde"))
@@ -226,10 +243,13 @@ class Verifier:
         ci = out.ci
         if not ci:
             return  # check_interval has said why
-        out.power.update(interval=list(ci), holds=bool(-power.margin <= ci[0] and ci[1] <= power.margin))
+        ref = spec.reference
+        out.power.update(interval=list(ci), reference=ref,
+                         holds=bool(ref - power.margin <= ci[0] and ci[1] <= ref + power.margin))
         if not out.power["holds"]:
+            around = f" around {ref:g}" if ref else ""
             out.problems.append(f"null not shown: the interval {ci[0]:.3g} to {ci[1]:.3g} reaches beyond "
-                                f"±{power.margin:g}")
+                                f"±{power.margin:g}{around}")
 
     @staticmethod
     def _holds(source: str, namespace: dict[str, Any], where: str, out: Outcome) -> bool | None:

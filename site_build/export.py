@@ -43,6 +43,9 @@ def claim_entry(record: ClaimRecord, chart: Any) -> dict[str, Any]:
         "figures": [{"svg": p.wide, "narrow_svg": p.narrow, "alt": p.alt} for p in chart.panels] if chart else [],
         "caption": chart.caption if chart else None,
         "provenance": {"key": record.provenance_key, "runs": runs},
+        # what a referee checks (claims/referee.py): the strongest baseline, balance, draws, room, audit
+        "waiver": o.waiver, "baselines": o.baselines, "baseline_verdict": o.baseline_verdict,
+        "balance": o.balance, "rank": o.rank, "headroom": o.headroom, "audit": o.audit, "items": o.items,
     }
 
 

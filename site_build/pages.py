@@ -201,7 +201,7 @@ class SitePages:
             html = "" if page is None else prose.document([page], cit) + cit.works.section()
             records = self.study.records
             return render(self.project, "index.html", site=self.site(rel, self.content.site_title), body=html,
-                          headline=[r for r in records if r.outcome.headline and (r.required or r.extras["waiver"])],
+                          headline=[r for r in records if r.outcome.headline and (r.required or r.outcome.waiver)],
                           required=[r for r in records if r.required],
                           listed=[r for r in records if not r.required]), cit.warnings
 

@@ -38,6 +38,16 @@ def _est(values, unit):
                     n=len(x), method="analytic-normal", unit=unit)
 
 
+def recompute(items, config):
+    """The estimates from the per-item rows alone (`claims recompute` calls this too)."""
+    import numpy as np
+    correct = np.array([r["correct"] for r in items["questions"]], dtype=float)
+    by_length = np.array([r["length_baseline_correct"] for r in items["questions"]], dtype=float)
+    return {"accuracy": _est(correct, "questions"), "chance_gap": _est(correct - 0.5, "questions"),
+            "gain_over_length": _est(correct - by_length, "questions"),
+            "slope": _est([r["slope"] for r in items["seeds"]], "seeds")}
+
+
 def run(config, ctx):
     shift = config["shift"]
     correct = ctx.rng.random(config["n"]) < 0.5 + shift
@@ -62,10 +72,14 @@ def run(config, ctx):
     per_split = [float(x) for x in ctx.rng.normal(0.5 + shift, 0.03, size=5)]
     sweeps = {f"seed {k}": [{"alpha": p["alpha"], "value": p["value"] + float(ctx.rng.normal(0, 0.02))}
                             for p in sweep] for k in range(4)}
-    return Result(estimates={"accuracy": _est(correct, "questions"), "slope": _est(slopes, "seeds"),
-                             "chance_gap": _est(correct - 0.5, "questions")},
+    by_length = ctx.rng.random(config["n"]) < 0.5  # a trivial baseline scored on the same questions
+    ctx.save_items("questions", [{"id": i, "correct": bool(c), "length_baseline_correct": bool(b)}
+                                 for i, (c, b) in enumerate(zip(correct, by_length))])
+    ctx.save_items("seeds", [{"seed": k, "slope": float(x)} for k, x in enumerate(slopes)])
+    return Result(estimates=recompute(ctx.item_rows, config),
                   values={"sweep": sweep, "sweep_label": "compliance rate", "methods": methods,
-                          "set_accuracy": draws, "rank_p": rank_p, "per_split_accuracy": per_split, "sweeps": sweeps})
+                          "set_accuracy": draws, "rank_p": rank_p, "n_draws": len(draws), "balance": {"size": 0.0},
+                          "per_split_accuracy": per_split, "sweeps": sweeps})
 '''
 
 SPECS = {
@@ -85,6 +99,8 @@ control:
   config: {shift: 0.0}
   description: The same probe on randomly chosen neurons of the same number.
   assert: "accuracy_ci[0] > control.accuracy_ci[1]"
+baselines:
+  - {label: answer length, difference: gain_over_length}
 headline: true
 section: detection
 """,
@@ -102,6 +118,7 @@ control:
   config: {shift: 0.0}
   description: Random neurons scaled alike.
   assert: "slope_ci[0] > control.slope_ci[1]"
+why_no_baseline: a steering slope has no trivial predictor; its control is the random-neuron sweep
 figure: alpha_sweep
 headline: true
 section: steering
@@ -134,6 +151,8 @@ control:
   config: {shift: 0.0}
   description: Random neuron sets of the same size, one probe each.
   assert: "control.rank_p <= 0.05"
+  rank: {draws: n_draws, sided: one, alpha: 0.05}
+  matched_on: {size: 0.1}
 axis: {label: Held-out accuracy}
 figure:
   - {kind: rank, draws: control.set_accuracy, label: random neuron sets, value_label: the probe}
@@ -152,6 +171,7 @@ config: {shift: 0.0}
 metric: chance_gap
 uncertainty: {method: analytic, level: 0.95}
 assert: "abs(chance_gap) < 0.1"
+range: [-0.5, 0.5]
 expect: null
 power:
   margin: 0.1

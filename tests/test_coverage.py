@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from claims.cli import cli
 from claims.coverage import prose_numbers
-from tests.conftest import MEAN, MEAN_SPEC
+from tests.conftest import MEAN, MEAN_SPEC, git
+
+
+@pytest.fixture(autouse=True)
+def _in_git(git_env):
+    """The gate reads the criterion history from git: every fixture project is a repository."""
 
 
 def gate(fx):
+    if not (fx.root / ".git").exists():
+        git(fx.root, "init", "-q")
+    git(fx.root, "add", "-A")
+    git(fx.root, "commit", "-qm", "snapshot", "--allow-empty")
     result = CliRunner().invoke(cli, ["--project", str(fx.root), "coverage"])
     report = json.loads((fx.root / "build" / "coverage.json").read_text())
     return result, report
@@ -19,7 +29,8 @@ def gate(fx):
 
 def headline_project(fx):
     fx.module("fx_mean", MEAN)
-    fx.spec("mean-shift", MEAN_SPEC.format(id="mean-shift", shift=1.0) + "headline: true\n")
+    fx.spec("mean-shift", MEAN_SPEC.format(id="mean-shift", shift=1.0) + "headline: true\n"
+            "why_no_baseline: a fixture of the prose rules\nwaiver: a fixture of the prose rules, never run\n")
     return fx
 
 

@@ -86,6 +86,8 @@ def test_the_detection_chain_runs_on_the_tiny_model(project):
     assert "auroc_minus_chance" in shuffled.estimates
     rand = run(project, "pipeline.hneurons.probe_random", n_sets=5)
     assert len(rand.values["set_auroc"]) == 5 and 1 / 6 <= rand.values["rank_p"] <= 1
+    assert rand.values["balance"]["layer"] == 0.0  # matched one for one on layer: no difference at all
+    assert set(rand.values["balance"]) == {"layer", "activity"}
     base = run(project, "pipeline.hneurons.baselines")
     assert base.values["strongest"] in base.values["baselines"]
     assert base.estimates["gain_over_strongest"].value == pytest.approx(
@@ -104,13 +106,33 @@ def test_the_judge_audit_reads_hand_labels_and_refuses_a_stale_sample(project, t
         entries.append({"id": r["id"], "sample": 0, "question": "", "gold": r["gold"], "answer": r["samples"][0],
                         "auto": r["outcomes"][0], "hand": hand})
     audit.write_text("".join(json.dumps(e) + "\n" for e in entries))
-    result = run(project, "pipeline.hneurons.audit", audit_file=str(audit))
+    # the blind pass: a sheet without the judge's outcome, labelled apart (here: the hand labels)
+    from claims import audit as blind_audit
+
+    keyed = [{**e, "key": f"{e['id']}#{e['sample']}"} for e in entries]
+    sheet, key = blind_audit.draw(keyed, id_field="key", show=["question", "gold", "answer"], hide=["auto", "hand"],
+                                  n=len(keyed))
+    folder = tmp_path / "blind"
+    blind_audit.write(folder, sheet, key, hide=["auto", "hand"], strata=[], seed=0)
+    assert "auto" not in (folder / "sheet.csv").read_text().splitlines()[0]
+    by_key = {e["key"]: e["hand"] for e in keyed}
+    (folder / "labels.csv").write_text("item,label,note\n" + "".join(f"{k['item']},{by_key[k['id']]},\n" for k in key))
+    result = run(project, "pipeline.hneurons.audit", audit_file=str(audit), blind_dir=str(folder))
     assert result.values["n_audited"] == 30 and result.values["n_disagree"] == 3
     assert result.estimates["agreement"].value == pytest.approx(0.9)
+    assert result.values["blind"] is True and result.values["unique_items"] == 30
     entries[5]["answer"] = "not what the model said"
     audit.write_text("".join(json.dumps(e) + "\n" for e in entries))
     with pytest.raises(Exception, match="the audit is stale: 1 of 30 audited answers"):
-        run(project, "pipeline.hneurons.audit", audit_file=str(audit))
+        run(project, "pipeline.hneurons.audit", audit_file=str(audit), blind_dir=str(folder))
+
+
+def test_balance_is_the_standardized_mean_difference():
+    from pipeline.hneurons.probe_random import smd
+
+    assert smd(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0])) == 0.0
+    assert smd(np.array([1.0, 2.0, 3.0]), np.array([2.0, 3.0, 4.0])) == pytest.approx(1.0)
+    assert smd(np.array([2.0, 2.0]), np.array([2.0, 2.0, 2.0])) == 0.0
 
 
 def test_matched_random_sets_share_layer_and_activity_bin():

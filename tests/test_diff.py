@@ -120,3 +120,65 @@ def test_the_site_shows_the_changes(repo):
     assert "<strong>The value moved outside its old interval</strong> (2.64 to 3.82): 3.23 → 1.23." in page
     assert '<span class="flag flag-criterion">criterion</span>' in page
     assert '<a href="changes.html"' in (repo.build_dir / "site" / "index.html").read_text()
+
+
+# ---- a revision's code never runs unless trusted (issue 19) -------------------------------------------
+PAYLOADS = {
+    "module level": ("fx_sample_probe.py", "from pathlib import Path\nPath({marker!r}).write_text('ran')\n"),
+    "an imported helper": ("fx_helper.py", "from pathlib import Path\nPath({marker!r}).write_text('ran')\n"),
+    "requires()": ("fx_sample_probe.py", "def requires(config):\n    from pathlib import Path\n"
+                                         "    Path({marker!r}).write_text('ran')\n    return {{}}\n"),
+}
+
+
+@pytest.mark.parametrize("where", list(PAYLOADS))
+def test_diff_never_runs_the_code_of_the_revision_it_reads(tmp_path, git_env, where):
+    project = sample.create(tmp_path / "proj")
+    marker = tmp_path / "the-revision-ran"
+    name, payload = PAYLOADS[where]
+    probe = project.root / "fx_sample_probe.py"
+    clean = probe.read_text()
+    (project.root / name).write_text(payload.format(marker=str(marker)) + (clean if name == probe.name else ""))
+    if name != probe.name:
+        probe.write_text("import fx_helper  # noqa\n" + clean)
+    git(project.root, "init", "-q", "-b", "main")
+    (project.root / ".gitignore").write_text("build/\n")
+    git(project.root, "add", "-A")
+    git(project.root, "commit", "-qm", "a branch under review")
+    marker.unlink(missing_ok=True)  # the payload ran when the sample was made here, not in diff
+    probe.write_text(clean)
+    result = run(project, "HEAD")
+    assert result.exit_code in (0, 1) and "Traceback" not in result.output, result.output
+    assert "HEAD (" in result.output.splitlines()[0]
+    assert not marker.exists()  # judged from its specs and committed results
+    trusted = CliRunner().invoke(cli, ["--project", str(project.root), "diff", "HEAD", "--trust-revision"])
+    assert "--trust-revision: running the experiment code of HEAD" in trusted.output, trusted.output
+    assert marker.exists(), trusted.output  # only when asked, and said
+
+
+def test_the_committed_judgement_agrees_with_verify(repo):
+    """Without running the revision's code, its claims read as verify --no-run reads them."""
+    plain = json.loads(run(repo, "HEAD~1", "--format", "json").output)
+    trusted = json.loads(CliRunner().invoke(cli, ["--project", str(repo.root), "diff", "HEAD~1", "--format", "json",
+                                                  "--trust-revision"]).output.split("\n", 1)[1])
+    assert plain["claims"] == trusted["claims"]
+
+
+@pytest.mark.parametrize(("target", "why"), [
+    ("/etc/passwd", "AbsoluteLinkError"),
+    ("../../../outside.yaml", "LinkOutsideDestinationError"),
+])
+def test_a_link_leading_out_of_the_revision_is_skipped(tmp_path, git_env, target, why):
+    import os
+
+    project = sample.create(tmp_path / "proj")
+    os.symlink(target, project.specs_dir / "zz.yaml")
+    git(project.root, "init", "-q", "-b", "main")
+    (project.root / ".gitignore").write_text("build/\n")
+    git(project.root, "add", "-A")
+    git(project.root, "commit", "-qm", "a link")
+    (project.specs_dir / "zz.yaml").unlink()
+    result = run(project, "HEAD")
+    assert result.exit_code == 0, result.output
+    assert "diff: HEAD (" in result.output and f"skipped specs/zz.yaml ({why}" in result.output
+    assert "Traceback" not in result.output and "root:" not in result.output

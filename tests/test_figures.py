@@ -122,8 +122,8 @@ def test_missing_data_and_a_caption_field_that_is_not_there_warn_with_file_and_l
     chance = sample.SPECS["probe-chance"] + "caption: See {no_such_field:.2f}.\n"
     project = make(tmp_path, {"probe-vs-random": spec, "probe-chance": chance})
     report = build_site(project)
-    assert ("specs/probe-vs-random.yaml:15: figure: claim probe-vs-random: the control result has no 'set_auroc' "
+    assert ("specs/probe-vs-random.yaml:17: figure: claim probe-vs-random: the control result has no 'set_auroc' "
             "(it has: ") in " ".join(report.warnings)
-    assert "specs/probe-chance.yaml:17: caption: claim probe-chance: the result has no 'no_such_field'" in report.warnings
+    assert "specs/probe-chance.yaml:18: caption: claim probe-chance: the result has no 'no_such_field'" in report.warnings
     assert not (project.build_dir / "site" / "figures" / "probe-vs-random.svg").exists()
     assert "<picture>" not in site_file(project, "claims/probe-vs-random.html")

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from claims import expr
 from claims.cli import cli
-from claims.errors import EvaluationFault, ExpressionError, SpecError
+from claims.errors import BuildError, EvaluationFault, ExpressionError, SpecError
 from claims.node import Node
 from claims.runner import Runner
 from claims.spec import load_spec, load_specs
@@ -456,3 +456,497 @@ def test_prose_after_the_word_token_is_not_taken_for_a_credential():
         "sized to move the next-token distributions as much")
     assert redact_text("token positions matter") == "token positions matter"
     assert redact_text("Authorization: Bearer abcdefgh12345678") == "Authorization: Bearer <redacted>"
+
+
+# ==== third round (issue 19) ==========================================================================
+# ---- only the project's own modules are experiments ---------------------------------------------------
+OUTSIDER = '''
+from pathlib import Path
+
+Path(__file__).with_name("outsider-ran").write_text("module-level code ran")
+
+def run(config, ctx):
+    Path(__file__).with_name("outsider-ran").write_text("run() ran")
+'''
+
+
+@pytest.mark.parametrize(("experiment", "what"), [
+    ("subprocess", "'subprocess' is not an experiment of this project (it is part of Python's standard library)"),
+    ("pdb", "'pdb' is not an experiment of this project (it is part of Python's standard library)"),
+    ("cProfile", "'cProfile' is not an experiment of this project (it is part of Python's standard library)"),
+    ("asyncio", "'asyncio' is not an experiment of this project (it is part of Python's standard library)"),
+    ("os", "'os' is built into Python, not an experiment of this project"),
+    ("click", "'click' is not an experiment of this project (it is an installed package)"),
+    ("claims.cli", "'claims.cli' is part of the claims engine, not an experiment"),
+    ("outsider", "'outsider' is not an experiment of this project (it is outside the project)"),
+])
+def test_only_modules_of_the_project_are_experiments(fx, tmp_path, monkeypatch, experiment, what):
+    elsewhere = tmp_path / "elsewhere"  # importable, but not the project's
+    elsewhere.mkdir()
+    (elsewhere / "outsider.py").write_text(OUTSIDER)
+    monkeypatch.syspath_prepend(str(elsewhere))
+    fx.spec("odd", ONE_NODE_SPEC.format(id="odd", experiment=experiment))
+    out = run_cli(fx, "verify")
+    assert out.exit_code == 1 and f"odd: specs/odd.yaml: experiment: {what}" in out.output, out.output
+    assert "an experiment is a module inside the project that defines run(config, ctx)" in out.output
+    assert not (elsewhere / "outsider-ran").exists() and "Traceback" not in out.output
+
+
+@pytest.mark.parametrize("signature", ["def run(config):", "def run():", "def run(config, ctx, extra):"])
+def test_an_experiment_run_must_take_config_and_ctx(fx, signature):
+    fx.module("fx_sig", f"{signature}\n    raise SystemExit('must not be called')\n")
+    fx.spec("sig", ONE_NODE_SPEC.format(id="sig", experiment="fx_sig"))
+    out = run_cli(fx, "verify")
+    assert out.exit_code == 1 and "specs/sig.yaml: experiment: fx_sig.run does not take (config, ctx)" in out.output
+
+
+# ---- gc never deletes what an unresolvable claim may use ------------------------------------------------
+@pytest.mark.parametrize(("damage", "why"), [
+    ("import not_installed_pkg\n", "specs/mean-shift.yaml:4: experiment: cannot import experiment 'fx_mean' "
+                                   "(no module named 'not_installed_pkg')"),
+    ("raise RuntimeError('broken at import')\n", "specs/mean-shift.yaml:4: experiment: importing 'fx_mean' raised "
+                                                 "RuntimeError: broken at import"),
+    ("", "specs/mean-shift.yaml:4: experiment: 'fx_gone' is not an experiment"),
+])
+def test_gc_refuses_when_a_claim_cannot_be_resolved(mean_project, damage, why):
+    fx = mean_project
+    assert run_cli(fx, "verify").exit_code == 0
+    stored = sorted((fx.root / "artifacts").rglob("*.json"))
+    if damage:
+        fx.module("fx_mean", damage + MEAN)
+    else:  # the experiment now names a module outside the project
+        fx.spec("mean-shift", MEAN_SPEC.format(id="mean-shift", shift=1.0).replace("experiment: fx_mean\nconfig",
+                                                                                   "experiment: fx_gone\nconfig"))
+        (fx.root.parent / "fx_gone.py").write_text("def run(config, ctx):\n    pass\n")
+        import sys
+        sys.path.append(str(fx.root.parent))
+    for args in (["gc"], ["gc", "--yes"]):
+        out = CliRunner().invoke(cli, ["--project", str(fx.root), *args])
+        assert out.exit_code == 1, out.output
+        assert "gc: refusing to list or delete anything: " in out.output
+        assert "claim experiment(s) cannot be resolved, so the results they use are unknown" in out.output
+        assert why in out.output and "deleted" not in out.output
+    assert sorted((fx.root / "artifacts").rglob("*.json")) == stored
+
+
+# ---- Ctrl-C at any moment is exit 130 -------------------------------------------------------------------
+SLOW = '''
+import time
+
+def run(config, ctx):
+    time.sleep(60)
+'''
+
+
+@pytest.mark.parametrize("delay", [0.15, 0.3, 0.5, "running"])
+def test_ctrl_c_at_any_moment_exits_130(fx, delay):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    fx.module("fx_slow", SLOW)
+    fx.spec("slow", ONE_NODE_SPEC.format(id="slow", experiment="fx_slow"))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "claims", "--project", str(fx.root), "verify"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if delay == "running":
+        deadline = time.monotonic() + 60
+        runs = fx.project.cache_dir / "runs" / "fx_slow"
+        while not (runs.is_dir() and any(runs.iterdir())) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    else:
+        time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert "Traceback" not in err and "Aborted!" not in err and "interrupted" in err
+
+
+# ---- ids name files: bounded at load time ---------------------------------------------------------------
+@pytest.mark.parametrize(("claim_id", "message"), [
+    ("a" * 241, "id: String should have at most 80 characters"),
+    ("a" * 81, "id: String should have at most 80 characters"),
+    ("a/b", "id: String should match pattern"),
+    ("..", "id: String should match pattern"),
+])
+def test_claim_ids_are_bounded_at_load_time(tmp_path, claim_id, message):
+    path = tmp_path / "long.yaml"
+    path.write_text(GOOD.replace("id: good", f"id: {claim_id!r}"))
+    with pytest.raises(SpecError) as info:
+        load_spec(path, tmp_path)
+    assert message in info.value.message and "\n" not in info.value.message.strip()
+
+
+# ---- no secret leaks ------------------------------------------------------------------------------------
+LEAKY = '''
+import os
+from claims import Estimate, Result
+
+def run(config, ctx):
+    if config.get("leak") == "raise":
+        raise RuntimeError(f"the judge refused key {os.environ['OPENAI_API_KEY']} (quota)")
+    note = os.environ["OPENAI_API_KEY"] if config.get("leak") == "value" else "fine"
+    return Result(estimates={"x": Estimate(value=1.0, ci=(0.5, 2.0), level=0.95, n=3, method="analytic")},
+                  values={"note": note})
+'''
+SECRETS = ["sk-proj-" + "Ab3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE3fG5" * 2, "Zq8ThisIsAPlainLookingSecret42", "hf_" + "aB" * 17]
+
+
+@pytest.mark.parametrize("secret", SECRETS)
+@pytest.mark.parametrize("leak", ["raise", "value"])
+def test_a_secret_from_the_environment_never_reaches_a_record(fx, monkeypatch, secret, leak):
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    fx.module("fx_leaky", LEAKY)
+    fx.spec("leaky", ONE_NODE_SPEC.format(id="leaky", experiment="fx_leaky").replace(
+        "metric: x", f"config: {{leak: {leak}}}\nmetric: x"))
+    out = run_cli(fx, "verify")
+    assert out.exit_code == 1 and secret not in out.output
+    if leak == "value":
+        assert "returned an invalid result: .values.note holds what looks like a credential" in out.output \
+            or "values.note holds what looks like a credential" in out.output, out.output
+    else:
+        assert "raised RuntimeError: the judge refused key <redacted> (quota)" in out.output
+    written = [*(fx.root / "build").rglob("*"), *(fx.root / "artifacts").rglob("*"), *fx.project.cache_dir.rglob("*")]
+    texts = [p.read_text(errors="replace") for p in written if p.is_file()]
+    assert texts and not any(secret in t for t in texts)
+    assert not list((fx.root / "artifacts").rglob("*.json"))  # nothing was committed
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ("{creds: abcdefgh}", "good.yaml:5: config: creds: looks like a secret"),
+    ("{bearer: abcdefgh}", "good.yaml:5: config: bearer: looks like a secret"),
+    ("{hf_auth: abcdefgh}", "good.yaml:5: config: hf_auth: looks like a secret"),
+    ("{note: " + SECRETS[0] + "}", "good.yaml:5: config: note: its value looks like a credential"),
+    ("{notes: [ok, " + SECRETS[2] + "]}", "good.yaml:5: config: notes[1]: its value looks like a credential"),
+])
+def test_credentials_in_spec_configs_are_refused(tmp_path, config, message):
+    path = write(tmp_path, GOOD.replace("config: {shift: 1.0}", f"config: {config}"))
+    with pytest.raises(SpecError) as info:
+        load_spec(path, tmp_path)
+    assert message in info.value.message and SECRETS[0] not in info.value.message
+
+
+@pytest.mark.parametrize("pair", [f"note={SECRETS[0]}", f"hf_auth={SECRETS[2]}", "creds=abc", "bearer=x"])
+def test_credentials_in_set_are_refused_without_echoing_them(mean_project, pair):
+    out = run_cli(mean_project, "--set", pair, "verify")
+    assert out.exit_code == 2 and ("looks like a credential" in out.output or "looks like a secret" in out.output)
+    assert pair.partition("=")[2] not in out.output and mean_project.calls("fx_mean") == 0
+
+
+# ---- a full disk during verify: one line, and never a result without its sidecar --------------------------
+def _verify_with_file_limit(fx, limit: int):
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def limited() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, like ENOSPC
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run([sys.executable, "-m", "claims", "--project", str(fx.root), "verify"], env=env,
+                          capture_output=True, text=True, timeout=120, preexec_fn=limited)
+
+
+@pytest.mark.parametrize("room", ["none for the result", "none for the sidecar"])
+def test_a_full_disk_during_verify_is_one_line_and_leaves_no_half_pair(mean_project, room):
+    fx = mean_project
+    probe = _verify_with_file_limit(fx, 10**7)  # sizes of what a run writes
+    assert probe.returncode == 0, probe.stderr
+    results = sorted((fx.root / "artifacts").rglob("*.json"))
+    sizes = {p.name.endswith(".provenance.json"): p.stat().st_size for p in results}
+    for path in [*results, *(fx.project.cache_dir / "runs").rglob("*.json")]:
+        path.unlink()
+    limit = sizes[False] - 1 if room == "none for the result" else (sizes[False] + sizes[True]) // 2
+    assert sizes[False] < limit + 1 < sizes[True] or room == "none for the result"
+    out = _verify_with_file_limit(fx, limit)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "cannot write its result to artifacts/fx_mean/" in out.stdout + out.stderr
+    assert "File too large (nothing was written; free space and run verify again)" in out.stdout + out.stderr
+    left = sorted(p.name for p in (fx.root / "artifacts").rglob("*") if p.is_file())
+    assert left == [], left  # no result without a sidecar, and no temp file
+
+
+# ---- no injected markup: the bibliography, front matter links, a CSP on every page -------------------------
+def _site(tmp_path, content=None, strict=False):
+    from site_build import sample
+    from site_build.build import build_site
+    from tests.test_site import make
+
+    project = make(tmp_path, content={**({"content/story.md": sample.CONTENT["content/story.md"] + "\nSee [@evil].\n"}),
+                                      **(content or {})})
+    report = build_site(project, strict=strict)
+    pages = {p.relative_to(project.build_dir / "site").as_posix(): p.read_text(encoding="utf-8")
+             for p in (project.build_dir / "site").rglob("*.html")}
+    return project, report, pages
+
+
+def _bib(fields: str) -> str:
+    from site_build import sample
+
+    return sample.BIBTEX + "\n@misc{evil,\n  " + fields + ",\n  year = {2024}\n}\n"
+
+
+@pytest.mark.parametrize(("fields", "shown", "never", "warning"), [
+    ("title = {<script>alert(2)</script>}, author = {Doe, Jane}", "&lt;script&gt;alert(2)&lt;/script&gt;",
+     "<script>alert(2)", None),
+    ("author = {<img src=x onerror=alert(3)>}, title = {T}", "&lt;img src=x onerror=alert(3)&gt;", "<img src=x", None),
+    ('title = {T}, url = {https://a.b/"onmouseover="alert(4)}', None, 'onmouseover="alert(4)"',
+     "content/references.bib:17: evil: url 'https://a.b/\"onmouseover=\"alert(4)' is not an http(s) address: left out"),
+    ("title = {T}, url = {javascript:alert(5)}", None, "javascript:",
+     "content/references.bib:17: evil: url 'javascript:alert(5)' is not an http(s) address: left out"),
+])
+def test_bibliography_fields_are_escaped_and_urls_checked(tmp_path, fields, shown, never, warning):
+    project, report, pages = _site(tmp_path, {"content/references.bib": _bib(fields)})
+    story = pages["story.html"]
+    assert 'id="ref-evil"' in story
+    if shown:
+        assert shown in story
+    assert not any(never in page for page in pages.values())
+    if warning:
+        assert warning in report.warnings
+        with pytest.raises(BuildError):  # build-site --strict fails on it
+            _site(tmp_path / "strict", {"content/references.bib": _bib(fields)}, strict=True)
+
+
+def test_every_page_forbids_scripts(tmp_path):
+    project, _, pages = _site(tmp_path, {"content/references.bib": _bib("title = {T}")})
+    from paper_build.build import build as build_paper
+
+    build_paper(project)
+    pages["paper.html (standalone)"] = (project.build_dir / "paper" / "paper.html").read_text()
+    assert len(pages) > 10
+    for name, page in pages.items():  # the site runs only its own files (the search box), never inline code
+        allowed = "'none'" if name == "paper.html (standalone)" else "'self'"
+        assert f"<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'self'; script-src {allowed};" \
+            in page, name
+        assert "unsafe-inline'; " not in page.split("script-src")[1].split(";")[0], name
+
+
+FRONT_TOP = "---\ntitle: A study\nrepository: https://example.org/study\n"
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ('commit_url: "javascript:alert(28)//{repository}/{commit}"', "content/front.md:4: commit_url: "
+     "'javascript:alert(28)//{repository}/{commit}': must be {repository}/... or an http(s) address"),
+    ('commit_url: "data:text/html,<script>alert(1)</script>"', "content/front.md:4: commit_url: 'data:text/html,"),
+    ('commit_url: "{repository}/commit/{commit}\\" onclick=\\"x"', "content/front.md:4: commit_url: "),
+    ("bibliography: /etc/passwd", "content/front.md:4: bibliography: '/etc/passwd': must be a file inside content/"),
+    ("bibliography: ../../secret.bib", "content/front.md:4: bibliography: '../../secret.bib': must be a file inside"),
+    ("csl: /etc/hosts", "content/front.md:4: csl: '/etc/hosts': must be a file inside content/"),
+    ("bibliography: outside.bib", "content/front.md:4: bibliography: 'outside.bib' leads outside content/"),
+])
+def test_front_matter_links_and_paths_are_checked(tmp_path, line, message):
+    from site_build import sample
+
+    content = {"content/front.md": FRONT_TOP + line + "\n---\nThe abstract.\n",
+               "content/references.bib": sample.BIBTEX}
+    with pytest.raises(BuildError) as info:
+        project = None
+        from tests.test_site import make
+
+        project = make(tmp_path, content=content)
+        (tmp_path / "outside.bib").write_text(sample.BIBTEX)
+        os.symlink(tmp_path / "outside.bib", project.content_dir / "outside.bib")
+        from site_build.build import build_site
+
+        build_site(project)
+    assert message in info.value.message and "Traceback" not in info.value.message
+
+
+def test_a_bib_key_defined_twice_names_both_lines(tmp_path):
+    from site_build import sample
+
+    with pytest.raises(BuildError) as info:
+        _site(tmp_path, {"content/references.bib": sample.BIBTEX + sample.BIBTEX})
+    assert info.value.message == ("content/references.bib:17: the key 'gao2025hneurons' is defined twice (lines 1 and "
+                                  "17); give each entry its own key")
+
+
+# ---- the number gate: a number made inside {{ }} counts as typed ---------------------------------------------
+@pytest.mark.parametrize(("text", "found"), [
+    ('Accuracy improved by {{ "73.2%" }}.', "content/page.md:2: number-without-claim: '73.2%' is made by a template"),
+    ("{{ 70 + 3 }} points.", "content/page.md:2: number-without-claim: 'a number computed in the template'"),
+    ('{{ claim("mean-shift").value * 100 }} percent.', "'a number computed in the template'"),
+    ("{% set n = 73 %}We asked {{ n }} people.", "content/page.md:2: number-without-claim: '73' is made by"),
+    ('{{ "{}".format(73) }} people.', "content/page.md:2: number-without-claim: '73' is made by"),
+    ("{{ 73 | string }} people.", "content/page.md:2: number-without-claim: '73' is made by"),
+])
+def test_numbers_made_by_template_expressions_fail_the_gate(mean_project, text, found):
+    fx = mean_project
+    fx.write("content/page.md", f"# Page\n{text}\n\n{{{{ claim('mean-shift') }}}}\n")
+    out = run_cli(fx, "coverage")
+    assert out.exit_code == 1 and found in out.output, out.output
+
+
+@pytest.mark.parametrize("text", ['{{ claim("mean-shift").value | num(2) }}', '{{ claim("mean-shift").ci[0] }}',
+                                  '{{ cite("mean-shift") }}', '{% rests_on "mean-shift" %}It holds.{% endrests_on %}'])
+def test_claim_fields_pass_the_gate(mean_project, text):
+    fx = mean_project
+    fx.write("content/page.md", f"# Page\n{text}\n\n{{{{ claim('mean-shift') }}}}\n")
+    out = run_cli(fx, "coverage")
+    assert out.exit_code == 0, out.output
+
+
+def test_a_number_made_in_a_template_is_a_build_warning(tmp_path):
+    from site_build import sample
+
+    story = sample.CONTENT["content/story.md"] + '\nAccuracy improved by {{ "73.2%" }}.\n'
+    _, report, _ = _site(tmp_path, {"content/story.md": story, "content/references.bib": _bib("title = {T}")})
+    assert any(w.endswith("'73.2%' is made by a template expression, not read from a claim: cite a claim field "
+                          "instead") and w.startswith("content/story.md:") for w in report.warnings), report.warnings
+
+
+# ---- the content sandbox bounds what an expression may make ---------------------------------------------------
+@pytest.mark.parametrize(("text", "message"), [
+    ("{{ 'a' * 10**9 }}", "content/page.md:3: SecurityError: str * 1000000000 is too large (at most 100,000 items)"),
+    ("{{ 10**9 * 'a' }}", "content/page.md:3: SecurityError: str * 1000000000 is too large"),
+    ("{{ [0] * 10**8 }}", "content/page.md:3: SecurityError: list * 100000000 is too large"),
+    ("{% for i in range(10**9) %}x{% endfor %}", "content/page.md:3: OverflowError: Range too big."),
+    ("{{ 7 ** (10**8) }}", "content/page.md:3: SecurityError: an exponent of 100000000 is too large (at most 64)"),
+])
+def test_the_content_sandbox_bounds_sizes(mean_project, text, message):
+    import time
+
+    fx = mean_project
+    assert run_cli(fx, "verify").exit_code == 0
+    fx.write("content/page.md", f"# Page\n\n{text}\n\n{{{{ claim('mean-shift') }}}}\n")
+    started = time.monotonic()
+    out = run_cli(fx, "build-site")
+    assert out.exit_code == 1 and message in out.output and "Traceback" not in out.output, out.output
+    assert time.monotonic() - started < 30 and not (fx.root / "build" / "site" / "page.html").exists()
+
+
+# ---- figure specs: formats and reference values checked at load time ---------------------------------------
+@pytest.mark.parametrize(("extra", "message"), [
+    ("axis: {label: AUROC, format: '%.2f'}", "good.yaml:13: axis.format: '%.2f' is not a d3 format"),
+    ("axis: {label: AUROC, format: '.2z'}", "good.yaml:13: axis.format: '.2z' is not a d3 format"),
+    ("axis: {label: AUROC, format: 'percent'}", "'percent' is not a d3 format"),
+    ("axis: {label: AUROC, format: '999999.2f'}", "'999999.2f': width at most 40, precision at most 20"),
+    ("axis: {label: AUROC, format: '.99f'}", "'.99f': width at most 40, precision at most 20"),
+    ("figure: {kind: intervals, reference: [{value: .nan}]}", "good.yaml:13: figure"),
+    ("figure: {kind: intervals, reference: [{value: .inf, label: x}]}", "Input should be a finite number"),
+    ("figure: [{kind: intervals, x: {label: v, format: '%d'}}]", "'%d' is not a d3 format"),
+])
+def test_figure_specs_are_checked_at_load_time(tmp_path, extra, message):
+    path = write(tmp_path, GOOD + extra + "\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path, tmp_path)
+    assert message in info.value.message, info.value.message
+    assert "\n" not in info.value.message.strip()
+
+
+@pytest.mark.parametrize("fmt", [".2f", "+.0f", ".0%", ",.3~g", "$,.2f", " >10.1e", "d", ""])
+def test_good_d3_formats_load(tmp_path, fmt):
+    load_spec(write(tmp_path, GOOD + f"axis: {{label: AUROC, format: '{fmt}'}}\n"), tmp_path)
+
+
+# ---- --ray-address at a port that is not Ray: a bounded handshake, one line -----------------------------------
+def _serve(behaviour: str):
+    """A TCP server on a free port that accepts and then: says nothing, speaks HTTP/1.1, or hangs up."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    held = []
+
+    def loop() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            if behaviour == "http1":
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            if behaviour == "hangs up":
+                conn.close()
+            else:
+                held.append(conn)
+
+    threading.Thread(target=loop, daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize(("behaviour", "why"), [
+    ("silent", "no HTTP/2 handshake within 5 s"),
+    ("http1", "it replied b'HTTP/1.1 ', not an HTTP/2 SETTINGS frame"),
+    ("hangs up", "it closed the connection at the HTTP/2 handshake"),
+])
+def test_a_ray_address_that_is_not_ray_fails_within_seconds(mean_project, behaviour, why):
+    import time
+
+    server = _serve(behaviour)
+    address = f"127.0.0.1:{server.getsockname()[1]}"
+    started = time.monotonic()
+    try:
+        out = run_cli(mean_project, "verify", "--executor", "ray", "--ray-address", address)
+    finally:
+        server.close()
+    assert time.monotonic() - started < 20
+    assert out.exit_code == 2 and f"Error: {address} answers, but not as a Ray cluster ({why})" in out.output, out.output
+    assert "Traceback" not in out.output and mean_project.calls("fx_mean") == 0
+
+
+def test_the_ray_handshake_accepts_an_http2_server():
+    """Ray's GCS is a gRPC server, so HTTP/2: a server that answers the preface with its SETTINGS
+    frame (as every HTTP/2 server must, RFC 9113 3.4) passes the probe."""
+    import socket
+    import threading
+
+    from claims.executor.cluster import probe
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def answer() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(64)
+            conn.sendall(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")  # an empty SETTINGS frame
+
+    threading.Thread(target=answer, daemon=True).start()
+    try:
+        probe(f"127.0.0.1:{server.getsockname()[1]}")  # no error
+    finally:
+        server.close()
+
+
+# ---- the cached model: a flipped byte with its mtime restored is caught when the weights load ------------------
+# The fix edits pipeline/models/embedded.py, which every experiment on the embedded model imports: it
+# changes their code fingerprint and makes every committed steering and attribution result stale. It
+# lands with the studies' reruns (issues 20 and 22), on branch `harden` commit 1879c26.
+@pytest.mark.skip(reason="lands with the steering and attribution reruns: it changes every embedded result's key")
+@pytest.mark.parametrize(("damage", "intact"), [
+    ("none", True),
+    ("flip a weight byte, restore mtime", False),
+    ("flip a header byte, restore mtime", False),
+    ("append a byte", False),
+])
+def test_the_model_cache_content_is_checked_when_loaded(tmp_path, damage, intact):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from pipeline.models.embedded import MARKER, content_intact, weights_digest
+
+    folder = tmp_path / "gemma3-270m"
+    folder.mkdir()
+    weights = folder / "model.safetensors"
+    save_file({"w": np.arange(4096, dtype=np.float32)}, str(weights))
+    (folder / MARKER).write_text(json.dumps({"dequantized_sha256": weights_digest(folder)}))
+    memo = weights_digest(folder)
+    st = weights.stat()
+    data = bytearray(weights.read_bytes())
+    if damage.startswith("flip"):
+        data[-100 if "weight" in damage else 20] ^= 0x01
+        weights.write_bytes(bytes(data))
+        os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert weights_digest(folder) == memo  # the (size, mtime) memo cannot see it
+    elif damage == "append a byte":
+        weights.write_bytes(bytes(data) + b"\0")
+    assert content_intact(folder) is intact
+    assert (weights_digest(folder) == memo) is intact  # the fresh hash refreshed the memo

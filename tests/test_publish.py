@@ -193,3 +193,101 @@ def test_strict_refuses_results_made_from_uncommitted_code(tmp_path, env):
     assert publish(project, env, str(tmp_path / "lenient")).returncode == 0
     page = (tmp_path / "lenient" / "claims" / "probe-accuracy.html").read_text()
     assert "Made from uncommitted code" in page
+
+
+# ---- third round (issue 19): nothing committed is lost, targets and names checked before building --------
+def _repo_with_remote(tmp_path, env, project, default="main"):
+    remote = tmp_path / "remote.git"
+    git(tmp_path, env, "init", "--quiet", "--bare", str(remote))
+    git(project.root, env, "init", "--quiet", "-b", "main")
+    (project.root / ".gitignore").write_text("build/\n")
+    git(project.root, env, "add", "-A")
+    git(project.root, env, "commit", "--quiet", "-m", "study")
+    git(project.root, env, "remote", "add", "origin", str(remote))
+    git(project.root, env, "push", "--quiet", "origin", f"main:{default}")
+    git(remote, env, "symbolic-ref", "HEAD", f"refs/heads/{default}")
+    return remote
+
+
+@pytest.mark.parametrize(("branch", "default", "rc", "message"), [
+    ("main", "trunk", 1, "refusing to publish to 'main': it is the branch checked out here"),
+    ("trunk", "trunk", 1, "refusing to publish to 'trunk': it is the default branch of 'origin'"),
+    ("a..b", "main", 2, "--branch a..b: not a valid branch name"),
+    ("pages.lock", "main", 2, "--branch pages.lock: not a valid branch name"),
+    ("with space", "main", 2, "--branch with space: not a valid branch name"),
+])
+def test_refuses_the_source_branches_and_bad_names_before_building(tmp_path, env, branch, default, rc, message):
+    project = make(tmp_path)
+    remote = _repo_with_remote(tmp_path, env, project, default)
+    before = git(remote, env, "for-each-ref")
+    out = publish(project, env, "--branch", branch)
+    assert out.returncode == rc and message in out.stderr, out.stderr
+    assert "verifying" not in out.stdout and not (project.build_dir / "site").exists()  # nothing built
+    assert git(remote, env, "for-each-ref") == before
+
+
+def test_uncommitted_edits_are_refused_under_strict_and_recorded_otherwise(tmp_path, env):
+    project = make(tmp_path)
+    remote = _repo_with_remote(tmp_path, env, project)
+    story = project.content_dir / "story.md"
+    story.write_text(story.read_text() + "\nAn uncommitted paragraph.\n")
+    strict = publish(project, env, "--strict", "--branch", "gh-pages")
+    assert strict.returncode == 1 and "refusing to publish (--strict): the work tree has uncommitted changes " \
+                                      "(content/story.md)" in strict.stderr, strict.stderr
+    assert git(remote, env, "branch", "--list") == "* main"
+    out = publish(project, env, "--branch", "gh-pages")
+    assert out.returncode == 0, out.stderr
+    head = git(project.root, env, "rev-parse", "--short", "HEAD")
+    assert f"recorded {head} + uncommitted changes as refs/claims/published" in out.stdout
+    assert git(remote, env, "log", "-1", "--format=%s", "gh-pages") == \
+        f"Publish site from {head} + uncommitted changes (every required claim verified)"
+    assert f"made from {head} + uncommitted changes" in git(project.root, env, "reflog", "refs/claims/published")
+    target = tmp_path / "www"
+    assert publish(project, env, str(target)).returncode == 0
+    assert f"made from {head} + uncommitted changes" in (target / ".claims-published").read_text()
+
+
+@pytest.mark.parametrize("kind", ["link to a folder", "dangling link", "self loop"])
+def test_a_symlinked_target(tmp_path, env, kind):
+    project = make(tmp_path)
+    link, real = tmp_path / "www", tmp_path / "real-www"
+    if kind == "link to a folder":
+        real.mkdir()
+    if kind == "self loop":
+        os.symlink(link.name, link)
+    else:
+        os.symlink(real if kind != "dangling link" else tmp_path / "nowhere", link)
+    out = publish(project, env, str(link))
+    if kind in ("dangling link", "self loop"):
+        assert out.returncode == 1 and "is a symbolic link that leads nowhere (dangling, or a loop)" in out.stderr
+        assert "verifying" not in out.stdout and not (project.build_dir / "site").exists()
+        assert link.is_symlink() and not list(tmp_path.glob(".publish.*"))
+    else:
+        assert out.returncode == 0, out.stderr
+        assert link.is_symlink() and (real / "index.html").is_file()  # the link is kept, its folder filled
+
+
+@pytest.fixture
+def full_disk(tmp_path, env):
+    """A `cp` that hits a file-size limit (EFBIG, as a full disk gives ENOSPC) after 8 KiB of a file."""
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "cp").write_text(f"#!/bin/bash\ntrap '' XFSZ\nulimit -f 16\nexec {shutil.which('cp')} \"$@\"\n")
+    (shim / "cp").chmod(0o755)
+    return {**env, "PATH": f"{shim}:{env['PATH']}"}
+
+
+@pytest.mark.parametrize("earlier", [False, True])
+def test_a_full_disk_while_copying_fails_in_one_line_and_leaves_nothing(tmp_path, env, full_disk, earlier):
+    project = make(tmp_path)
+    target = tmp_path / "www"
+    if earlier:
+        assert publish(project, env, str(target)).returncode == 0
+    before = sorted(p.relative_to(tmp_path).as_posix() for p in target.rglob("*")) if earlier else []
+    out = publish(project, full_disk, str(target))
+    assert out.returncode == 1
+    errors = [line for line in out.stderr.splitlines() if line.startswith(("publish.sh:", "cp:"))]
+    assert len(errors) == 1 and errors[0].startswith(f"publish.sh: cannot copy the site into {tmp_path}/.publish.")
+    assert "File too large" in errors[0]
+    assert not list(tmp_path.glob(".publish.*")) and not list(tmp_path.glob(".unpublish.*"))
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in target.rglob("*")) == before  # the old site intact

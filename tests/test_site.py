@@ -292,7 +292,7 @@ def test_figure_with_missing_data_is_a_warning(tmp_path):
     spec = sample.SPECS["probe-accuracy"].replace("headline: true", "headline: true\nfigure: detection_vs_steering")
     project = make(tmp_path, {"probe-accuracy": spec}, probe=sample.PROBE.replace('"methods": methods', '"other": 1'))
     report = build_site(project)
-    assert ("specs/probe-accuracy.yaml:17: figure: claim probe-accuracy: the main result has no 'methods' "
+    assert ("specs/probe-accuracy.yaml:19: figure: claim probe-accuracy: the main result has no 'methods' "
             "(it has: accuracy, accuracy_ci,") in " ".join(report.warnings)
     assert "Chart" not in site_file(project, "claims/probe-accuracy.html").split("Provenance")[0].split("Control")[1]
 
@@ -303,7 +303,12 @@ def test_cli_build_site(project):
     assert "site: build/site" in result.output
 
 
-def test_sample_content_passes_the_coverage_gate(project):
+def test_sample_content_passes_the_coverage_gate(project, git_env):
+    from tests.conftest import git
+
+    git(project.root, "init", "-q")
+    git(project.root, "add", "-A")
+    git(project.root, "commit", "-qm", "sample")
     result = CliRunner().invoke(cli, ["--project", str(project.root), "coverage"])
     assert result.exit_code == 0, result.output
     story = project.content_dir / "story.md"

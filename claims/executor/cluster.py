@@ -63,10 +63,45 @@ def probe(address: str) -> None:
         raise ExecutorError(f"--ray-address {address!r} is not host:port or ray://host:port")
     port = int(match["port"] or (10001 if match["scheme"] == "ray" else 6379))
     try:
-        socket.create_connection((match["host"].strip("[]"), port), timeout=PROBE_SECONDS).close()
+        conn = socket.create_connection((match["host"].strip("[]"), port), timeout=PROBE_SECONDS)
     except OSError as exc:
         raise ExecutorError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}): start one with "
                             "`ray start --head`, or fix --ray-address / RAY_ADDRESS") from None
+    with conn:
+        if os.environ.get("RAY_USE_TLS", "").lower() in ("1", "true"):
+            return  # a TLS cluster answers only after a TLS handshake: ray.init makes it
+        problem = _grpc_handshake(conn)
+    if problem:
+        raise ExecutorError(f"{address} answers, but not as a Ray cluster ({problem}): point --ray-address / "
+                            "RAY_ADDRESS at the head's GCS port (`ray start --head --port 6379`)")
+
+
+#: What an HTTP/2 client sends first (RFC 9113, 3.4), then an empty SETTINGS frame.
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def _grpc_handshake(conn: socket.socket) -> str:
+    """Ray's GCS and client server speak gRPC, so HTTP/2: one that answers the client preface with a
+    SETTINGS frame within PROBE_SECONDS passes. Empty when it does, else what went wrong: a port
+    that accepts and then says nothing would make `ray.init` wait for minutes."""
+    try:
+        conn.settimeout(PROBE_SECONDS)
+        conn.sendall(_H2_PREFACE)
+        head = b""
+        while len(head) < 9:
+            chunk = conn.recv(9 - len(head))
+            if not chunk:
+                return "it closed the connection at the HTTP/2 handshake"
+            head += chunk
+    except TimeoutError:
+        return f"no HTTP/2 handshake within {PROBE_SECONDS:g} s"
+    except (ConnectionResetError, BrokenPipeError):
+        return "it closed the connection at the HTTP/2 handshake"
+    except OSError as exc:
+        return f"the HTTP/2 handshake failed: {exc.strerror or exc}"
+    if head[3] != 0x04:  # a frame's type byte; a server's first frame is SETTINGS
+        return f"it replied {head[:9]!r}, not an HTTP/2 SETTINGS frame"
+    return ""
 
 
 def local_config() -> dict[str, Any]:

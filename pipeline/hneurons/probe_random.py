@@ -5,6 +5,10 @@ probe, C chosen by grouped CV on train over a wider grid) and its mean held-out 
 splits. The control statistic is the probe's rank among them: p = (1 + #{sets >= probe}) /
 (1 + n_sets), an exact permutation-style p-value for "no better than matched random neurons".
 The paired gain of the probe over the sets' mean carries a split-then-item interval.
+
+Balance (what the engine checks against the claim's matched_on): per split, the standardized mean
+difference between the probe's neurons and the random sets' neurons in layer and in activity
+(mean CETT on the training questions), the largest absolute value over the splits reported.
 """
 
 from __future__ import annotations
@@ -34,6 +38,14 @@ def set_scores(X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray
     return [round(float(s), 6) for s in fit.test_scores]
 
 
+def smd(chosen: np.ndarray, drawn: np.ndarray) -> float:
+    """Standardized mean difference of a covariate, drawn minus chosen (0 when both are constant)."""
+    chosen, drawn = np.asarray(chosen, dtype=np.float64), np.asarray(drawn, dtype=np.float64)
+    spread = float(np.sqrt((chosen.var(ddof=1) + drawn.var(ddof=1)) / 2)) if len(chosen) > 1 else 0.0
+    diff = float(drawn.mean() - chosen.mean())
+    return 0.0 if diff == 0 else (diff / spread if spread > 0 else float("inf"))
+
+
 def run(config: dict[str, Any], ctx: Any) -> Result:
     from joblib import Parallel, delayed
 
@@ -57,8 +69,11 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
             scores = Parallel(n_jobs=cfg.n_jobs)(
                 delayed(set_scores)(data.X[:, idx], data.y, train, test, data.groups, cfg.l2_Cs, cfg.cv_folds,
                                      cfg.seed) for idx in sets)
+            drawn = np.concatenate(sets)
             ckpt[seed] = {"seed": seed, "scores": scores, "activity_probe": float(activity[chosen].mean()),
-                          "activity_random": float(np.mean([activity[idx].mean() for idx in sets]))}
+                          "activity_random": float(np.mean([activity[idx].mean() for idx in sets])),
+                          "smd_activity": smd(activity[chosen], activity[drawn]),
+                          "smd_layer": smd((chosen // d_ffn).astype(float), (drawn // d_ffn).astype(float))}
         records.append(ckpt[seed])
     y = [np.array(probe_splits[r["seed"]]["y"]).astype(bool) for r in records]
     probe_scores = [np.array(probe_splits[r["seed"]]["scores"]) for r in records]
@@ -81,5 +96,9 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
                 "n_sets_at_or_above": int((per_set >= probe_auroc).sum()),
                 "activity_probe": float(np.mean([r["activity_probe"] for r in records])),
                 "activity_random": float(np.mean([r["activity_random"] for r in records])),
-                "activity_bins": cfg.activity_bins},
+                "activity_bins": cfg.activity_bins, "sided": "one",
+                "balance": {"layer": max(abs(r["smd_layer"]) for r in records),
+                            "activity": max(abs(r["smd_activity"]) for r in records)},
+                "balance_per_split": [{"seed": r["seed"], "layer": r["smd_layer"], "activity": r["smd_activity"]}
+                                      for r in records]},
     )

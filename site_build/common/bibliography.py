@@ -7,6 +7,11 @@ references at its end; the paper lists every reference it cites before its appen
 
 A key that the .bib file lacks renders as a visible "[?key]" and is a build warning naming the
 file and line (an error under --strict); so is a field of the .bib file that the style ignores.
+
+A .bib file is text from anyone: every field is escaped before citeproc sees it (citeproc's HTML
+formatter escapes only its own affixes), so `<script>` in a title is shown, never run; a `url`
+must be an http(s) address and a `doi` a DOI (10.NNNN/...), or it is left out with a warning
+naming file:line; a key defined twice is an error naming both lines.
 """
 
 from __future__ import annotations
@@ -23,6 +28,10 @@ from typing import Any
 
 from claims.errors import BuildError
 
+_ENTRY = re.compile(r"^[ \t]*@(?P<type>\w+)[ \t]*[{(][ \t]*(?P<key>[^,\s{}()]+)[ \t]*,", re.M)
+_URL = re.compile(r"^https?://[^\s\"'<>`\\{}|^]+$", re.I)
+_DOI = re.compile(r"^10\.\d{4,9}/[^\s\"'<>`\\{}|^]+$")
+_NOT_ENTRIES = {"comment", "preamble", "string"}
 CITATION = re.compile(r"\[(@[\w:.\-/]+(?:\s*;\s*@[\w:.\-/]+)*)\]")
 _CODE = re.compile(r"^(```|~~~).*?^\1[^\n]*$|`[^`\n]*`", re.S | re.M)
 DEFAULT_STYLE = "harvard-cite-them-right"
@@ -135,14 +144,62 @@ def _source(path: Path, where: str, caught: list[str]) -> Any:
             raise BuildError(f"{where}: cannot parse the bibliography ({type(exc).__name__}{detail}); entries are "
                              "@article, @inproceedings, @book, @misc, @techreport ... {key, field = {...}}") from None
     caught += [f"{where}: {w.message} (the style ignores it)" for w in seen]
+    lines = entry_lines(text, where)
+    for key, reference in source.items():
+        _clean(reference, f"{where}:{lines.get(key, 1)}: {key}", caught)
     return source
 
 
+def entry_lines(text: str, where: str) -> dict[str, int]:
+    """The line of each entry's key; a key defined twice is an error naming both lines."""
+    lines: dict[str, int] = {}
+    for match in _ENTRY.finditer(text):
+        if match["type"].lower() in _NOT_ENTRIES:
+            continue
+        line = text.count("\n", 0, match.start()) + 1
+        key = match["key"]
+        if key in lines:
+            raise BuildError(f"{where}:{line}: the key {key!r} is defined twice (lines {lines[key]} and {line}); "
+                             "give each entry its own key")
+        lines[key] = line
+    return lines
+
+
+def _clean(reference: Any, where: str, caught: list[str]) -> None:
+    """Escape every field of a parsed entry in place; leave out a URL or DOI of the wrong shape."""
+    for name in list(reference):
+        if name in ("key", "type"):
+            continue
+        value = reference[name]
+        if name.lower() in ("url", "doi"):
+            text = str(value).strip()
+            if not (_URL if name.lower() == "url" else _DOI).match(text):
+                caught.append(f"{where}: {name.lower()} {text[:60]!r} is not "
+                              + ("an http(s) address" if name.lower() == "url" else "a DOI (10.NNNN/...)")
+                              + ": left out")
+                del reference[name]
+                continue
+        reference[name] = _escaped(value)
+
+
+def _escaped(value: Any) -> Any:
+    if isinstance(value, str):
+        return type(value)(html.escape(value, quote=True))
+    if isinstance(value, list):
+        value[:] = [_escaped(v) for v in value]
+    elif isinstance(value, dict):
+        for k in list(value):
+            value[k] = _escaped(value[k])
+    return value
+
+
 def to_markdown(entry_html: str) -> str:
-    """A formatted entry or citation (citeproc's HTML) as Markdown."""
+    """A formatted entry or citation (citeproc's HTML) as Markdown; a literal < or > stays an
+    entity, so that no Markdown renderer takes a title's text for markup."""
     text = re.sub(r"</?(?:i|em)>", "*", entry_html)
     text = re.sub(r"</?(?:b|strong)>", "**", text)
-    return html.unescape(re.sub(r"<[^>]+>", "", text))
+    text = html.unescape(re.sub(r"<[^>]+>", "", text))
+    return text.replace("<", "&lt;").replace(">", "&gt;")
 
 
 def link_urls(entry_html: str) -> str:

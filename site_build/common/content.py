@@ -14,10 +14,11 @@ Without front.md, the title comes from index.md's `site_title` or the first pape
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from claims.errors import BuildError
 from claims.project import Project
@@ -27,6 +28,14 @@ from site_build.common.bibliography import Bibliography
 DEFAULT_TITLE = "Claims-verified study"
 NAV_ORDER = {"index": 0, "story": 10, "methods": 20}
 FRONT = "front.md"
+
+
+#: A link that can only lead to a web page: {repository}/... or http(s)://..., no quotes or spaces.
+_COMMIT_URL = r"^(?:\{repository\}|https?://)[^\s\"'<>`\\]*$"
+
+
+_PATTERN_HELP = {"commit_url": "must be {repository}/... or an http(s) address (a link a reader can follow safely)",
+                 "repository": "must be an http(s) address"}
 
 
 class _Strict(BaseModel):
@@ -53,11 +62,20 @@ class FrontMatter(_Strict):
     keywords: list[str] = Field(default_factory=list, description="Printed under the abstract and in PDF metadata.")
     repository: str | None = Field(default=None, pattern=r"^https?://\S+$",
                                    description="Repository URL: claim pages link the commit a result was made at.")
-    commit_url: str = Field(default="{repository}/commit/{commit}",
-                            description="How a commit's page is addressed under the repository.")
-    bibliography: str = Field(default="references.bib", description="BibTeX file in content/ that [@key] cites.")
-    csl: str | None = Field(default=None, description="A CSL style file in content/ (default: Harvard author-date, "
-                                                      "shipped with citeproc-py).")
+    commit_url: str = Field(default="{repository}/commit/{commit}", pattern=_COMMIT_URL,
+                            description="How a commit's page is addressed: {repository}/... or an http(s) address.")
+    bibliography: str = Field(default="references.bib",
+                              description="BibTeX file in content/ that [@key] cites (a path inside content/).")
+    csl: str | None = Field(default=None,
+                            description="A CSL style file in content/ (default: Harvard author-date, shipped with "
+                                        "citeproc-py).")
+
+    @field_validator("bibliography", "csl")
+    @classmethod
+    def _inside_content(cls, value: str | None) -> str | None:
+        if value is not None and (value.startswith(("/", "~")) or ".." in re.split(r"[/\\]", value) or "\0" in value):
+            raise ValueError(f"{value!r}: must be a file inside content/ (a relative path without ..)")
+        return value
 
     @property
     def running_head(self) -> str:
@@ -66,7 +84,8 @@ class FrontMatter(_Strict):
     def commit_link(self, commit: str | None) -> str | None:
         if not self.repository or not commit:
             return None
-        return self.commit_url.format(repository=self.repository.rstrip("/"), commit=commit)
+        link = self.commit_url.format(repository=self.repository.rstrip("/"), commit=commit)
+        return link if re.match(r"^https?://[^\s\"'<>`]+$", link) else None
 
 
 @dataclass
@@ -91,6 +110,12 @@ class Content:
         abstract = prose.read(folder / FRONT, project.rel(folder / FRONT)) if (folder / FRONT).is_file() else None
         front = front_matter(abstract, pages, paper)
         texts = [p for p in [abstract, *pages, *paper] if p is not None]
+        for name in ("bibliography", "csl"):  # a link inside content/ may still lead out of it
+            value = getattr(front, name)
+            if value and not (folder / value).resolve().is_relative_to(folder.resolve()):
+                line = abstract.lines.get(name, 1) if abstract else 1
+                raise BuildError(f"{project.rel(folder / FRONT)}:{line}: {name}: {value!r} leads outside "
+                                 f"{project.rel(folder)}/: keep it inside the project's content")
         bib = Bibliography.load(folder / front.bibliography, project.rel(folder / front.bibliography),
                                 folder / front.csl if front.csl else None, texts)
         return cls(front, abstract if abstract and abstract.body.strip() else None, pages, paper, bib)
@@ -146,6 +171,8 @@ def front_matter(front: prose.Prose | None, pages: list[prose.Prose], paper: lis
             field = ".".join(str(p) for p in err["loc"]) or "(top level)"
             line = front.lines.get(str(err["loc"][0]), 1) if err["loc"] else 1
             msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+            if err["type"] == "string_pattern_mismatch" and field in _PATTERN_HELP:
+                msg = f"{str(err['input'])[:60]!r}: {_PATTERN_HELP[field]}"
             lines.append(f"{front.rel}:{line}: {field}: {msg}")
         raise BuildError("\n".join(lines)) from None
 

@@ -105,12 +105,28 @@ def _rests_on_extension() -> Any:
 @functools.cache
 def _jinja(mode: str) -> Any:
     import jinja2
+    from jinja2.exceptions import SecurityError
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     from site_build.common.references import SAFE_ATTRIBUTES
 
     class ContentSandbox(ImmutableSandboxedEnvironment):
-        """Content may read the documented fields of claim references and nothing else of them."""
+        """Content may read the documented fields of claim references and nothing else of them, and
+        cannot make huge values: a repeated string or list, or a power, is bounded (range() is by
+        the sandbox's own MAX_RANGE)."""
+
+        intercepted_binops = frozenset({"*", "**"})
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            if operator == "*":
+                for seq, times in ((left, right), (right, left)):
+                    if isinstance(seq, str | list | tuple) and isinstance(times, int) \
+                            and len(seq) * times > MAX_VALUE_SIZE:
+                        raise SecurityError(f"{type(seq).__name__} * {times} is too large (at most "
+                                            f"{MAX_VALUE_SIZE:,} items)")
+            if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
+                raise SecurityError(f"an exponent of {right} is too large (at most {MAX_EXPONENT})")
+            return super().call_binop(context, operator, left, right)
 
         def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
             allowed = SAFE_ATTRIBUTES.get(type(obj).__name__)
@@ -122,6 +138,71 @@ def _jinja(mode: str) -> Any:
                          keep_trailing_newline=True, extensions=[_rests_on_extension()])
     env.filters.update(FILTERS)
     return env
+
+
+#: Bounds in the content sandbox: the longest string or list an expression may make, the largest power.
+MAX_VALUE_SIZE = 100_000
+MAX_EXPONENT = 64
+#: Calls whose arguments are ids and line numbers, not quantities a reader sees.
+_REFERENCES = frozenset({"claim", "cite", "figure", "rests_on_block"})
+
+
+def typed_numbers(source: str, rel: str) -> list[tuple[int, str]]:
+    """(line, text) of every number a template expression makes that is not a claim field: a
+    literal (`{{ "73.2%" }}`, `{% set n = 73 %}`) or arithmetic (`{{ 70 + 3 }}`, `{{ claim("x").value
+    * 100 }}`). Ids and formatting arguments (`claim("id")`, `| num(2)`, `.ci[0]`) are not numbers
+    a reader sees. A template that does not parse is left to the build, which names its error."""
+    import jinja2
+    from jinja2 import nodes
+
+    from claims.numbers import find_numbers
+
+    try:
+        tree = _jinja("html").parse(source, name=rel)
+    except jinja2.TemplateSyntaxError:
+        return []
+    found: list[tuple[int, str]] = []
+
+    def rooted(node: nodes.Node) -> bool:  # a claim reference, or a field, filter or method of one
+        while isinstance(node, nodes.Getattr | nodes.Getitem | nodes.Filter | nodes.Call):
+            if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name) and node.node.name in _REFERENCES:
+                return True
+            node = node.node
+        return False
+
+    def visit(node: nodes.Node, formatting: bool = False) -> None:
+        if isinstance(node, nodes.TemplateData):
+            return
+        if isinstance(node, nodes.Const) and not formatting:
+            text = node.value if isinstance(node.value, str) else (
+                "" if isinstance(node.value, bool) or node.value is None else str(node.value))
+            found.extend((node.lineno, m.group(0).strip()) for m in find_numbers(str(text)))
+            return
+        if isinstance(node, nodes.BinExpr | nodes.UnaryExpr) and not formatting:
+            found.append((node.lineno, "a number computed in the template"))
+            return
+        if isinstance(node, nodes.Call):
+            visit(node.node, formatting)
+            args = formatting or rooted(node)
+            for arg in [*node.args, *(k.value for k in node.kwargs), node.dyn_args, node.dyn_kwargs]:
+                if arg is not None:
+                    visit(arg, args)
+            return
+        if isinstance(node, nodes.Filter | nodes.Test):
+            if node.node is not None:
+                visit(node.node, formatting)
+            for arg in [*node.args, *(k.value for k in node.kwargs)]:
+                visit(arg, True)  # | num(2), | pct(1): precision, not a quantity
+            return
+        if isinstance(node, nodes.Getitem):
+            visit(node.node, formatting)
+            visit(node.arg, True)  # .ci[0]
+            return
+        for child in node.iter_child_nodes():
+            visit(child, formatting)
+
+    visit(tree)
+    return found
 
 
 def _template_line(exc: BaseException, name: str) -> int | None:
@@ -139,6 +220,9 @@ def expand(prose: Prose, cit: Citations) -> str:
     import jinja2
 
     env = _jinja(cit.mode)
+    for line, number in typed_numbers(prose.source, prose.rel):  # build-site --strict fails on them
+        cit.warnings.append(f"{prose.rel}:{line}: {number!r} is made by a template expression, not read from a "
+                            "claim: cite a claim field instead")
     source = cit.bibliography_refs(prose.source, prose.rel)
     try:
         # compiled under the content file's name, so that errors can say file:line
@@ -147,7 +231,7 @@ def expand(prose: Prose, cit: Citations) -> str:
         return template.render(**cit.globals())
     except jinja2.TemplateSyntaxError as exc:
         raise BuildError(f"{prose.rel}:{exc.lineno}: {exc.message}") from None
-    except (jinja2.TemplateError, TypeError, ValueError) as exc:
+    except (jinja2.TemplateError, TypeError, ValueError, OverflowError, MemoryError, RecursionError) as exc:
         line = _template_line(exc, prose.rel)
         raise BuildError(f"{prose.rel}:{line or '?'}: {type(exc).__name__}: {exc}") from None
 

@@ -202,23 +202,26 @@ def _balance_rows(balance: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def _baselines(value: Any) -> dict[str, Any]:
-    """Baselines as {strongest, difference, ci, level, beats, verdict}, from the engine's fields."""
+def _baselines(value: Any, verdict: str = "") -> dict[str, Any]:
+    """The strongest baseline as {strongest, difference, ci, level, beats, verdict, count}, from the
+    engine's list of baselines (each: label, value, difference, ci, beats, strongest)."""
     if not value:
         return {}
-    if isinstance(value, list):  # several baselines: the strongest is the one shown
-        value = next((b for b in value if isinstance(b, dict) and b.get("strongest")), value[0] if value else {})
-    if not isinstance(value, dict):
+    listed = value if isinstance(value, list) else [value]
+    listed = [b for b in listed if isinstance(b, dict)]
+    if not listed:
         return {}
-    ci = value.get("ci") or value.get("difference_ci")
-    beats = value.get("beats")
-    verdict = value.get("verdict") or ({True: "beats the strongest baseline",
-                                        False: "does not beat the strongest baseline"}.get(beats, ""))
-    strongest = value.get("strongest")
-    if isinstance(strongest, dict):
-        strongest = strongest.get("label") or strongest.get("name") or strongest.get("field")
-    return {"strongest": strongest or value.get("label") or "", "difference": value.get("difference"),
-            "ci": list(ci) if ci else None, "level": value.get("level"), "beats": beats, "verdict": verdict}
+    chosen = next((b for b in listed if b.get("strongest")), None)
+    if chosen is None:  # the strongest is the one the claim beats by least
+        scored = [b for b in listed if isinstance(b.get("difference"), int | float)]
+        chosen = min(scored, key=lambda b: b["difference"]) if scored else listed[0]
+    ci = chosen.get("ci") or chosen.get("difference_ci")
+    beats = chosen.get("beats")
+    words_ = verdict or chosen.get("verdict") or {True: "beats the strongest baseline",
+                                                  False: "does not beat the strongest baseline"}.get(beats, "")
+    return {"strongest": str(chosen.get("label") or chosen.get("name") or ""), "difference": chosen.get("difference"),
+            "ci": list(ci) if ci else None, "level": chosen.get("level"), "beats": beats, "verdict": words_,
+            "count": len(listed)}
 
 
 def _waiver(value: Any) -> dict[str, Any]:
@@ -231,16 +234,20 @@ def _waiver(value: Any) -> dict[str, Any]:
 
 
 def engine_extras(record: Any) -> dict[str, Any]:
-    """Baselines, balance, draws, sidedness, role and waiver, each empty when the engine gives none."""
+    """Baselines, balance, draws, sidedness, role and waiver, each empty when the engine gives none
+    (claims.verify.Outcome: baselines, baseline_verdict, balance, rank, waiver; control.role)."""
     o = record.outcome
     control = o.control or {}
+    rank = _get(o, "rank") or {}
     role = control.get("role") or ""
-    draws = control.get("draws")
+    draws = rank.get("draws") if isinstance(rank, dict) else None
+    draws = draws if draws is not None else control.get("draws")
+    sided = rank.get("sided") if isinstance(rank, dict) else None
     return {
-        "baselines": _baselines(_get(o, "baselines")),
-        "balance": _balance_rows(control.get("balance")),
-        "draws": draws if isinstance(draws, int | dict) else None,
-        "sided": _get(o, "sidedness") or _get(o, "sided") or control.get("sidedness") or "",
+        "baselines": _baselines(_get(o, "baselines"), _get(o, "baseline_verdict") or ""),
+        "balance": _balance_rows(_get(o, "balance") or control.get("balance")),
+        "draws": draws if isinstance(draws, int) else None,
+        "sided": f"{sided}-sided" if sided else "",
         "role": role,
         "role_text": _ROLE_WORDS.get(role, role),
         "waiver": _waiver(_get(o, "waiver")),
