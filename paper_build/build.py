@@ -16,6 +16,7 @@ check (--strict refuses while any claim does not stand or any warning is raised)
 from __future__ import annotations
 
 import base64
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,8 @@ def paper_dir(project: Project) -> Path:
 
 # ---- render ---------------------------------------------------------------------------------
 def markdown(study: Study, content: Content, charts: dict[str, Any]) -> tuple[bytes, list[str]]:
-    cit = Citations(study, "md", "", lambda claim_id: None, charts, bibliography=content.bibliography)
+    cit = Citations(study, "md", "", lambda claim_id: None, charts, bibliography=content.bibliography,
+                    numbering=content.numbering([k for k, c in charts.items() if c]))
     parts = content.paper_parts(cit)
     text = "\n\n".join(p for p in (front_md(content, study), parts["abstract"] and f"## Abstract\n\n{parts['abstract']}",
                                    keywords_md(content), parts["body"], parts["references"], claims_table_md(study)) if p)
@@ -89,6 +91,22 @@ def claims_table_md(study: Study) -> str:
     return "\n".join(rows)
 
 
+SITE_ONLY = re.compile(r"\b(claim page|this page|the page|on the site|click|hover)\b", re.I)
+
+
+def site_only_captions(study: Study, charts: dict[str, Any]) -> list[str]:
+    """Captions the paper prints that speak of the site ("the claim page says..."): a warning each,
+    naming the spec, since a caption is printed alike on the site and in the paper."""
+    warnings = []
+    for record in study.records:
+        chart = charts.get(record.id)
+        match = SITE_ONLY.search(chart.caption) if chart else None
+        if match:
+            warnings.append(f"{record.spec_path}:{record.spec.line('caption')}: caption: speaks of the site "
+                            f"({match.group(0)!r}), but the paper prints it too; word it for both")
+    return warnings
+
+
 def data_uri(svg: bytes | None) -> str:
     return f"data:image/svg+xml;base64,{base64.b64encode(svg or b'').decode()}"
 
@@ -96,7 +114,8 @@ def data_uri(svg: bytes | None) -> str:
 def standalone(project: Project, study: Study, content: Content, outputs: Outputs,
                charts: dict[str, Any]) -> tuple[bytes, list[str]]:
     cit = Citations(study, "html", "", lambda claim_id: f"#claim-{claim_id}", charts,
-                    lambda rel: data_uri(outputs.read(rel)), content.bibliography)
+                    lambda rel: data_uri(outputs.read(rel)), content.bibliography,
+                    content.numbering([k for k, c in charts.items() if c]))
     parts = content.paper_parts(cit)
     css = find_static(project, "site.css").read_text(encoding="utf-8")
     favicon = data_uri(find_static(project, "favicon.svg").read_bytes())
@@ -130,7 +149,8 @@ def build_paper(project: Project, strict: bool = False) -> Report:
                     lambda: renderer.render(outputs.read("paper.html") or b"", out))
     else:
         log(f"note: paper.pdf skipped: {why_not}")
-    warnings = claim_warnings(study) + chart_warnings + content.bibliography.warnings + outputs.warnings
+    warnings = (claim_warnings(study) + chart_warnings + content.bibliography.warnings + outputs.warnings
+                + site_only_captions(study, charts))
     refuse_or_warn("build-paper", warnings, strict)
     outputs.commit()
     return Report(out, outputs.stats, warnings, gathered)

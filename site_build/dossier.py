@@ -7,12 +7,13 @@ the config, the inputs and the model fingerprint, package versions, seed, run ti
 
 from __future__ import annotations
 
-import json
+import string
 from typing import Any
 
 from claims.project import Project
 from claims.provenance import sha256_file
 from site_build.common.records import ClaimRecord, NodeRecord, completed_at, model_line
+from site_build.common.render import compact_json
 
 
 def source_href(relpath: str) -> str:
@@ -53,13 +54,13 @@ def _run(project: Project, node: NodeRecord, root: str, data: dict[str, str | No
         "state": node.state,
         "reason": node.reason,
         "fresh": node.fresh,
-        "config": json.dumps(node.config, indent=2, sort_keys=True),
+        "config": compact_json(node.config),
         "config_hash": node.config_hash,
         "key": node.key,
         "code_hash": sidecar.get("code_hash"),
         "code": code,
         "inputs": {k: v for k, v in sorted(material.get("inputs", {}).items())},
-        "model": json.dumps(model, indent=2, sort_keys=True) if isinstance(model, dict | list) else model,
+        "model": compact_json(model) if isinstance(model, dict | list) else model,
         "model_line": model_line(model) if isinstance(model, dict) else None,
         "model_block": isinstance(model, dict | list),
         "upstream": sorted(sidecar.get("upstream", {}).items()),
@@ -80,8 +81,24 @@ def _run(project: Project, node: NodeRecord, root: str, data: dict[str, str | No
     }
 
 
+def template_parts(statement: str) -> list[tuple[str, str]]:
+    """A statement template as ("text", ...) and ("field", "{name:fmt}") pieces, so that a page can
+    show it as wrapping prose with its fields marked."""
+    parts: list[tuple[str, str]] = []
+    try:
+        parsed = list(string.Formatter().parse(" ".join(statement.split())))
+    except ValueError:
+        return [("text", " ".join(statement.split()))]
+    for literal, name, fmt, conv in parsed:
+        if literal:
+            parts.append(("text", literal))
+        if name is not None:
+            parts.append(("field", "{" + name + (f"!{conv}" if conv else "") + (f":{fmt}" if fmt else "") + "}"))
+    return parts
+
+
 def dossier(project: Project, record: ClaimRecord, root: str, figure: str, data: dict[str, str | None],
-            front: Any) -> dict[str, Any]:
+            front: Any, figure_label: str = "") -> dict[str, Any]:
     """Everything the claim page template shows, as plain data (`figure`: the chart's HTML, or "";
     `data`: result and sidecar paths -> their copies in the site, None when too large to copy)."""
     o = record.outcome
@@ -96,6 +113,10 @@ def dossier(project: Project, record: ClaimRecord, root: str, figure: str, data:
         "control": control,
         "runs": [_run(project, node, root, data, front) for node in record.nodes.values()],
         "template_statement": " ".join(record.spec.statement.split()),
+        "template_parts": template_parts(record.spec.statement),
+        "has_numbers": record.required or o.value is not None or bool(o.ci),
+        "extras": record.extras,
+        "figure_label": figure_label if figure else "",
         "history": [c.to_json() for c in record.history],
     }
 

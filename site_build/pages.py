@@ -9,7 +9,8 @@
   source/<path>.html             the experiment code each result was made by (sha256 shown)
   figures/<id>[-k][.narrow].svg  charts (site_build.common.figures)
   claims.json                    the machine-readable export (site_build.export)
-  static/site.css                the style sheet (no CDN, no script)
+  static/site.css                the style sheet (no CDN)
+  static/search.js, search.json  the search box's script and index (site_build.search; local files)
   paper/paper.{html,md,pdf}      the standalone paper, when build-paper has run before
 """
 
@@ -21,7 +22,8 @@ from typing import Any
 
 from claims.project import Project
 from claims.provenance import sha256_file
-from site_build.common import figures, prose
+from site_build import search
+from site_build.common import figures, prose, xref
 from site_build.common.content import Content, build_date
 from site_build.common.outputs import Outputs, key_of
 from site_build.common.records import Study, model_line, source_files
@@ -53,6 +55,7 @@ class SitePages:
         self.base, self.changes = base_key, changes
         self.claims_key = key_of(study.data())
         self.charts: dict[str, figures.Chart | None] = {}
+        self.numbering = xref.Numbering()
         self.data: dict[str, str | None] = {}  # result or sidecar path -> its copy in the site (None: too large)
         self.warnings: list[str] = []
         self.nav = [(p.title if p.path.stem != "index" else "Overview", f"{p.path.stem}.html") for p in content.pages]
@@ -79,7 +82,7 @@ class SitePages:
 
     def citations(self, rel: str) -> Citations:
         return Citations(self.study, "html", rel, self.link(rel), self.charts, lambda path: root_of(rel) + path,
-                         self.content.bibliography)
+                         self.content.bibliography, self.numbering, page=rel)
 
     def page_key(self, *parts: Any) -> str:
         return key_of(self.base, self.nav, self.content.front.model_dump(mode="json"), self.study.models, *parts)
@@ -87,8 +90,9 @@ class SitePages:
     # ---- outputs ----------------------------------------------------------------------------
     def add_all(self) -> None:
         self.charts, self.warnings = figures.add_figures(self.outputs, self.study, "figures")
+        self.numbering = xref.numbering(self.content.paper, self.content.pages, [k for k, c in self.charts.items() if c])
         self.warnings += self.content.bibliography.warnings
-        for name in ("site.css", "favicon.svg"):
+        for name in ("site.css", "favicon.svg", "search.js"):
             path = find_static(self.project, name)
             self.outputs.add(f"static/{name}", key_of("static", sha256_file(path)), path.read_bytes)
         self.add_sources()
@@ -104,9 +108,17 @@ class SitePages:
             self.add_paper()
         if self.changes is not None:
             self.add_changes()
+        self.add_search()
         charts = {k: c.data() if c else None for k, c in self.charts.items()}
         self.outputs.add("claims.json", key_of("export", self.claims_key, charts),
                          lambda: export(self.study, self.charts))
+
+    def add_search(self) -> None:
+        """search.json and static/search-index.js: the index the header's search box reads."""
+        index = search.records(self.study, self.content)
+        key = key_of("search", index)
+        self.outputs.add("search.json", key, lambda: search.search_json(index))
+        self.outputs.add("static/search-index.js", key, lambda: search.search_script(index))
 
     def add_sources(self) -> None:
         users: dict[str, list[str]] = {}
@@ -149,21 +161,24 @@ class SitePages:
         root = root_of(rel)
 
         def make() -> bytes:
-            figure = figures.html(chart, lambda p: root + p, "Figure.",
+            figure = figures.html(chart, lambda p: root + p, self.numbering.figure_label(record.id),
                                   "" if record.standing else f'<span class="badge badge-{record.status}">'
-                                  f'{record.status.replace("_", " ")}</span>') if chart else ""
-            data = dossier(self.project, record, root, figure, self.data, self.content.front)
+                                  f'{record.status.replace("_", " ")}</span>', anchor=f"figure-{record.id}") if chart else ""
+            data = dossier(self.project, record, root, figure, self.data, self.content.front,
+                           self.numbering.figure_label(record.id))
             deps = [self.study.get(d) for d in record.outcome.depends_on]
             return render(self.project, "claim.html", site=self.site(rel, record.outcome.title), d=data,
                           depends=[d for d in deps if d is not None])
 
         deps = [self.study.get(d).outcome.status for d in record.outcome.depends_on if self.study.get(d)]
         self.outputs.add(rel, self.page_key("claim", record.data(), chart.data() if chart else None, deps,
+                                            self.numbering.figures.get(record.id),
                                             _source_state(self.project, record), self.data), make)
 
     def prose_key(self, *parts: Any) -> str:
         charts = {k: c.data() if c else None for k, c in self.charts.items()}
-        return self.page_key(*parts, self.claims_key, charts, self.content.bibliography.fingerprint)
+        numbers = [self.numbering.figures, {k: v.__dict__ for k, v in self.numbering.sections.items()}]
+        return self.page_key(*parts, self.claims_key, charts, self.content.bibliography.fingerprint, numbers)
 
     def add_prose_page(self, page: prose.Prose) -> None:
         if page.path.stem == "index":

@@ -78,7 +78,8 @@ def test_failed_claim_is_marked_and_strict_refuses(tmp_path):
     md = (project.build_dir / "paper" / "paper.md").read_text()
     assert "The probe reaches 75.2% accuracy. **[failed]**" in md
     html = (project.build_dir / "paper" / "paper.html").read_text()
-    assert '<span class="claim-ref status-failed"><a href="#claim-probe-near-perfect">' in html
+    assert re.search(r'<span class="claim-ref status-failed">The probe reaches [^<]*'
+                     r'<a class="badge badge-failed" href="#claim-probe-near-perfect">failed</a>', html)
     shutil.rmtree(project.build_dir / "paper")
     with pytest.raises(BuildError, match="build-paper --strict: 1 problem"):
         build_paper(project, strict=True)

@@ -82,7 +82,7 @@ def test_site_has_every_page(built):
         "claims/detect-vs-steer.html", "claims/gpu-scale.html", "claims/probe-accuracy.html",
         "claims/probe-chance.html", "claims/probe-vs-random.html", "claims/steering-slope.html",
         "index.html", "methods.html", "paper.html", "source/fx_sample_probe.py.html", "static/favicon.svg",
-        "static/site.css", "story.html",
+        "static/site.css", "story.html", "search.json", "static/search.js", "static/search-index.js",
     ])
     assert report.warnings == []
 
@@ -122,7 +122,7 @@ def test_prose_references_render_from_results(built):
     assert ('<figure class="chart" id="figure-steering-slope"><picture><source media="(max-width: 640px)" '
             'srcset="figures/steering-slope.narrow.svg" width="340"') in story
     assert '<img src="figures/steering-slope.svg" alt="compliance rate against alpha: this claim 0: 30%' in story
-    assert '<span class="figure-label">Figure 1.</span> The blue line is this claim' in story
+    assert re.search(r'<span class="figure-label">Figure \d+\.</span> The blue line is this claim', story)
     assert 'id="fn1"' in story  # footnotes
     index = site_file(project, "index.html")
     assert 'Steering: 3.23 (95% CI 2.64 to 3.82; n = 50 seeds).' in index
@@ -189,7 +189,8 @@ def test_statement_with_script_renders_as_text(tmp_path):
     build_site(project)
     for rel in ("claims/xss.html", "index.html", "methods.html", "paper.html"):
         html = site_file(project, rel)
-        assert "<script" not in html.lower(), rel
+        scripts = re.findall(r"<script[^>]*>", html, re.I)  # the site's own search box, and nothing else
+        assert len(scripts) == 1 and 'static/search.js"' in scripts[0], rel
         assert "<b>bold</b>" not in html, rel
     assert "&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt; reaches 75.2% &amp; more." in site_file(
         project, "claims/xss.html")
@@ -241,13 +242,13 @@ def test_export_json(built):
 
 def test_warm_rebuild_renders_only_what_changed(project):
     first = build_site(project)
-    assert first.stats.rendered == 31 and first.stats.reused == 0
+    assert first.stats.rendered == 34 and first.stats.reused == 0
     again = build_site(project)
-    assert again.stats.rendered == 0 and again.stats.reused == 31
+    assert again.stats.rendered == 0 and again.stats.reused == 34
     story = project.content_dir / "story.md"
     story.write_text(story.read_text() + "\nOne more sentence.\n")
     warm = build_site(project)
-    assert warm.stats.rendered_files == ["story.html"]
+    assert sorted(warm.stats.rendered_files) == ["search.json", "static/search-index.js", "story.html"]
     assert "One more sentence." in site_file(project, "story.html")
 
 

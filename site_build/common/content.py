@@ -135,8 +135,19 @@ class Content:
     def paper_parts(self, cit: Any) -> dict[str, str]:
         """The paper rendered with one rendering's references (`cit`: HTML or Markdown): its
         abstract, its sections as one document, and the works they cite."""
+        from site_build.common.xref import number_headings, number_md_headings
+
         abstract = prose.document([self.abstract], cit) if self.abstract else ""
-        return {"abstract": abstract, "body": prose.document(self.paper, cit), "references": cit.works.section()}
+        body = prose.document(self.paper, cit)
+        numbers = cit.numbering.paper_numbers if cit.numbering is not None else {}
+        body = number_md_headings(body, numbers) if cit.mode == "md" else number_headings(body, numbers)
+        return {"abstract": abstract, "body": body, "references": cit.works.section()}
+
+    def numbering(self, charted: list[str]) -> Any:
+        """Figure and section numbers shared by the site and the paper (site_build.common.xref)."""
+        from site_build.common.xref import numbering
+
+        return numbering(self.paper, self.pages, charted)
 
     def data(self, pages: list[prose.Prose] | None = None) -> list[Any]:
         """What renderings depend on (for output keys)."""

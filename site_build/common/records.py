@@ -8,6 +8,7 @@ sidecars of its experiment and control, read only when they are fresh.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -77,6 +78,26 @@ class ClaimRecord:
     def provenance_key(self) -> str | None:
         main = self.nodes.get("main")
         return main.key if main else None
+
+    @functools.cached_property
+    def lead(self) -> Any:
+        """The number this claim's card, page and table row lead with (site_build.common.readings)."""
+        from site_build.common.readings import lead
+
+        return lead(self)
+
+    @functools.cached_property
+    def control_readings(self) -> list[Any]:
+        from site_build.common.readings import control_readings
+
+        return control_readings(self)
+
+    @functools.cached_property
+    def extras(self) -> dict[str, Any]:
+        """Baselines, balance, draws, role and waiver when the engine reports them (else empty)."""
+        from site_build.common.readings import engine_extras
+
+        return engine_extras(self)
 
     def result(self, role: str) -> Result | None:
         node = self.nodes.get(role)

@@ -8,7 +8,9 @@ Content is Markdown with Jinja expressions, evaluated against the verified resul
     {{ claim("x").ci | ci }}  {{ claim("x").n }}  {{ claim("x").control.value | pct(0) }}
     {{ figure("hneuron-probe-accuracy") }}             the claim's chart, numbered, with a caption
 
-Citations of the literature are `[@key]` (site_build.common.bibliography).
+Citations of the literature are `[@key]` (site_build.common.bibliography); cross-references are
+{ref}`fig:<claim id>` and {ref}`sec:<heading anchor>` (site_build.common.xref), numbered alike on
+the site and in the paper.
 
 Fields: value, ci (ci[0], ci[1]), n, level, unit, status, title, statement, url, standing,
 control (value, ci, n, holds, description, none, why). Filters: pct(digits=1), num(digits=None),
@@ -46,7 +48,7 @@ class Citations:
 
     def __init__(self, study: Study, mode: str, where: str, link: Callable[[str], str | None],
                  charts: dict[str, Any] | None = None, chart_src: Callable[[str], str] | None = None,
-                 bibliography: Any = None):
+                 bibliography: Any = None, numbering: Any = None, page: str | None = None):
         from site_build.common.bibliography import CitedWorks
 
         self.study, self.mode, self.where, self.link = study, mode, where, link
@@ -56,6 +58,7 @@ class Citations:
         self.warnings: list[str] = []
         self.cited: list[str] = []
         self.figures = 0
+        self.numbering, self.page = numbering, page  # page: the site page rendered (None: standalone paper, md)
         self.works = CitedWorks(bibliography, mode, self.out, self.warnings)
 
     # ---- output --------------------------------------------------------------------------
@@ -116,15 +119,66 @@ class Citations:
             self.warnings.append(f"{self.where}: claim {claim_id!r} has no chart to show")
             return self.out(*self.badge(record, "no chart"), block=True)
         self.figures += 1
-        label = f"Figure {self.figures}."
+        label = self.numbering.figure_label(claim_id) if self.numbering else f"Figure {self.figures}."
         badge_html, badge_md = self.badge(record) if not record.standing else ("", "")
         html = figures.html(chart, self.chart_src, label, badge_html, anchor=f"figure-{record.id}")
         md = figures.markdown(chart, label, md_escape) + (f" {badge_md}" if badge_md else "")
         return self.out(html, md, block=True)
 
     def bibliography_refs(self, text: str, rel: str) -> str:
-        """`[@key]` citations in a content file's source, replaced before the Jinja step."""
-        return self.works.replace(text, rel)
+        """`[@key]` citations and `{ref}` cross-references in a content file's source, replaced
+        before the Jinja step."""
+        return self.cross_refs(self.works.replace(text, rel), rel)
+
+    def cross_refs(self, text: str, rel: str) -> str:
+        """`{ref}`fig:id`` and `{ref}`sec:label`` as numbered links (site_build.common.xref)."""
+        from site_build.common.xref import FIGURE_CALL, REF
+
+        shown = set(FIGURE_CALL.findall(text))
+        pieces, last = [], 0
+        for match in REF.finditer(text):
+            line = text.count("\n", 0, match.start()) + 1
+            pieces += [text[last:match.start()], str(self._ref(match.group(1).strip(), shown, rel, line))]
+            last = match.end()
+        return "".join(pieces) + text[last:]
+
+    def _root(self) -> str:
+        return "../" * self.page.count("/") if self.page else ""
+
+    def _ref(self, label: str, shown: set[str], rel: str, line: int) -> Any:
+        numbering = self.numbering
+        target: tuple[str, str | None] | None = None  # (text, href)
+        if numbering is not None and label.startswith("fig:") and label[4:] in numbering.figures:
+            claim_id = label[4:]
+            text = f"Figure {numbering.figures[claim_id]}"
+            url = self.link(claim_id)
+            if claim_id in shown:
+                href = f"#figure-{claim_id}"
+            elif url and url.startswith("#"):
+                href = url
+            else:
+                href = f"{url}#figure-{claim_id}" if url else None
+            target = (text, href)
+        elif numbering is not None and label in numbering.sections:
+            section = numbering.sections[label]
+            text = f"Section {section.number}" if section.number else f"“{section.title}”"
+            if self.mode == "md":
+                href = None
+            elif self.page is None:  # the standalone paper: its own sections only
+                href = f"#{section.anchor}" if section.page == "paper.html" else None
+            elif section.page == self.page:
+                href = f"#{section.anchor}"
+            else:
+                href = f"{self._root()}{section.page}#{section.anchor}"
+            target = (text, href)
+        if target is None:
+            self.warnings.append(f"{rel}:{line}: cross-reference to unknown {label!r} "
+                                 "(fig:<claim id> with a chart, or sec:<heading anchor>)")
+            return self.out(f'<span class="xref missing">{escape("?" + label)}</span>', f"**?{label}**")
+        text, href = target
+        html = (f'<a class="xref" href="{escape(href)}">{escape(text)}</a>' if href
+                else f'<span class="xref">{escape(text)}</span>')
+        return self.out(html, md_escape(text))
 
     def rests_on_block(self, claim_ids: list[Any], lineno: int, caller: Any) -> Any:
         """A conclusion bound to claims: as written when they all stand, else struck through with
@@ -259,8 +313,8 @@ class ClaimRef:
         cit, record, o = self.cit, self.record, self.record.outcome
         text = o.statement or f"{o.title} (no verified statement)"
         badge_html, badge_md = cit.badge(record)
-        link = f'<a href="{escape(self.url)}">{escape(text)}</a>' if self.url else escape(text)
-        html = f'<span class="claim-ref status-{escape(o.status)}">{link} {badge_html}</span>'
+        # the statement reads as prose; its badge (the claim's status) is the link to the claim page
+        html = f'<span class="claim-ref status-{escape(o.status)}">{escape(text)} {badge_html}</span>'
         md = md_escape(text) + ("" if record.standing else f" {badge_md}")
         return cit.out(html, md)
 

@@ -103,8 +103,23 @@ def _interval(ci: Any, spec: str = ".3g", level: Any = None) -> str:
     return f"{prefix}{fmt_value(ci[0], spec)} to {fmt_value(ci[1], spec)}"
 
 
+def compact_json(value: Any, width: int = 72, indent: int = 0) -> str:
+    """JSON as a reader scans it: a list or mapping that fits on one line stays on one line
+    (a config's list of alphas is one line, not one line per number), keys sorted."""
+    flat = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    if len(flat) + indent <= width or not isinstance(value, dict | list) or not value:
+        return flat
+    pad = " " * (indent + 2)
+    if isinstance(value, list):
+        items = [compact_json(v, width, indent + 2) for v in value]
+        return "[\n" + ",\n".join(pad + i for i in items) + "\n" + " " * indent + "]"
+    items = [f"{json.dumps(k, ensure_ascii=False)}: {compact_json(v, width - len(json.dumps(k)) - 2, indent + 2)}"
+             for k, v in sorted(value.items())]
+    return "{\n" + ",\n".join(pad + i for i in items) + "\n" + " " * indent + "}"
+
+
 def _pretty(data: Any) -> str:
-    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
+    return compact_json(data)
 
 
 def _short(sha: Any, n: int = 12) -> Any:

@@ -31,7 +31,7 @@ from site_build.common.figures.kinds import KINDS, kind
 from site_build.common.outputs import Outputs, key_of
 
 __all__ = ["Chart", "FigureDataError", "KINDS", "add_figures", "html", "kind", "markdown", "plan"]
-WIDE, NARROW = 600, 340
+WIDE, NARROW = 760, 340
 #: Below this viewport width a page shows the narrow drawing (CSS pixels).
 NARROW_MEDIA = "(max-width: 640px)"
 

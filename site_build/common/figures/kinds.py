@@ -13,11 +13,25 @@ from collections.abc import Callable
 from typing import Any
 
 from site_build.common.figures.data import ClaimData, FigureDataError, Line, number, panel_axis, words
+from site_build.common.figures.labels import (
+    BAND,
+    CHAR_W,
+    FONT_SIZE,
+    Label,
+    band_rect,
+    label_layers,
+    padded,
+    place,
+    rule_layers,
+    strip_height,
+    x_reference_layers,
+    y_reference_layers,
+)
 
 KindFn = Callable[[ClaimData, dict[str, Any], int], tuple[Any, str, str]]
 KINDS: dict[str, KindFn] = {}
-CLAIM, CONTROL, REFERENCE, BAND = "#1f4e8c", "#8a8f98", "#57606a", "#dfe6ef"
-FONT_SIZE, TITLE_SIZE = 12, 13
+CLAIM, CONTROL = "#1f4e8c", "#8a8f98"
+TITLE_SIZE = 13
 NARROW = 400  # below this width a chart gets fewer ticks and bins
 
 
@@ -62,7 +76,7 @@ def finish(layers: list[Any], width: int, height: int, title: list[str] | None, 
                             labelColor="#1d232b", titleColor="#1d232b", gridColor="#eceff3", domainColor="#8a8f98",
                             tickColor="#8a8f98")
             .configure_legend(labelFontSize=FONT_SIZE, orient="top", direction="horizontal", title=None,
-                              labelLimit=max(140, width // 2 - 20), symbolSize=80)
+                              labelLimit=width - 30, columns=1 if width < NARROW else 0, symbolSize=80)
             .configure_text(fontSize=FONT_SIZE)
             .configure_view(stroke=None))
 
@@ -70,51 +84,6 @@ def finish(layers: list[Any], width: int, height: int, title: list[str] | None, 
 def titles(panel: dict[str, Any], width: int, subtitle: list[str]) -> tuple[list[str] | None, list[str]]:
     title = wrap(panel["title"], width) if panel.get("title") else None
     return title, [line for s in subtitle for line in wrap(s, width, FONT_SIZE)]
-
-
-LABEL_ROW = 15  # px between stacked labels of lines at the top of a chart
-
-
-def label_y(row: int) -> int:
-    """Labels of lines sit at the top of the plot, alternating between two rows so that two lines
-    close together keep their labels apart."""
-    return 2 + LABEL_ROW * (row % 2)
-
-
-def reference_layers(lines: list[Line], axis_name: str, first_row: int = 0) -> list[Any]:
-    """Dashed reference lines with their labels; `axis_name` is the axis the values are on."""
-    import altair as alt
-
-    if not lines:
-        return []
-    rows = [{"value": line.value, "label": line.label, "y": label_y(first_row + i)} for i, line in enumerate(lines)]
-    base = alt.Chart(alt.Data(values=rows))
-    pos = {axis_name: alt.X("value:Q") if axis_name == "x" else alt.Y("value:Q")}
-    layers = [base.mark_rule(color=REFERENCE, strokeDash=[5, 4], strokeWidth=1.2).encode(**pos)]
-    if axis_name == "x":
-        for y in sorted({r["y"] for r in rows}):
-            layers.append(alt.Chart(alt.Data(values=[r for r in rows if r["y"] == y])).mark_text(
-                align="left", baseline="top", dx=4, y=y, color=REFERENCE).encode(x="value:Q", text="label:N"))
-    else:
-        layers.append(base.mark_text(align="right", baseline="bottom", dy=-3, x="width", color=REFERENCE).encode(
-            y="value:Q", text="label:N"))
-    return layers
-
-
-def band_layer(low: float, high: float, label: str, axis_name: str = "x") -> list[Any]:
-    """The shaded range a null claim is judged against, labelled."""
-    import altair as alt
-
-    base = alt.Chart(alt.Data(values=[{"low": low, "high": high, "label": label}]))
-    if axis_name == "x":
-        rect = base.mark_rect(color=BAND, opacity=0.9).encode(x="low:Q", x2="high:Q")
-        text = base.mark_text(align="left", baseline="top", dx=3, y=2, color="#3d4753").encode(
-            x="low:Q", text="label:N")
-    else:
-        rect = base.mark_rect(color=BAND, opacity=0.9).encode(y="low:Q", y2="high:Q")
-        text = base.mark_text(align="left", baseline="bottom", x=3, dy=-2, color="#3d4753").encode(
-            y="high:Q", text="label:N")
-    return [rect, text]
 
 
 def references(claim: ClaimData, panel: dict[str, Any], paths: list[str], fmt: str | None,
@@ -167,27 +136,44 @@ def intervals(claim: ClaimData, panel: dict[str, Any], width: int) -> tuple[Any,
         raise FigureDataError(f"{claim.where}: two rows of the chart have the same label")
     paths = [r["field"] for r in rows]
     title, fmt = claim.axis(panel.get("x"), words(paths[0]), paths[0])
-    order = [r["row"] for r in rows]
     null = claim.null_range()
     lines = references(claim, panel, paths, fmt, "x")
     if null:  # the band's edges are the thresholds of an equivalence test: drawn once, as the band
         lines["x"] = [line for line in lines["x"] if not any(abs(line.value - e) < 1e-12 for e in null[:2])]
-    labelled = bool(null or lines["x"])
-    y = alt.Y("row:N", sort=order, title=None, scale=alt.Scale(paddingOuter=0.9 if labelled else 0.4),
-              axis=alt.Axis(labelLimit=110 if width < NARROW else 200, labelFontSize=FONT_SIZE, ticks=False,
-                            domain=False))
+    # row labels wrap onto lines (never cut): about 17 characters on a phone, 28 on a screen
+    chars = 17 if width < NARROW else 28
+    for r in rows:
+        r["key"] = "\n".join(textwrap.wrap(r["row"], chars, break_on_hyphens=False)) or r["row"]
+    lines_per_row = max(r["key"].count("\n") + 1 for r in rows)
+    step = max(34, 15 * lines_per_row + 8)
+    low, high = padded([v for r in rows for v in (r["low"], r["high"])] + [line.value for line in lines["x"]]
+                       + (list(null[:2]) if null else []))
+    label_col = min(chars, max(len(line) for r in rows for line in r["key"].split("\n"))) * CHAR_W + 14
+    labels = ([Label(null[0], null[2])] if null else []) + [Label(line.value, line.label) for line in lines["x"]]
+    top = strip_height(place(labels, low, high, width - label_col - 12))
+    height = top + step * len(rows) + 6
+    y = alt.Y("key:N", sort=[r["key"] for r in rows], title=None,
+              scale=alt.Scale(range=[top + 6, height], paddingInner=0.2, paddingOuter=0.3),
+              axis=alt.Axis(labelLimit=0, labelFontSize=FONT_SIZE, ticks=False, domain=False, labelBaseline="middle",
+                            labelLineHeight=15, labelExpr="split(datum.value, '\\n')",
+                            labelOffset=alt.ExprRef("-7.5 * (length(split(datum.value, '\\n')) - 1)")))
     x_axis = axis(title, fmt, width)
+    x_scale = alt.Scale(domain=[low, high], nice=False, zero=False)
     for r in rows:
         r["colour"] = CLAIM if r["tested"] or len(rows) == 1 else CONTROL
     layers: list[Any] = []
     if null:
-        layers += band_layer(*null)
-    layers += reference_layers(lines["x"], "x", first_row=1 if null else 0)
+        layers += band_rect(null[0], null[1], top)
+    layers += rule_layers(lines["x"], top)
+    layers += label_layers(labels)
     base = alt.Chart(alt.Data(values=rows))
     colour = alt.Color("colour:N", scale=None, legend=None)
-    layers.append(base.mark_rule(strokeWidth=3).encode(y=y, x=alt.X("low:Q", axis=x_axis, scale=alt.Scale(zero=False)),
+    layers.append(base.mark_rule(strokeWidth=3).encode(y=y, x=alt.X("low:Q", axis=x_axis, scale=x_scale),
                                                         x2="high:Q", color=colour))
     if dots:
+        keys = {r["row"]: r["key"] for r in rows}
+        for d in dots:
+            d["key"] = keys[d["row"]]
         layers.append(alt.Chart(alt.Data(values=dots)).mark_circle(size=28, opacity=0.55, color=CONTROL).encode(
             y=y, x="value:Q"))
     layers.append(base.mark_point(filled=True, size=90, opacity=1).encode(y=y, x="value:Q", color=colour))
@@ -201,7 +187,7 @@ def intervals(claim: ClaimData, panel: dict[str, Any], width: int) -> tuple[Any,
                + ("; dashed lines are the assertion's thresholds" if lines["x"] else "")
                + ("; small dots are the single splits" if dots else "") + ".")
     t, s = titles(panel, width, [])
-    return finish(layers, width, 34 * len(rows) + (40 if labelled else 12), t, s), alt_text, caption
+    return finish(layers, width, height, t, s), alt_text, caption
 
 
 # ---- rank -----------------------------------------------------------------------------------
@@ -232,39 +218,39 @@ def rank(claim: ClaimData, panel: dict[str, Any], width: int) -> tuple[Any, str,
     p_path = panel.get("p") or ("control.rank_p" if claim.has("control.rank_p") else None)
     p = claim.field(p_path) if p_path else None
     title, fmt = claim.axis(panel.get("x"), words(value_path), value_path)
-    span = [*valid, iv.value, *([iv.low, iv.high] if iv.has_ci else [])]
+    lines = references(claim, panel, [value_path], fmt, "x")
+    span = [*valid, iv.value, *([iv.low, iv.high] if iv.has_ci else []), *(line.value for line in lines["x"])]
     low, high = min(span), max(span)
     pad = (high - low) * 0.04 or abs(high) * 0.05 or 0.05
     bins = 18 if width < NARROW else 32
     dots, tallest = dot_stack(valid, low - pad, high + pad, bins)
-    plot_width = width - 50
+    plot_width = width - 20
     diameter = max(4.0, min(plot_width / bins * 0.9, 150 / max(tallest, 1)))
-    headroom = (2 * LABEL_ROW + 8) / diameter + 0.4  # dot rows left empty at the top for two rows of labels
-    height = int(max(80, diameter * (tallest + headroom) + 10))
     group = f"{len(draws)} {panel.get('label') or 'random draws'}"
     you = panel.get("value_label") or "this claim"
+    null = claim.null_range(valid)
+    labels = ([Label(null[0], null[2])] if null else []) + [Label(line.value, line.label) for line in lines["x"]]
+    labels.append(Label(iv.value, f"{you} {number(iv.value, fmt)}", CLAIM, bold=True))
+    top = strip_height(place(labels, low - pad, high + pad, plot_width))
+    height = int(max(80, top + diameter * (tallest + 0.4) + 10))
     colour = legend_color([group], [CONTROL])
     x = alt.X("x:Q", axis=axis(title, fmt, width), scale=alt.Scale(zero=False, domain=[low - pad, high + pad], nice=False))
     layers: list[Any] = []
-    null = claim.null_range(valid)
     if null:
-        layers += band_layer(*null)
+        layers += band_rect(null[0], null[1], top)
     if iv.has_ci:
         ci = alt.Chart(alt.Data(values=[{"low": iv.low, "high": iv.high}]))
-        layers.append(ci.mark_rect(color=CLAIM, opacity=0.16).encode(x="low:Q", x2="high:Q"))
-    lines = references(claim, panel, [value_path], fmt, "x")
-    first = 1 if null else 0
-    layers += reference_layers(lines["x"], "x", first_row=first)
+        layers.append(ci.mark_rect(color=CLAIM, opacity=0.16).encode(x="low:Q", x2="high:Q", y=alt.value(top),
+                                                                     y2=alt.value("height")))
+    layers += rule_layers(lines["x"], top)
     for d in dots:
         d["series"] = group
+    stack_top = tallest + 0.4 + top / diameter  # the strip is left empty of dots
     layers.append(alt.Chart(alt.Data(values=dots)).mark_circle(size=diameter ** 2 * 0.78, opacity=0.8).encode(
-        x=x, y=alt.Y("stack:Q", axis=None, scale=alt.Scale(domain=[0, tallest + headroom], nice=False)), color=colour))
-    mark = alt.Chart(alt.Data(values=[{"x": iv.value, "label": f"{you} {number(iv.value, fmt)}"}]))
-    right = iv.value <= (low + high) / 2  # the label goes to the side with room
-    layers += [mark.mark_rule(strokeWidth=2.5, color=CLAIM).encode(x="x:Q"),
-               mark.mark_text(align="left" if right else "right", baseline="top", dx=5 if right else -5,
-                              y=label_y(first + len(lines["x"])), color=CLAIM, fontWeight="bold").encode(
-                   x="x:Q", text="label:N")]
+        x=x, y=alt.Y("stack:Q", axis=None, scale=alt.Scale(domain=[0, stack_top], nice=False)), color=colour))
+    mark = alt.Chart(alt.Data(values=[{"x": iv.value}]))
+    layers.append(mark.mark_rule(strokeWidth=2.5, color=CLAIM).encode(x="x:Q", y=alt.value(top), y2=alt.value("height")))
+    layers += label_layers(labels)
     sub = []
     if p is not None:
         sub.append(f"rank p = {number(float(p), '.3f')}; control: {claim.outcome.verdict}")
@@ -340,7 +326,8 @@ def sweep(claim: ClaimData, panel: dict[str, Any], width: int) -> tuple[Any, str
         layers.append(alt.Chart(alt.Data(values=envelope)).mark_area(color=BAND, opacity=0.9).encode(
             x="x:Q", y="low:Q", y2="high:Q"))
     lines = references(claim, panel, [], y_fmt, "y")
-    layers += reference_layers(lines.get("y", []), "y") + reference_layers(lines.get("x", []), "x")
+    layers += y_reference_layers(lines.get("y", [])) + x_reference_layers(
+        lines.get("x", []), [r["x"] for r in rows], width - 60)
     base = alt.Chart(alt.Data(values=rows))
     if all(r["low"] is not None and r["high"] is not None for r in rows if r["line"] == "claim"):
         layers.append(base.transform_filter(alt.datum.line == "claim").mark_area(color=CLAIM, opacity=0.15).encode(
@@ -385,7 +372,8 @@ def scatter(claim: ClaimData, panel: dict[str, Any], width: int) -> tuple[Any, s
     x = alt.X("x:Q", axis=axis(x_title, x_fmt, width), scale=alt.Scale(zero=False))
     y = alt.Y("y:Q", axis=axis(y_title, y_fmt, width), scale=alt.Scale(zero=False))
     lines = references(claim, panel, [], None, "y")
-    layers = reference_layers(lines.get("x", []), "x") + reference_layers(lines.get("y", []), "y")
+    layers = x_reference_layers(lines.get("x", []), [v for r in rows for v in (r["x_low"], r["x_high"])],
+                                width - 60) + y_reference_layers(lines.get("y", []))
     base = alt.Chart(alt.Data(values=rows))
     layers += [base.mark_rule(color=CONTROL, strokeWidth=1.5).encode(x="x_low:Q", x2="x_high:Q", y=y),
                base.mark_rule(color=CONTROL, strokeWidth=1.5).encode(y="y_low:Q", y2="y_high:Q", x=x),
