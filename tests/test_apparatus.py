@@ -75,7 +75,7 @@ def test_an_unknown_reference_is_visible_and_a_warning_with_file_and_line(tmp_pa
 @pytest.mark.parametrize(("front", "message"), [
     ("---\ntitle: T\nauthor: Ada\n---\nAbstract.\n", "content/front.md:3: author: unknown field"),
     ("---\ntitle: T\ndate: yesterday\n---\n", "content/front.md:3: date: Input should be a valid date"),
-    ("---\ntitle: T\nrepository: not a url\n---\n", "content/front.md:3: repository: String should match pattern"),
+    ("---\ntitle: T\nrepository: not a url\n---\n", "content/front.md:3: repository: 'not a url': must be an http(s) address"),
 ])
 def test_front_matter_mistakes_are_one_line(tmp_path, front, message):
     project = make(tmp_path, content={"content/front.md": front})
