@@ -9,8 +9,10 @@ The weights enter every cache key by content: the fingerprint carries the sha256
 dequantized safetensors (dequantization is deterministic: the same GGUF gives the same bytes),
 computed once and remembered against the file's size and mtime. The marker records that hash at
 conversion time, so a cache that was damaged later (a bit flip, NaNs written into it) no longer
-matches: it is rebuilt before anything is keyed or run on it. Loading also refuses non-finite
-weights.
+matches: it is rebuilt before anything is keyed or run on it. The remembered hash trusts a file's
+size and mtime, which a damaged file can keep (a flipped byte with its mtime restored), so loading
+the weights for a run hashes their bytes again (`content_intact`, about a second per GB) and
+rebuilds a cache whose content no longer matches. Loading also refuses non-finite weights.
 """
 
 from __future__ import annotations
@@ -72,8 +74,19 @@ def intact_digest(path: Path, fp: dict[str, Any]) -> str:
     return digest
 
 
-def weights_digest(path: Path) -> str:
-    """sha256 over the safetensors files of a model folder, remembered against (size, mtime)."""
+def content_intact(path: Path) -> bool:
+    """Whether the safetensors bytes of a model folder still hash to what its marker recorded at
+    conversion: read afresh, ignoring the (size, mtime) memo (and refreshing it)."""
+    try:
+        recorded = json.loads((path / MARKER).read_text()).get("dequantized_sha256")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return bool(recorded) and weights_digest(path, fresh=True) == recorded
+
+
+def weights_digest(path: Path, fresh: bool = False) -> str:
+    """sha256 over the safetensors files of a model folder, remembered against (size, mtime);
+    `fresh` hashes every file's bytes again."""
     import hashlib
 
     from claims.provenance import sha256_file
@@ -90,7 +103,8 @@ def weights_digest(path: Path) -> str:
     for f in files:
         st = f.stat()
         entry = known.get(f.name) if isinstance(known, dict) else None
-        if not (isinstance(entry, dict) and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns):
+        if fresh or not (isinstance(entry, dict) and entry.get("size") == st.st_size
+                         and entry.get("mtime_ns") == st.st_mtime_ns):
             entry = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_file(f)}
             known[f.name] = entry
             changed = True
@@ -166,6 +180,11 @@ def load() -> LoadedModel:
 
     fp = fingerprint()  # rebuilds a missing or damaged cache first
     path = model_dir()
+    if not content_intact(path):  # the memo trusted size and mtime; a run reads the bytes
+        log.warning("the dequantized model in %s no longer matches the hash recorded when it was made "
+                    "(its bytes changed, its size and mtime did not): rebuilding it", path)
+        _convert(path, source_fingerprint())
+        fp = fingerprint()
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
