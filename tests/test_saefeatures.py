@@ -235,10 +235,10 @@ def test_the_audit_refuses_missing_or_stale_second_labels(tmp_path, monkeypatch)
         pass
 
     with pytest.raises(ExperimentError, match="1 sampled sentences have no second_label"):
-        concepts.run({"concepts": ["kindness"]}, Ctx())
+        concepts.run({"concepts": ["kindness"], "concept_data": "v1"}, Ctx())
     (folder / "audit.csv").write_text("id,concept,sentence,second_label\nk-3-0,kindness,Changed.,3\n")
     with pytest.raises(ExperimentError, match="audit.csv is stale"):
-        concepts.run({"concepts": ["kindness"]}, Ctx())
+        concepts.run({"concepts": ["kindness"], "concept_data": "v1"}, Ctx())
     (folder / "kindness.csv").write_text(rows + "k-3-9,3,One more.\n")
     with pytest.raises(ExperimentError, match="balanced"):
         concepts.read_concept("kindness", folder)
@@ -249,8 +249,55 @@ def test_the_real_concept_data_is_balanced_and_audited():
 
     rows = concepts.read_all(concepts.CONCEPTS)
     assert len(rows) >= 4 * 60 and len({r["sentence"] for r in rows}) == len(rows)
-    result = concepts.run({}, None)
+    result = concepts.run({"concept_data": "v1"}, None)
     assert result.values["n_audited"] >= 60 and result.estimates["agreement"].n == result.values["n_audited"]
+    rows = concepts.read_all(concepts.CONCEPTS, concepts.DATA_V2)
+    assert len(rows) == 800 and len({r["sentence"] for r in rows}) == 800
+    assert all(sum(r["concept"] == c and r["set"] == s for r in rows) == 4 for c in concepts.CONCEPTS for s in range(1, 51))
+    blind = concepts.run({}, None)  # v2: the blind second pass on every sentence
+    assert blind.values["blind"] is True and blind.values["unique_items"] == 800
+    assert {f"kappa_{c}" for c in concepts.CONCEPTS} <= set(blind.estimates)
+    assert blind.estimates["agreement"].n == 800
+
+
+def test_the_v2_audit_refuses_an_unlabelled_or_unknown_item(tmp_path, monkeypatch):
+    import shutil
+
+    from pipeline.saefeatures import concepts
+
+    folder = tmp_path / "v2"
+    shutil.copytree(concepts.DATA_V2, folder)
+    monkeypatch.setattr(concepts, "DATA_V2", folder)
+    labels = (folder / "second_labels.csv").read_text().splitlines()
+    (folder / "second_labels.csv").write_text("\n".join(labels[:-1]) + "\n")
+    with pytest.raises(ExperimentError, match="1 sentences have no second label"):
+        concepts.run({}, None)
+    (folder / "second_labels.csv").write_text("\n".join(labels + ["zzzzzz,2"]) + "\n")
+    with pytest.raises(ExperimentError, match="not in key.csv"):
+        concepts.run({}, None)
+
+
+def test_label_shuffles_within_sets_keep_token_counts_and_find_a_planted_latent():
+    from pipeline.saefeatures import shuffled
+
+    rng = np.random.default_rng(0)
+    sets = np.repeat(np.arange(40), 4)
+    y = np.tile(np.arange(4), 40)
+    length = rng.integers(8, 30, size=40)[sets].astype(float)
+    half = (sets % 2).astype(int)
+    strata = [(int(h), int(s)) for h, s in zip(half, sets, strict=True)]
+    perms = shuffled.permutations(y, strata, 50, rng)
+    assert all(sorted(p[sets == s].tolist()) == [0, 1, 2, 3] for p in perms[:5] for s in range(40))
+    assert shuffled.length_smd(perms, length).max() == pytest.approx(0, abs=1e-12)
+    X = rng.normal(size=(160, 30))
+    X[:, 7] += 1.5 * y  # one planted latent
+    observed, chosen = shuffled.heldout_many(X, half, y[None, :])
+    null, _ = shuffled.heldout_many(X, half, perms)
+    assert chosen[0].tolist() == [7, 7] and observed[0] > 0.6 and null.max() < observed[0]
+    X[:, 11] = length  # a length counter: a within-set shuffle gives it the same score as the real labels
+    null_len, _ = shuffled.heldout_many(X[:, [11]], half, perms)
+    real_len, _ = shuffled.heldout_many(X[:, [11]], half, y[None, :])
+    assert real_len[0] == pytest.approx(0, abs=1e-12) and np.allclose(null_len, 0, atol=1e-12)
 
 
 def test_paper_saes_load_from_pretrained_through_a_stand_in_hub(tmp_path, monkeypatch):

@@ -79,6 +79,9 @@ class ReconstructionConfig(SAEConfig):
 class ExtractionConfig(SAEConfig):
     concepts: tuple[str, ...] = Field(("dishonesty", "aggression", "bravery", "kindness"), min_length=1,
                                       description="Concept sentence files in pipeline/saefeatures/data/.")
+    concept_data: Literal["v1", "v2"] = Field(
+        "v2", description="v1: the first round's 64 sentences per concept; v2: 200 per concept in length-matched "
+        "sets, labelled blind a second time (pipeline/saefeatures/concepts.py).")
     fragments: bool = Field(True, description="Also keep every cumulative fragment's activations (every prefix "
                             "position of the same pass), not only each sentence's last token.")
     extract_batch_size: int = Field(16, ge=1, description="Sentences per decoder pass.")

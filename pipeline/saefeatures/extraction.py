@@ -35,9 +35,9 @@ def requires(config: dict[str, Any]) -> dict[str, Any]:
 
 def inputs(config: dict[str, Any]) -> dict[str, Any]:
     from pipeline.models import fingerprint
-    from pipeline.saefeatures.concepts import data_hash
+    from pipeline.saefeatures.concepts import data_hash, folder
 
-    return {"model": fingerprint(config["profile"]), "concept_data": data_hash()}
+    return {"model": fingerprint(config["profile"]), "concept_data": data_hash(folder(Config(**config).concept_data))}
 
 
 def encode_batch(lm: Any, dictionaries: Sequence[Any], texts: Sequence[str]) -> tuple[list[np.ndarray], np.ndarray, Any]:
@@ -71,11 +71,11 @@ def naive_fragments(lm: Any, dictionaries: Sequence[Any], text: str) -> list[np.
 
 def run(config: dict[str, Any], ctx: Any) -> Result:
     from pipeline.models import load
-    from pipeline.saefeatures.concepts import read_all
+    from pipeline.saefeatures.concepts import folder, read_all
     from pipeline.saefeatures.dictionary import load_saes
 
     cfg = Config(**config)
-    rows = read_all(cfg.concepts)
+    rows = read_all(cfg.concepts, folder(cfg.concept_data))
     lm = load(cfg.profile)
     saes = load_saes(ctx.upstream("saes"))
     ckpt = ctx.checkpoint("batches")
@@ -107,7 +107,7 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     sentences = [{**r, "pieces": pieces[a:b]} for r, a, b in
                  zip(rows, np.concatenate([[0], np.cumsum(lengths - 1)[:-1]]), np.cumsum(lengths - 1), strict=True)]
     return Result(values={
-        "sentences": sentences, "concepts": list(cfg.concepts), "layers": [d.layer for d in saes],
+        "sentences": sentences, "concepts": list(cfg.concepts), "concept_data": cfg.concept_data, "layers": [d.layer for d in saes],
         "widths": [d.width for d in saes], "neuronpedia_ids": [d.neuronpedia_id for d in saes],
         "n_sentences": len(rows), "n_fragments": int(len(sentence)), "fragments_kept": cfg.fragments,
         "tokens_per_sentence_mean": float((lengths - 1).mean()),

@@ -6,10 +6,26 @@ steps raise it (monotonicity). A sentence's activation (`readout`) is the maximu
 cumulative fragments (every position after <bos>), or its last token's.
 
 The top feature is chosen on all sentences, so its own Spearman is optimistic; its intervals
-resample sentences within each label. Two checks do not share that optimism: `heldout_spearman`
-(the sentences are split in two halves, balanced by label; the best feature of one half is scored
-on the other, and the two scores averaged) and the shuffled-label control (shuffled.py), which
-gives the best score that a search over all features finds when the labels carry no signal.
+resample sentences within each label. The claims read the held-out check instead:
+
+  heldout_spearman      the sentences are split in two halves (v2 data: by length-matched set, so a
+                        set's four sentences, one per label and all of one token count, stay
+                        together); the best latent of one half (by Spearman with the label) is
+                        scored on the other, both ways, and the two scores averaged
+  length_spearman       token count scored the same way on the same held-out sentences (exactly 0
+                        on v2 data, by construction)
+  bow_spearman          a bag-of-words ridge regression fitted on one half's sentences and labels,
+                        its prediction scored on the other half, both ways, averaged
+  heldout_gain_over_*   the paired differences heldout_spearman - length / bow
+  other_spearman_<c>    the same chosen latents scored on another concept's held-out sentences and
+                        labels (specificity: a concept latent should do worse there)
+  specificity_gap       heldout_spearman - the largest other_spearman
+
+Every one of these is computed from the per-item rows the run commits (`heldout`: each held-out
+sentence with its label, half, set, token count, the chosen latent's activation and the
+bag-of-words prediction; `specificity`: the other concepts' sentences scored by the same latents),
+with a bootstrap that resamples whole sets within each half (recompute()). The shuffled-label
+control (shuffled.py) reruns the whole held-out search with labels permuted within sets.
 
 Each top feature's page data: its scores, the concept sentences it fires on most (activation per
 token, from the fragments) and held-out corpus snippets it fires on most (from reconstruction's
@@ -18,6 +34,7 @@ codes), and a Neuronpedia link where the SAE has a Neuronpedia id (the paper pro
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -70,6 +87,114 @@ class Features:
         return i, int(flat - self.offsets[i])
 
 
+def set_halves(sentences: list[dict[str, Any]], y: np.ndarray, seed: int) -> np.ndarray:
+    """0/1 per sentence: v2 data splits its length-matched sets in two halves (a set stays whole);
+    data without sets (v1) splits each label in two (halves())."""
+    sets = [s.get("set") for s in sentences]
+    if any(s is None for s in sets):
+        return halves(y, seed)
+    names = sorted(set(sets))
+    rng = np.random.default_rng([seed, 5])
+    first = set(rng.permutation(names)[: len(names) // 2].tolist())
+    return np.array([1 if s in first else 0 for s in sets])
+
+
+def clusters(sentences: list[dict[str, Any]]) -> list[Any]:
+    """The resampling unit of each sentence: its set (v2), or the sentence itself (v1)."""
+    return [s["set"] if s.get("set") is not None else s["id"] for s in sentences]
+
+
+def bow_predictions(texts: list[str], y: np.ndarray, half: np.ndarray) -> np.ndarray:
+    """Each sentence's label as predicted by a bag-of-words ridge regression fitted on the other half
+    (binary word counts, lower-cased; the ridge penalty chosen by leave-one-out on the fitting half)."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import RidgeCV
+
+    out = np.zeros(len(y), dtype=float)
+    for h in (0, 1):
+        fit, score = half == h, half != h
+        vectorizer = CountVectorizer(lowercase=True, binary=True)
+        words = vectorizer.fit_transform([t for t, keep in zip(texts, fit, strict=True) if keep])
+        model = RidgeCV(alphas=(0.1, 1.0, 10.0, 100.0)).fit(words, y[fit])
+        out[score] = model.predict(vectorizer.transform([t for t, keep in zip(texts, score, strict=True) if keep]))
+    return out
+
+
+def _half_spearman(rows: list[dict[str, Any]], field: str) -> float:
+    """Mean over the two halves of the Spearman of `field` with the label (rows of one concept)."""
+    vals = []
+    for h in (0, 1):
+        part = [r for r in rows if r["half"] == h]
+        x = np.array([r[field] for r in part], dtype=float)
+        y = np.array([r["label"] for r in part], dtype=float)
+        vals.append(float(scores.spearman(x[:, None], y)[0]) if len(part) > 1 else float("nan"))
+    return float(np.mean(vals))
+
+
+def heldout_statistics(own: list[dict[str, Any]], others: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
+    """The held-out statistics of the module doc from the per-item rows."""
+    out = {"heldout_spearman": _half_spearman(own, "latent"), "length_spearman": _half_spearman(own, "n_tokens"),
+           "bow_spearman": _half_spearman(own, "bow")}
+    out["heldout_gain_over_length"] = out["heldout_spearman"] - out["length_spearman"]
+    out["heldout_gain_over_bow"] = out["heldout_spearman"] - out["bow_spearman"]
+    for concept, rows in others.items():
+        out[f"other_spearman_{concept}"] = _half_spearman(rows, "latent")
+    if others:
+        out["specificity_gap"] = out["heldout_spearman"] - max(out[f"other_spearman_{c}"] for c in others)
+    return out
+
+
+def recompute(items: dict[str, list[dict[str, Any]]], config: dict[str, Any]) -> dict[str, Any]:
+    """The held-out estimates from the committed rows, with a bootstrap that resamples whole sets
+    within each half of each concept's sentences (the same draws for every statistic, so the paired
+    differences carry the pairing)."""
+    from claims import Estimate
+
+    cfg = Config(**config)
+    own = items["heldout"]
+    others: dict[str, list[dict[str, Any]]] = {}
+    for r in items.get("specificity", []):
+        others.setdefault(r["concept"], []).append(r)
+    point = heldout_statistics(own, others)
+    strata = []  # (group, [rows of each cluster]) per (group, half)
+    for group, rows in [("", own), *others.items()]:
+        for h in (0, 1):
+            by: dict[Any, list[dict[str, Any]]] = {}
+            for r in rows:
+                if r["half"] == h:
+                    by.setdefault(r["cluster"], []).append(r)
+            strata.append((group, list(by.values())))
+    rng = np.random.default_rng([cfg.seed, 21])
+    draws: dict[str, list[float]] = {k: [] for k in point}
+    for _ in range(stats.N_RESAMPLES):
+        picked: dict[str, list[dict[str, Any]]] = {}
+        for group, cl in strata:
+            for k in rng.integers(len(cl), size=len(cl)):
+                picked.setdefault(group, []).extend(cl[k])
+        d = heldout_statistics(picked[""], {g: picked[g] for g in others})
+        for k, v in d.items():
+            draws[k].append(v)
+    out = {}
+    for k, value in point.items():
+        ok = np.array([v for v in draws[k] if np.isfinite(v)])
+        if not np.isfinite(value) or len(ok) < stats.N_RESAMPLES // 2:
+            continue
+        low, high = np.quantile(ok, [(1 - cfg.level) / 2, (1 + cfg.level) / 2])
+        n_clusters = len({r["cluster"] for r in (own if not k.startswith("other_") else others[k[15:]])})
+        out[k] = Estimate(value=value, ci=(min(float(low), value), max(float(high), value)), level=cfg.level,
+                          n=len(own), method="bootstrap-set-within-half-percentile",
+                          unit=f"held-out sentences in {n_clusters} sets")
+    return out
+
+
+def choose_and_score(f: Any, half: np.ndarray) -> tuple[dict[int, int], np.ndarray]:
+    """The latent chosen on each half (best Spearman with the label) and each sentence's activation of
+    the latent chosen on the other half."""
+    chosen = {h: int(np.argmax(scores.spearman(f.X[half == h], f.y[half == h]))) for h in (0, 1)}
+    latent = np.array([f.X[i, chosen[1 - half[i]]] for i in range(len(f.y))], dtype=float)
+    return chosen, latent
+
+
 def halves(y: np.ndarray, seed: int) -> np.ndarray:
     """0/1 per sentence: two halves with the same number of sentences of each label."""
     rng = np.random.default_rng([seed, 5])
@@ -103,20 +228,28 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     auc, means, steps = scores.auroc(X, y), scores.label_means(X, y), scores.mono_steps(X, y)
     top = np.argsort(-rho, kind="stable")[: cfg.n_top]
     best = int(top[0])
-    half = halves(y, cfg.seed)
-    chosen = {h: int(np.argmax(scores.spearman(X[half == h], y[half == h]))) for h in (0, 1)}
-
-    def heldout(idx: np.ndarray) -> float:
-        vals = []
-        for h in (0, 1):  # the feature chosen on half h, scored on the other half
-            rows = idx[half[idx] != h]
-            vals.append(scores.spearman(X[rows][:, [chosen[h]]], y[rows])[0])
-        return float(np.mean(vals))
-
+    half = set_halves(f.sentences, y, cfg.seed)
+    chosen, latent = choose_and_score(f, half)
+    group = clusters(f.sentences)
+    bow = bow_predictions([s["sentence"] for s in f.sentences], y, half)
+    heldout_rows = [{"id": s["id"], "cluster": group[i], "half": int(half[i]), "label": int(y[i]),
+                     "n_tokens": len(s["pieces"]), "latent": float(latent[i]), "bow": float(bow[i]),
+                     "sentence": s["sentence"]} for i, s in enumerate(f.sentences)]
+    specificity_rows = []
+    extracted = ctx.upstream("extraction").result.values["concepts"]
+    for other in [c for c in extracted if c != cfg.concept]:
+        g = Features(ctx, SimpleNamespace(concept=other, readout=cfg.readout))
+        g_half, g_group = set_halves(g.sentences, g.y, cfg.seed), clusters(g.sentences)
+        for i, s in enumerate(g.sentences):
+            specificity_rows.append({"concept": other, "id": s["id"], "cluster": g_group[i], "half": int(g_half[i]),
+                                     "label": int(g.y[i]), "latent": float(g.X[i, chosen[1 - g_half[i]]])})
+    ctx.save_items("heldout", heldout_rows)
+    if specificity_rows:
+        ctx.save_items("specificity", specificity_rows)
     estimates = {
         "top_spearman": stratified(y, lambda idx: scores.spearman(X[idx][:, [best]], y[idx])[0], cfg),
         "top_auroc": stratified(y, lambda idx: scores.auroc(X[idx][:, [best]], y[idx])[0], cfg),
-        "heldout_spearman": stratified(y, heldout, cfg),
+        **recompute({"heldout": heldout_rows, "specificity": specificity_rows}, config),
     }
     pieces = ctx.upstream("corpus").json("sequences")["heldout_pieces"]
     features = []
@@ -139,5 +272,10 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
         "top_monotone": bool(steps[best] == 3),
         "heldout_features": [f"L{f.layers[f.locate(chosen[h])[0]]}/{f.locate(chosen[h])[1]}" for h in (0, 1)],
         "heldout_same_feature": chosen[0] == chosen[1],
+        "concept_data": ctx.upstream("extraction").result.values.get("concept_data", "v1"),
+        "n_sets": len(set(group)), "split": "by set" if f.sentences[0].get("set") is not None else "by label",
+        "other_concepts": sorted({r["concept"] for r in specificity_rows}),
+        "mean_tokens_by_label": [float(np.mean([len(s["pieces"]) for s, lab in zip(f.sentences, y, strict=True)
+                                                if lab == label])) for label in scores.LABELS],
         "features_monotone": int((steps == 3).sum()), "features": features,
         "layers": f.layers, "widths": f.widths})
