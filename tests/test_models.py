@@ -80,14 +80,11 @@ def test_fingerprint_loads_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     assert models.fingerprint("paper") == {
         "profile": "paper", "model_id": "google/gemma-3-4b-it", "revision": "main", "source": "hf-hub",
     }  # fmt: skip
-    assert models.fingerprint("hub") == {
-        "profile": "hub", "model_id": "google/gemma-3-270m", "revision": "main", "source": "hf-hub", "dtype": "float32",
-    }  # fmt: skip
     # Golden value: changing the tiny config must be deliberate (it changes every tiny-model cache key).
     assert models.fingerprint("tiny")["config_sha256"] == (
         "67d92bf8e153077aa22a8ea87bd7f2a443dddf09b0030a0d72ed87923ee3fb88"
     )
-    with pytest.raises(ValueError, match="unknown model profile 'nope'; choose one of embedded, hub, paper, tiny"):
+    with pytest.raises(ValueError, match="unknown model profile 'nope'; choose one of embedded, paper, tiny"):
         models.fingerprint("nope")
 
 

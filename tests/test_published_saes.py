@@ -297,3 +297,14 @@ def test_the_hub_profile_runs_on_mirrored_saes_and_links_its_features_to_neuronp
                                                                        "concepts": ["kindness"]}, "test"))
     for f in ranking.result.values["features"]:
         assert f["neuronpedia"] == f"https://neuronpedia.org/gemma-3-270m/{f['layer']}-gemmascope-2-res-16k/{f['index']}"
+
+
+def test_the_hub_model_profile_is_registered_by_the_sae_study_only():
+    import pipeline.saefeatures  # noqa: F401  (registers the profile)
+    from pipeline import models
+
+    assert models.fingerprint("hub") == {
+        "profile": "hub", "model_id": "google/gemma-3-270m", "revision": "main", "source": "hf-hub", "dtype": "float32",
+    }  # fmt: skip
+    source = Path(models.__file__).read_text()
+    assert "hub" not in source.split("PROFILES")[1].split("}")[0]  # not in the shared table every study imports

