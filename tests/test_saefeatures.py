@@ -327,3 +327,26 @@ def test_length_matched_pairs_compare_only_sentences_of_equal_length():
     np.testing.assert_allclose(matched_concordance(X, y, length), [0.75, 0.25])
     assert matched_pairs(y, length) == 4
     assert np.isnan(matched_concordance(X[:2], y[:2], length[:2])).all()  # equal labels or lengths: no pair
+
+
+def test_loss_recovered_is_one_for_a_perfect_dictionary_and_zero_ablation_is_its_floor():
+    import torch
+
+    from pipeline.models import load
+    from pipeline.saefeatures.reconstruction import ZeroAblation, spliced_nll
+
+    class Identity:
+        layer = 1
+
+        def encode(self, x):
+            return x
+
+        def decode(self, x):
+            return x
+
+    lm = load("tiny")
+    ids = torch.randint(4, 200, (2, 12))
+    ids[:, 0] = 2
+    clean = spliced_nll(lm, ids, None).sum()
+    assert torch.equal(spliced_nll(lm, ids, Identity()).sum(), clean)  # (zero - x) / (zero - clean) = 1
+    assert not torch.equal(spliced_nll(lm, ids, ZeroAblation(1)).sum(), clean)
