@@ -13,16 +13,28 @@ Registered by one call in `SitePages.add_all`: `add_feature_pages(self)`.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from site_build.common.outputs import key_of
 from site_build.common.render import render
 
 EXPERIMENT = "pipeline.saefeatures.ranking"
 FOLDER = "features"
+NEURONPEDIA_HOSTS = ("neuronpedia.org", "www.neuronpedia.org")
 
 
 def feature_rel(concept: str, feature: dict[str, Any]) -> str:
     return f"{FOLDER}/{concept}-L{feature['layer']}-{feature['index']}.html"
+
+
+def neuronpedia_link(link: Any) -> str | None:
+    """A feature's Neuronpedia link when it is one (https, Neuronpedia's host, a plain path), else
+    None: nothing else a result carries becomes an href (the template escapes what it prints)."""
+    if not isinstance(link, str):
+        return None
+    parts = urlsplit(link)
+    plain = not parts.query and not parts.fragment and not any(c.isspace() or c in "\"'<>\\" for c in link)
+    return link if parts.scheme == "https" and parts.netloc in NEURONPEDIA_HOSTS and plain else None
 
 
 def shaded(tokens: list[list[Any]]) -> list[dict[str, Any]]:
@@ -58,8 +70,9 @@ def add_feature_pages(pages: Any) -> None:
             def make(rel: str = rel, entry: dict[str, Any] = entry, feature: dict[str, Any] = feature) -> bytes:
                 examples = {"sentences": [{**s, "tokens": shaded(s["tokens"])} for s in feature["sentences"]],
                             "corpus": [{**c, "tokens": shaded(c["tokens"])} for c in feature["corpus"]]}
+                shown = {**feature, "neuronpedia": neuronpedia_link(feature.get("neuronpedia"))}
                 return render(pages.project, "feature.html", site=pages.site(rel, f"{entry['concept']}: {feature['id']}"),
-                              entry=entry, feature=feature, examples=examples)
+                              entry=entry, feature=shown, examples=examples)
 
             pages.outputs.add(rel, pages.page_key("feature", entry["data"], feature), make)
     rel = f"{FOLDER}/index.html"

@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from claims.project import Project
 from claims.result import Result
 from site_build.common.outputs import Outputs, key_of
-from site_build.features import add_feature_pages, shaded
+from site_build.features import add_feature_pages, neuronpedia_link, shaded
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,3 +85,26 @@ def test_feature_pages_render_scores_shaded_tokens_and_links(tmp_path):
 def test_shades_are_relative_to_the_example_peak():
     assert [t["shade"] for t in shaded([["a", 0.0], ["b", 1.0], ["c", 4.0]])] == [0.0, 0.25, 1.0]
     assert [t["shade"] for t in shaded([["a", 0.0]])] == [0.0]
+
+
+@pytest.mark.parametrize(("link", "shown"), [
+    ("https://neuronpedia.org/gemma-3-270m/12-gemmascope-2-res-16k/7", True),
+    ("https://www.neuronpedia.org/gemma-3-270m/12-gemmascope-2-res-16k/7", True),
+    (None, False),
+    ("javascript:alert(1)", False),
+    ("http://neuronpedia.org/gemma-3-270m/12-gemmascope-2-res-16k/7", False),
+    ("https://neuronpedia.org.example.com/x/7", False),
+    ('https://neuronpedia.org/x/7" onmouseover="alert(1)', False),
+    ("https://neuronpedia.org/x/7?next=https://example.com", False),
+])
+def test_only_neuronpedia_links_become_hrefs(tmp_path, link, shown):
+    """A hub profile's feature links to its Neuronpedia page; anything else a result might carry
+    in that field gives no link at all, and the page says there is none."""
+    out = tmp_path / "site"
+    pages = Pages(out, [ranking("dishonesty", link)])
+    add_feature_pages(pages)
+    pages.outputs.commit()
+    page = (out / "features/dishonesty-L7-42.html").read_text()
+    assert neuronpedia_link(link) == (link if shown else None)
+    assert (f'href="{link}"' in page) is shown and ("no Neuronpedia page" in page) is not shown
+    assert "javascript:" not in page and "onmouseover" not in page

@@ -29,6 +29,8 @@ def test_the_feature_chain_runs_on_the_tiny_model(steering_project, tree):  # no
     assert rec.values["layers"] == [0, 1] and rec.values["heldout_tokens"] == 8 * 31
     assert 0 < rec.estimates["ev_min"].value <= 1 and rec.estimates["l0_0"].value <= 4
     assert pca.estimates["dead_0"].value == 0 and pca.values["ranks"] == rec.values["ranks"]
+    assert rec.estimates["flr_min"].value == min(rec.estimates[f"flr_{i}"].value for i in (0, 1))
+    assert [p["flr"] for p in rec.values["per_layer"]] == [rec.estimates[f"flr_{i}"].value for i in (0, 1)]
     ranking = run_node(steering_project, "pipeline.saefeatures.ranking", **common, concept="kindness")
     values = ranking.values
     assert values["n_sentences"] == 200 and values["n_per_label"] == [50, 50, 50, 50]

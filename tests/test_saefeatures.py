@@ -1,7 +1,7 @@
 """The SAE study's parts on the tiny model: the corpus from a Debian-shaped tree, SAEs that find
 planted features, fragments from one pass equal to fragments run alone, resumed extraction equal
-to an uninterrupted one, the scores against scipy and scikit-learn, the audit's refusals, and the
-paper profile's SAEs loaded through sae-lens from a stand-in hub."""
+to an uninterrupted one, the scores against scipy and scikit-learn, and the audit's refusals
+(published SAEs, the hub and paper profiles': tests/test_published_saes.py)."""
 
 from __future__ import annotations
 
@@ -300,47 +300,6 @@ def test_label_shuffles_within_sets_keep_token_counts_and_find_a_planted_latent(
     assert real_len[0] == pytest.approx(0, abs=1e-12) and np.allclose(null_len, 0, atol=1e-12)
 
 
-def test_paper_saes_load_from_pretrained_through_a_stand_in_hub(tmp_path, monkeypatch):
-    """SAE.from_pretrained(release, sae_id) runs sae-lens's Gemma Scope 2 loader on files served from
-    a folder instead of the hub; the Neuronpedia id comes from sae-lens's release directory."""
-    import torch
-    from sae_lens.loading import pretrained_sae_loaders as loaders
-    from safetensors.torch import save_file
-
-    from pipeline.saefeatures.config import PAPER_RELEASE, paper_sae_id
-    from pipeline.saefeatures.dictionary import NEURONPEDIA, pretrained
-
-    folder = tmp_path / "hub" / "resid_post" / "layer_17_width_16k_l0_medium"
-    folder.mkdir(parents=True)
-    d_in, d_sae = 64, 32
-    weights = {"w_enc": torch.randn(d_in, d_sae), "w_dec": torch.randn(d_sae, d_in), "b_enc": torch.zeros(d_sae),
-               "b_dec": torch.zeros(d_in), "threshold": torch.full((d_sae,), 0.1)}
-    save_file(weights, folder / "params.safetensors")
-    asked = []
-
-    def download(repo_id, filename, subfolder=None, **kwargs):
-        asked.append(repo_id)
-        path = tmp_path / "hub" / (f"{subfolder}/{filename}" if subfolder else filename)
-        if not path.exists():
-            from huggingface_hub.errors import EntryNotFoundError
-
-            raise EntryNotFoundError(f"{filename} not found")
-        return str(path)
-
-    monkeypatch.setattr(loaders, "hf_hub_download", download)
-    monkeypatch.setattr(loaders, "get_safetensors_tensor_shapes",
-                        lambda repo_id, path: {k: list(v.shape) for k, v in weights.items()})
-    sae = pretrained(PAPER_RELEASE, paper_sae_id(17))
-    assert asked and set(asked) == {"google/gemma-scope-2-4b-it"}
-    assert sae.cfg.d_in == d_in and sae.cfg.d_sae == d_sae and sae.cfg.architecture() == "jumprelu"
-    assert sae.cfg.metadata.neuronpedia_id == "gemma-3-4b-it/17-gemmascope-2-res-16k"
-    assert NEURONPEDIA.format(neuronpedia_id=sae.cfg.metadata.neuronpedia_id, index=7) == \
-        "https://neuronpedia.org/gemma-3-4b-it/17-gemmascope-2-res-16k/7"
-    x = torch.randn(3, d_in)
-    expected = torch.relu(x @ weights["w_enc"]) * ((x @ weights["w_enc"]) > 0.1)
-    torch.testing.assert_close(sae.encode(x), expected)
-
-
 def test_partial_spearman_removes_what_length_explains():
     from scipy.stats import rankdata
 
@@ -368,3 +327,26 @@ def test_length_matched_pairs_compare_only_sentences_of_equal_length():
     np.testing.assert_allclose(matched_concordance(X, y, length), [0.75, 0.25])
     assert matched_pairs(y, length) == 4
     assert np.isnan(matched_concordance(X[:2], y[:2], length[:2])).all()  # equal labels or lengths: no pair
+
+
+def test_loss_recovered_is_one_for_a_perfect_dictionary_and_zero_ablation_is_its_floor():
+    import torch
+
+    from pipeline.models import load
+    from pipeline.saefeatures.reconstruction import ZeroAblation, spliced_nll
+
+    class Identity:
+        layer = 1
+
+        def encode(self, x):
+            return x
+
+        def decode(self, x):
+            return x
+
+    lm = load("tiny")
+    ids = torch.randint(4, 200, (2, 12))
+    ids[:, 0] = 2
+    clean = spliced_nll(lm, ids, None).sum()
+    assert torch.equal(spliced_nll(lm, ids, Identity()).sum(), clean)  # (zero - x) / (zero - clean) = 1
+    assert not torch.equal(spliced_nll(lm, ids, ZeroAblation(1)).sum(), clean)

@@ -13,3 +13,11 @@ The DAG, each step an experiment node with provenance:
     steering (SAE features scaled through their decoded delta, against H-neuron scaling; control:
               random features matched on activation)
 """
+
+# The `hub` model profile (google/gemma-3-270m from the hub, the weights Gemma Scope 2 was trained
+# on) serves this study only, so it is registered here rather than in pipeline/models/__init__.py:
+# every experiment imports that module, and a change there would make every result stale.
+from pipeline import models as _models  # noqa: E402
+from pipeline.models import hub as _hub  # noqa: E402
+
+_models.PROFILES.setdefault("hub", (_hub.load, _hub.fingerprint))

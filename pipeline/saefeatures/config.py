@@ -5,23 +5,52 @@ that the canonical config, and thus the cache key, always carries the value actu
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SOURCES = ("wordnet", "fortunes", "kjv", "pydoc")
 
+
+@dataclass(frozen=True)
+class Release:
+    """A sae-lens release of published SAEs (sae_lens/pretrained_saes.yaml): the layers whose
+    residual stream it covers, its widths, and the L0 variant this study takes from it."""
+
+    id: str
+    layers: tuple[int, ...]
+    widths: tuple[str, ...]
+    l0: str
+
+    def sae_id(self, layer: int, width: str) -> str:
+        return f"layer_{layer}_width_{width}_l0_{self.l0}"
+
+
+# Width tags of the published SAE ids, by number of latents.
+WIDTHS = {16384: "16k", 65536: "65k", 262144: "262k", 1048576: "1m"}
+# The profiles whose SAEs are published (Gemma Scope 2, loaded through SAE.from_pretrained) rather
+# than trained here: their releases, tried in order for each layer. The L0 variant is `medium`
+# where one exists (the variant Neuronpedia indexes); the all-layers release has small and big only.
+PUBLISHED: dict[str, tuple[Release, ...]] = {
+    "hub": (Release("gemma-scope-2-270m-pt-res", (5, 9, 12, 15), ("16k", "65k", "262k", "1m"), "medium"),
+            Release("gemma-scope-2-270m-pt-res-all", tuple(range(18)), ("16k", "262k"), "small")),
+    "paper": (Release("gemma-scope-2-4b-it-res", (9, 17, 22, 29), ("16k", "65k", "262k", "1m"), "medium"),),
+}
+
 # Per profile: where the SAEs read (residual stream after these decoder layers), their shape, and
-# the corpus budget (sequences x tokens). The paper profile loads Gemma Scope 2 SAEs instead.
+# the corpus budget (sequences x tokens). The hub and paper profiles load published SAEs (PUBLISHED)
+# and use their training sequences for the PCA control only; hub keeps embedded's corpus budget.
 PROFILES: dict[str, dict[str, Any]] = {
     "tiny": {"layers": (0, 1), "d_sae": 64, "k": 4, "seq_len": 32, "train_sequences": 96,
              "heldout_sequences": 24, "loss_sequences": 8, "epochs": 6, "batch_size": 128},
     "embedded": {"layers": (3, 7, 11, 15), "d_sae": 2048, "k": 32, "seq_len": 64, "train_sequences": 1024,
                  "heldout_sequences": 128, "loss_sequences": 32, "epochs": 3, "batch_size": 512},
-    "paper": {"layers": (9, 17, 22, 29), "d_sae": 16384, "k": 0, "seq_len": 128, "train_sequences": 512,
-              "heldout_sequences": 256, "loss_sequences": 64, "epochs": 0, "batch_size": 512},
+    "hub": {"layers": PUBLISHED["hub"][0].layers, "d_sae": 16384, "k": 0, "seq_len": 64, "train_sequences": 1024,
+            "heldout_sequences": 128, "loss_sequences": 32, "epochs": 0, "batch_size": 512},
+    "paper": {"layers": PUBLISHED["paper"][0].layers, "d_sae": 16384, "k": 0, "seq_len": 128,
+              "train_sequences": 512, "heldout_sequences": 256, "loss_sequences": 64, "epochs": 0, "batch_size": 512},
 }
-PAPER_RELEASE = "gemma-scope-2-4b-it-res"
 
 
 class Step(BaseModel):
@@ -32,12 +61,22 @@ class Step(BaseModel):
         return {k: v for k, v in self.model_dump(mode="json").items() if k in model.model_fields}
 
 
-def paper_sae_id(layer: int) -> str:
-    return f"layer_{layer}_width_16k_l0_medium"
+def published_sae(profile: str, layer: int, d_sae: int) -> tuple[str, str]:
+    """(release, sae id) of the published SAE a profile loads for a layer at a width, e.g.
+    published_sae("hub", 12, 16384) == ("gemma-scope-2-270m-pt-res", "layer_12_width_16k_l0_medium")."""
+    width = WIDTHS.get(d_sae)
+    if width is None:
+        raise ValueError(f"d_sae {d_sae} is not a published width ({', '.join(map(str, WIDTHS))})")
+    for release in PUBLISHED[profile]:
+        if layer in release.layers and width in release.widths:
+            return release.id, release.sae_id(layer, width)
+    offered = "; ".join(f"{r.id}: layers {list(r.layers)}, widths {', '.join(r.widths)}" for r in PUBLISHED[profile])
+    raise ValueError(f"no published SAE for layer {layer} at width {width} on profile {profile!r} ({offered})")
 
 
 class CorpusConfig(Step):
-    profile: Literal["embedded", "paper", "tiny"] = Field("embedded", description="Model and data profile.")
+    profile: Literal["embedded", "hub", "paper", "tiny"] = Field(
+        "embedded", description="Model and data profile (hub and paper load published SAEs: PUBLISHED).")
     seed: int = Field(42, description="Seed for every random choice downstream.")
     sources: tuple[str, ...] = Field(SOURCES, min_length=1, description="Debian text sources mixed in equal "
                                      "token shares (see pipeline/saefeatures/README.md).")
@@ -59,12 +98,20 @@ class CorpusConfig(Step):
 class SAEConfig(CorpusConfig):
     layers: tuple[int, ...] | None = Field(None, min_length=1, description="Decoder layers whose output "
                                            "(the residual stream) each SAE reads.")
-    d_sae: int | None = Field(None, ge=2, description="Latents per SAE.")
+    d_sae: int | None = Field(None, ge=2, description="Latents per SAE (hub, paper: the published width "
+                              "taken, one of WIDTHS).")
     k: int | None = Field(None, ge=0, description="TopK: latents active per token (0 for loaded SAEs).")
     epochs: int | None = Field(None, ge=0, description="Passes over the training tokens.")
     batch_size: int | None = Field(None, ge=8, description="Training tokens per optimizer step.")
     lr: float = Field(1e-3, gt=0, description="Adam learning rate (cosine-annealed to lr / 10).")
     forward_batch_size: int = Field(16, ge=1, description="Sequences per decoder pass.")
+
+    @model_validator(mode="after")
+    def _published(self) -> SAEConfig:
+        if self.profile in PUBLISHED:  # every layer must have a published SAE at this width
+            for layer in self.layers:
+                published_sae(self.profile, layer, self.d_sae)
+        return self
 
 
 class ReconstructionConfig(SAEConfig):

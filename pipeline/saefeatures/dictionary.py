@@ -3,8 +3,9 @@ through the engine's blob cache.
 
 An SAE is saved by sae-lens (`save_model`: sae_weights.safetensors + cfg.json) into a folder whose
 files are packed verbatim, as byte arrays, into one .npz result file; a reader unpacks them into a
-temporary folder and loads them with `SAE.load_from_disk`. The paper profile's SAEs come from the
-hub through `SAE.from_pretrained(release, sae_id)` and travel the same way.
+temporary folder and loads them with `SAE.load_from_disk`. The hub and paper profiles' SAEs are
+published ones (published.py: `SAE.from_pretrained(release, sae_id)`, or a local mirror) and travel
+the same way, with their Neuronpedia ids; SAEs trained here have none.
 
     saes = load_saes(ctx.upstream("saes"))          # [Dictionary(layer, sae, ...)], deepest last
     codes = saes[0].encode(x)                        # (N, d_sae) from (N, d_model)
@@ -48,13 +49,6 @@ def load_sae(arrays: dict[str, np.ndarray]) -> Any:
     with tempfile.TemporaryDirectory() as tmp:
         sae = SAE.load_from_disk(unpack_dir(arrays, Path(tmp)), device="cpu")
     return sae.eval()
-
-
-def pretrained(release: str, sae_id: str) -> Any:
-    """A released SAE from the hub (the paper profile: Gemma Scope 2), CPU, eval mode."""
-    from sae_lens import SAE
-
-    return SAE.from_pretrained(release, sae_id, device="cpu").eval()
 
 
 @dataclass

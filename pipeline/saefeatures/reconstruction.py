@@ -8,6 +8,9 @@ Per layer, over every non-<bos> token of the held-out sequences (documents never
   spliced loss        the model's next-token cross-entropy (nats per token) with the layer's output
                       replaced by its reconstruction at every position after <bos>, minus the
                       loss of the unmodified model, on the first `loss_sequences` sequences
+  fraction of loss    (L_zero - L_spliced) / (L_zero - L_clean), as SAEBench reports it: L_zero is
+  recovered (flr)     the loss with the layer's output zero-ablated at the same positions, so 1
+                      means splicing costs nothing and 0 means it is as bad as erasing the layer
 
 dictionary sae is the trained (or loaded) SAEs; dictionary pca, the control, a rank-k PCA of the
 same training activations, k = the SAE's active latents per token. Intervals resample held-out
@@ -57,6 +60,21 @@ def token_nll(lm: Any, ids: Any, hidden: Any) -> Any:
             logits = torch.tanh(logits / cap) * cap
         out[s:s + LOGIT_CHUNK] = torch.logsumexp(logits, -1) - logits.gather(1, flat_y[s:s + LOGIT_CHUNK, None]).squeeze(1)
     return out.reshape(ids.shape[0], -1)
+
+
+class ZeroAblation:
+    """Stands in for a dictionary whose reconstruction is zero: the lower bound of the loss recovered."""
+
+    def __init__(self, layer: int):
+        self.layer = layer
+
+    def encode(self, x: Any) -> Any:
+        return x
+
+    def decode(self, x: Any) -> Any:
+        import torch
+
+        return torch.zeros_like(x)
 
 
 def spliced_nll(lm: Any, ids: Any, dictionary: Any | None) -> Any:
@@ -117,6 +135,7 @@ def measure(ctx: Any, cfg: Config, lm: Any, dictionaries: list[Any], heldout: np
             out["nll_clean"] = clean.sum(dim=1).numpy()
             for i, d in enumerate(dictionaries):
                 out[f"nll{i}"] = spliced_nll(lm, ids[:n_loss], d).sum(dim=1).numpy()
+                out[f"nll_zero{i}"] = spliced_nll(lm, ids[:n_loss], ZeroAblation(d.layer)).sum(dim=1).numpy()
         ckpt[b] = out
     parts = [ckpt[b] for b in range(len(starts))]
     merged: dict[str, Any] = {}
@@ -132,6 +151,46 @@ def measure(ctx: Any, cfg: Config, lm: Any, dictionaries: list[Any], heldout: np
     return merged
 
 
+def recompute(items: dict[str, list[dict[str, Any]]], config: dict[str, Any]) -> dict[str, Any]:
+    """Explained variance, L0, the spliced loss and the loss recovered, per layer and across layers,
+    from the per-sequence rows (sums over a sequence's tokens; SST about the held-out mean)."""
+    cfg = Config(**config)
+    seqs, loss = items["sequences"], items["loss"]
+    n, n_loss = len(seqs), len(loss)
+    layers = range(sum(1 for k in seqs[0] if k.startswith("sse_")))
+    col = {k: np.array([r[k] for r in seqs], dtype=float) for k in seqs[0]}
+    lcol = {k: np.array([r[k] for r in loss], dtype=float) for k in loss[0]}
+    tokens_per_seq = int(seqs[0]["tokens"])
+    kw = {"level": cfg.level, "seed": cfg.seed, "unit": "held-out sequences"}
+
+    def ev(i: int, idx: np.ndarray) -> float:
+        return float(1.0 - col[f"sse_{i}"][idx].sum() / col[f"sst_{i}"][idx].sum())
+
+    def l0(i: int, idx: np.ndarray) -> float:
+        return float(col[f"nnz_{i}"][idx].sum() / (len(idx) * tokens_per_seq))
+
+    def per_token(key: str, i: int, idx: np.ndarray) -> float:
+        return float((lcol[f"{key}_{i}"][idx].sum() - lcol["nll_clean"][idx].sum()) / (len(idx) * tokens_per_seq))
+
+    def flr(i: int, idx: np.ndarray) -> float:
+        zero, clean = lcol[f"nll_zero_{i}"][idx].sum(), lcol["nll_clean"][idx].sum()
+        return float((zero - lcol[f"nll_{i}"][idx].sum()) / (zero - clean))
+
+    out = {}
+    for i in layers:
+        out[f"ev_{i}"] = stats.bootstrap_items(lambda idx, i=i: ev(i, idx), n, **kw)
+        out[f"l0_{i}"] = stats.bootstrap_items(lambda idx, i=i: l0(i, idx), n, **kw)
+        out[f"ce_delta_{i}"] = stats.bootstrap_items(lambda idx, i=i: per_token("nll", i, idx), n_loss, **kw)
+        out[f"ce_zero_delta_{i}"] = stats.bootstrap_items(lambda idx, i=i: per_token("nll_zero", i, idx), n_loss, **kw)
+        out[f"flr_{i}"] = stats.bootstrap_items(lambda idx, i=i: flr(i, idx), n_loss, **kw)
+    out["ev_min"] = stats.bootstrap_items(lambda idx: min(ev(i, idx) for i in layers), n, **kw)
+    out["ce_delta_max"] = stats.bootstrap_items(lambda idx: max(per_token("nll", i, idx) for i in layers), n_loss, **kw)
+    out["flr_min"] = stats.bootstrap_items(lambda idx: min(flr(i, idx) for i in layers), n_loss, **kw)
+    out["ce_clean"] = stats.bootstrap_items(
+        lambda idx: float(lcol["nll_clean"][idx].sum() / (len(idx) * tokens_per_seq)), n_loss, **kw)
+    return out
+
+
 def run(config: dict[str, Any], ctx: Any) -> Result:
     from pipeline.models import load
     from pipeline.saefeatures.dictionary import load_pca, load_saes
@@ -145,36 +204,29 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     m = measure(ctx, cfg, lm, dictionaries, heldout)
     n, n_loss = len(heldout), len(m["nll_clean"])
     tokens_per_seq = heldout.shape[1] - 1
+    layers = range(len(dictionaries))
+    sequences = [{"seq": s, "tokens": tokens_per_seq,
+                  **{f"{k}_{i}": float(m[f"{k}{i}"][s]) for i in layers for k in ("sse", "sst", "nnz")}}
+                 for s in range(n)]
+    losses = [{"seq": s, "tokens": tokens_per_seq, "nll_clean": float(m["nll_clean"][s]),
+               **{f"{k}_{i}": float(m[f"{k}{i}"][s]) for i in layers for k in ("nll", "nll_zero")}}
+              for s in range(n_loss)]
+    ctx.save_items("sequences", sequences)
+    ctx.save_items("loss", losses)
+    estimates = recompute({"sequences": sequences, "loss": losses}, config)
     kw = {"level": cfg.level, "seed": cfg.seed, "unit": "held-out sequences"}
-
-    def ev(i: int, idx: np.ndarray) -> float:
-        return 1.0 - m[f"sse{i}"][idx].sum() / m[f"sst{i}"][idx].sum()
-
-    def l0(i: int, idx: np.ndarray) -> float:
-        return float(m[f"nnz{i}"][idx].sum() / (len(idx) * tokens_per_seq))
 
     def dead(i: int, idx: np.ndarray) -> float:
         return float((~m[f"fired{i}"][idx].any(axis=0)).mean())
 
-    def ce_delta(i: int, idx: np.ndarray) -> float:
-        return float((m[f"nll{i}"][idx].sum() - m["nll_clean"][idx].sum()) / (len(idx) * tokens_per_seq))
-
-    layers = range(len(dictionaries))
-    estimates = {}
-    for i in layers:
-        estimates[f"ev_{i}"] = stats.bootstrap_items(lambda idx, i=i: ev(i, idx), n, **kw)
-        estimates[f"l0_{i}"] = stats.bootstrap_items(lambda idx, i=i: l0(i, idx), n, **kw)
+    for i in layers:  # which latents fired is a set per sequence: kept in the cache, not in the rows
         estimates[f"dead_{i}"] = stats.bootstrap_items(lambda idx, i=i: dead(i, idx), n, **kw)
-        estimates[f"ce_delta_{i}"] = stats.bootstrap_items(lambda idx, i=i: ce_delta(i, idx), n_loss, **kw)
-    estimates["ev_min"] = stats.bootstrap_items(lambda idx: min(ev(i, idx) for i in layers), n, **kw)
     estimates["dead_max"] = stats.bootstrap_items(lambda idx: max(dead(i, idx) for i in layers), n, **kw)
-    estimates["ce_delta_max"] = stats.bootstrap_items(lambda idx: max(ce_delta(i, idx) for i in layers), n_loss, **kw)
-    estimates["ce_clean"] = stats.bootstrap_items(
-        lambda idx: float(m["nll_clean"][idx].sum() / (len(idx) * tokens_per_seq)), n_loss, **kw)
     if cfg.dictionary == "sae":
         save_codes(ctx, m["parts"], dictionaries, heldout.shape)
     per_layer = [{"layer": d.layer, "width": d.width, "ev": estimates[f"ev_{i}"].value, "l0": estimates[f"l0_{i}"].value,
-                  "dead": estimates[f"dead_{i}"].value, "ce_delta": estimates[f"ce_delta_{i}"].value}
+                  "dead": estimates[f"dead_{i}"].value, "ce_delta": estimates[f"ce_delta_{i}"].value,
+                  "flr": estimates[f"flr_{i}"].value, "ce_zero_delta": estimates[f"ce_zero_delta_{i}"].value}
                  for i, d in enumerate(dictionaries)]
     return Result(estimates=estimates, values={
         "dictionary": cfg.dictionary, "layers": [d.layer for d in dictionaries], "per_layer": per_layer,

@@ -4,7 +4,9 @@ tiny, embedded  the training sequences run through the model once, in batches, e
                 layer read from the same decoder pass (residuals.read_layers; <bos> positions left
                 out: their activations are outliers no text shares); then one TopK SAE per layer
                 is trained with sae-lens (training.py) and saved with sae-lens
-paper           Gemma Scope 2 SAEs loaded by release id (`SAE.from_pretrained`), saved the same way
+hub, paper      Gemma Scope 2 SAEs loaded by release and sae id (config.PUBLISHED) through sae-lens,
+                from the hub (`SAE.from_pretrained`) or a local mirror (`$CLAIMS_SAE_DIR`), one code
+                path either way (published.py), saved the same way, with their Neuronpedia ids
 
 Every profile also keeps, per layer, the mean and principal directions of the training activations:
 the rank-k PCA the reconstruction control uses. Resumable: the activations are checkpointed per
@@ -18,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from claims import Result
-from pipeline.saefeatures.config import PAPER_RELEASE, CorpusConfig, paper_sae_id
+from claims.provenance import sha256_bytes
+from pipeline.saefeatures.config import PUBLISHED, CorpusConfig, published_sae
 from pipeline.saefeatures.config import SAEConfig as Config
 
 PACKAGES = ("sae-lens",)
@@ -30,11 +33,12 @@ def requires(config: dict[str, Any]) -> dict[str, Any]:
 
 def inputs(config: dict[str, Any]) -> dict[str, Any]:
     from pipeline.models import fingerprint
+    from pipeline.saefeatures import published
 
     cfg = Config(**config)
     out: dict[str, Any] = {"model": fingerprint(cfg.profile)}
-    if cfg.profile == "paper":
-        out["saes"] = {"release": PAPER_RELEASE, "ids": [paper_sae_id(layer) for layer in cfg.layers]}
+    if cfg.profile in PUBLISHED:
+        out["saes"] = published.inputs(cfg.profile, cfg.layers, cfg.d_sae)
     return out
 
 
@@ -66,7 +70,8 @@ def principal(acts: np.ndarray) -> dict[str, np.ndarray]:
 
 def run(config: dict[str, Any], ctx: Any) -> Result:
     from pipeline.models import load
-    from pipeline.saefeatures.dictionary import load_sae, pretrained, save_sae
+    from pipeline.saefeatures import published
+    from pipeline.saefeatures.dictionary import load_sae, save_sae
     from pipeline.saefeatures.training import Recipe, quiet_sae_lens, train
 
     cfg = Config(**config)
@@ -80,13 +85,9 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     entries = []
     for layer in ctx.progress(cfg.layers, total=len(cfg.layers), desc="SAEs, one per layer"):
         pca = principal(acts[layer])
-        if cfg.profile == "paper":
-            from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
-
-            sae_id = paper_sae_id(layer)
-            sae = pretrained(PAPER_RELEASE, sae_id)
-            rank = round(get_pretrained_saes_directory()[PAPER_RELEASE].expected_l0.get(sae_id) or 64)
-            stats: dict[str, Any] = {"release": PAPER_RELEASE, "sae_id": sae_id}
+        if cfg.profile in PUBLISHED:
+            sae, stats = published.load(*published_sae(cfg.profile, layer, cfg.d_sae), layer=layer, d_model=lm.d_model)
+            rank = round(stats["expected_l0"] or 64)  # the PCA control keeps as many dimensions
         else:
             if f"{layer}-stats" not in trained:
                 recipe = Recipe(d_sae=cfg.d_sae, k=cfg.k, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
@@ -97,7 +98,10 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
                 trained[f"{layer}-sae"] = save_sae(sae)
                 trained[f"{layer}-stats"] = stats  # written last: its presence means the SAE is complete
             sae, stats, rank = load_sae(trained[f"{layer}-sae"]), trained[f"{layer}-stats"], cfg.k
-        ctx.save_arrays(f"sae_L{layer}", **save_sae(sae))
+        packed = save_sae(sae)
+        if cfg.profile in PUBLISHED:  # which weights these were, whatever their source
+            stats["weights_sha256"] = sha256_bytes(packed["sae_weights.safetensors"].tobytes())
+        ctx.save_arrays(f"sae_L{layer}", **packed)
         ctx.save_arrays(f"pca_L{layer}", **pca)
         entries.append({"layer": layer, "file": f"sae_L{layer}", "pca": f"pca_L{layer}", "d_sae": int(sae.cfg.d_sae),
                         "architecture": sae.cfg.architecture(), "rank": int(rank),
