@@ -39,6 +39,9 @@ def test_the_feature_chain_runs_on_the_tiny_model(steering_project, tree):  # no
     # the sets are length-matched under Gemma's tokenizer (exactly 0 there); the tiny model counts bytes
     assert abs(est["length_spearman"].value) < 0.1
     assert est["heldout_gain_over_bow"].value == pytest.approx(est["heldout_spearman"].value - est["bow_spearman"].value)
+    assert est["heldout_gain_over_tfidf"].value == pytest.approx(
+        est["heldout_spearman"].value - est["tfidf_spearman"].value)
+    assert -1 <= est["partial_given_text"].value <= 1
     assert est["specificity_gap"].value == pytest.approx(est["heldout_spearman"].value - max(
         est[f"other_spearman_{c}"].value for c in values["other_concepts"]))
     assert values["n_features"] == 128 and len(values["features"]) == 5

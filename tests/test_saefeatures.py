@@ -350,3 +350,21 @@ def test_loss_recovered_is_one_for_a_perfect_dictionary_and_zero_ablation_is_its
     clean = spliced_nll(lm, ids, None).sum()
     assert torch.equal(spliced_nll(lm, ids, Identity()).sum(), clean)  # (zero - x) / (zero - clean) = 1
     assert not torch.equal(spliced_nll(lm, ids, ZeroAblation(1)).sum(), clean)
+
+
+def test_text_baselines_read_labels_off_planted_words_and_the_partial_removes_them():
+    from pipeline.saefeatures import ranking
+
+    rng = np.random.default_rng(1)
+    words = ["calm", "fine", "plain", "quiet"]
+    y = np.tile(np.arange(4), 40)
+    half = (np.repeat(np.arange(40), 4) % 2).astype(int)
+    texts = [f"the {words[label]} day number {rng.integers(1000)}" for label in y]
+    for kind in ("words", "ngrams"):
+        pred = ranking.bow_predictions(texts, y, half, kind=kind)
+        assert np.corrcoef(pred, y)[0, 1] > 0.9  # the label is written in a word: the text model finds it
+    rows = [{"half": int(h), "label": int(lab), "latent": float(p), "tfidf": float(p)}
+            for h, lab, p in zip(half, y, pred, strict=True)]
+    assert np.isnan(ranking._half_partial(rows, "latent", "tfidf")) or abs(ranking._half_partial(rows, "latent", "tfidf")) < 1e-6
+    noisy = [{**r, "latent": r["label"] + rng.normal(0, 0.1), "tfidf": rng.normal()} for r in rows]
+    assert ranking._half_partial(noisy, "latent", "tfidf") > 0.8  # a latent with signal the text model lacks

@@ -87,7 +87,7 @@ def heldout_partial(X: np.ndarray, y: np.ndarray, length: np.ndarray, half: np.n
 
 
 def run(config: dict[str, Any], ctx: Any) -> Result:
-    from pipeline.saefeatures.ranking import Features, halves
+    from pipeline.saefeatures.ranking import Features, set_halves
 
     cfg = Config(**config)
     rng = np.random.default_rng(cfg.seed)
@@ -95,7 +95,7 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     for concept in [c for c in CONCEPTS if c in cfg.concepts]:
         f = Features(ctx, SimpleNamespace(concept=concept, readout=cfg.readout))
         length = np.array([len(s["pieces"]) for s in f.sentences], dtype=float)
-        half = halves(f.y, cfg.seed)
+        half = set_halves(f.sentences, f.y, cfg.seed)
         chosen = {h: int(np.argmax(partial_spearman(f.X[half == h], f.y[half == h], length[half == h])))
                   for h in (0, 1)}
         matched = {h: int(np.argmax(np.nan_to_num(matched_concordance(f.X[half == h], f.y[half == h],

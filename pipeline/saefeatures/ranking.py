@@ -16,7 +16,11 @@ resample sentences within each label. The claims read the held-out check instead
                         on v2 data, by construction)
   bow_spearman          a bag-of-words ridge regression fitted on one half's sentences and labels,
                         its prediction scored on the other half, both ways, averaged
-  heldout_gain_over_*   the paired differences heldout_spearman - length / bow
+  tfidf_spearman        the same with word 1-2-grams and character 3-5-grams (TF-IDF), the strongest
+                        text baseline the referee found
+  heldout_gain_over_*   the paired differences heldout_spearman - length / bow / tfidf
+  partial_given_text    the latent's partial Spearman with the label given the TF-IDF prediction,
+                        per half, averaged: what the latent knows beyond the words
   other_spearman_<c>    the same chosen latents scored on another concept's held-out sentences and
                         labels (specificity: a concept latent should do worse there)
   specificity_gap       heldout_spearman - the largest other_spearman
@@ -104,16 +108,23 @@ def clusters(sentences: list[dict[str, Any]]) -> list[Any]:
     return [s["set"] if s.get("set") is not None else s["id"] for s in sentences]
 
 
-def bow_predictions(texts: list[str], y: np.ndarray, half: np.ndarray) -> np.ndarray:
-    """Each sentence's label as predicted by a bag-of-words ridge regression fitted on the other half
-    (binary word counts, lower-cased; the ridge penalty chosen by leave-one-out on the fitting half)."""
-    from sklearn.feature_extraction.text import CountVectorizer
+def bow_predictions(texts: list[str], y: np.ndarray, half: np.ndarray, kind: str = "words") -> np.ndarray:
+    """Each sentence's label as predicted by a ridge regression on its text fitted on the other half
+    (the ridge penalty chosen by leave-one-out on the fitting half). kind "words": binary word counts,
+    lower-cased; "ngrams": TF-IDF of word 1-2-grams and character 3-5-grams (within word bounds)."""
+    from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
     from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import FeatureUnion
 
     out = np.zeros(len(y), dtype=float)
     for h in (0, 1):
         fit, score = half == h, half != h
-        vectorizer = CountVectorizer(lowercase=True, binary=True)
+        if kind == "words":
+            vectorizer = CountVectorizer(lowercase=True, binary=True)
+        else:
+            vectorizer = FeatureUnion([("words", TfidfVectorizer(lowercase=True, ngram_range=(1, 2), sublinear_tf=True)),
+                                       ("chars", TfidfVectorizer(lowercase=True, analyzer="char_wb", ngram_range=(3, 5),
+                                                                 sublinear_tf=True))])
         words = vectorizer.fit_transform([t for t, keep in zip(texts, fit, strict=True) if keep])
         model = RidgeCV(alphas=(0.1, 1.0, 10.0, 100.0)).fit(words, y[fit])
         out[score] = model.predict(vectorizer.transform([t for t, keep in zip(texts, score, strict=True) if keep]))
@@ -131,12 +142,29 @@ def _half_spearman(rows: list[dict[str, Any]], field: str) -> float:
     return float(np.mean(vals))
 
 
+def _half_partial(rows: list[dict[str, Any]], field: str, given: str) -> float:
+    """Mean over the halves of the partial Spearman of `field` with the label, given `given`."""
+    vals = []
+    for h in (0, 1):
+        part = [r for r in rows if r["half"] == h]
+        x, z = (np.array([r[k] for r in part], dtype=float)[:, None] for k in (field, given))
+        y = np.array([r["label"] for r in part], dtype=float)
+        rxy, rxz, ryz = scores.spearman(x, y)[0], scores.spearman(x, z[:, 0])[0], scores.spearman(z, y)[0]
+        denom = np.sqrt(max((1 - rxz ** 2) * (1 - ryz ** 2), 0.0))
+        vals.append(float((rxy - rxz * ryz) / denom) if denom > 1e-9 else float("nan"))
+    return float(np.mean(vals))
+
+
 def heldout_statistics(own: list[dict[str, Any]], others: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
     """The held-out statistics of the module doc from the per-item rows."""
     out = {"heldout_spearman": _half_spearman(own, "latent"), "length_spearman": _half_spearman(own, "n_tokens"),
            "bow_spearman": _half_spearman(own, "bow")}
     out["heldout_gain_over_length"] = out["heldout_spearman"] - out["length_spearman"]
     out["heldout_gain_over_bow"] = out["heldout_spearman"] - out["bow_spearman"]
+    if "tfidf" in own[0]:
+        out["tfidf_spearman"] = _half_spearman(own, "tfidf")
+        out["heldout_gain_over_tfidf"] = out["heldout_spearman"] - out["tfidf_spearman"]
+        out["partial_given_text"] = _half_partial(own, "latent", "tfidf")
     for concept, rows in others.items():
         out[f"other_spearman_{concept}"] = _half_spearman(rows, "latent")
     if others:
@@ -232,8 +260,10 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     chosen, latent = choose_and_score(f, half)
     group = clusters(f.sentences)
     bow = bow_predictions([s["sentence"] for s in f.sentences], y, half)
+    tfidf = bow_predictions([s["sentence"] for s in f.sentences], y, half, kind="ngrams")
     heldout_rows = [{"id": s["id"], "cluster": group[i], "half": int(half[i]), "label": int(y[i]),
                      "n_tokens": len(s["pieces"]), "latent": float(latent[i]), "bow": float(bow[i]),
+                     "tfidf": float(tfidf[i]),
                      "sentence": s["sentence"]} for i, s in enumerate(f.sentences)]
     specificity_rows = []
     extracted = ctx.upstream("extraction").result.values["concepts"]
