@@ -26,7 +26,7 @@ from pipeline import stats
 from pipeline.steering.config import DirectionRandomConfig as Config
 from pipeline.steering.config import DirectionSweepConfig, TasksConfig, detection, detection_split
 from pipeline.steering.evaluate import TaskSet
-from pipeline.steering.neurons import setup, sweep
+from pipeline.steering.neurons import setup, sweep_sets
 from pipeline.steering.summary import MIN_PARSED, matrix
 
 CALIBRATION_MULTIPLIERS = 2.0 ** np.arange(-3, 4)  # times the real strength
@@ -88,6 +88,7 @@ def matched_multiplier(kl: np.ndarray, multipliers: np.ndarray, target: float) -
 
 def run(config: dict[str, Any], ctx: Any) -> Result:
     from pipeline.interventions import add_direction, shift_heads
+    from pipeline.interventions.sets import DirectionSets, HeadSets
     from pipeline.steering.capture import answer_activations
 
     cfg = Config(**config)
@@ -106,14 +107,6 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
         heads = acts["heads"].reshape(len(train_ids), lm.n_layers, lm.n_heads, lm.head_dim)
         sites = np.stack([heads[:, h["layer"], h["head"]] for h in meta["iti_heads"]], axis=1)  # (n, K, hd)
 
-    def make(vectors: np.ndarray) -> Any:  # setting (strength) -> context manager, vectors (sites, dim)
-        if cfg.method == "diffmean":
-            return lambda s: add_direction(lm, layer, vectors[0], s)
-        shifts: dict[int, dict[int, Any]] = {}
-        for head, v in zip(meta["iti_heads"], vectors, strict=True):
-            shifts.setdefault(head["layer"], {})[head["head"]] = v
-        return lambda s: shift_heads(lm, shifts, s)
-
     def make_rows(vectors: np.ndarray) -> Any:  # multipliers per row -> context manager
         if cfg.method == "diffmean":
             return lambda m: add_direction(lm, layer, np.outer(m, vectors[0]), strength)
@@ -126,15 +119,25 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     neutral = matrix([ctx.upstream("sweep").json("generations")["records"][0]], "compliance")[:, 0]
     real_effect = ctx.upstream("sweep").result.estimates["compliance_effect_pp"].value
     ckpt = ctx.checkpoint("calibration")
-    per_seed = []
-    for s in ctx.progress(range(cfg.seeds), total=cfg.seeds, desc=f"random {cfg.method} directions"):
-        vectors = random_scaled(sites, np.random.default_rng([cfg.seed, 2000 + s]))
+    draws = [random_scaled(sites, np.random.default_rng([cfg.seed, 2000 + s])) for s in range(cfg.seeds)]
+    for s in ctx.progress(range(cfg.seeds), total=cfg.seeds, desc=f"calibrating random {cfg.method} directions"):
         if s not in ckpt:
-            kl = mean_kl(lm, calibration, make_rows(vectors), CALIBRATION_MULTIPLIERS)
+            kl = mean_kl(lm, calibration, make_rows(draws[s]), CALIBRATION_MULTIPLIERS)
             ckpt[s] = {"kl": kl.tolist(), "multiplier": matched_multiplier(kl, CALIBRATION_MULTIPLIERS, target_kl)}
+    # every seed at both sizes (KL-matched, then the real strength) is one set; they share
+    # generation passes (rows = set x item)
+    pairs = [(s, k) for s in range(cfg.seeds) for k in range(2)]
+    strengths = [strength * ckpt[s]["multiplier"] if k == 0 else strength for s, k in pairs]
+    if cfg.method == "diffmean":
+        family: Any = DirectionSets([layer] * len(pairs), [draws[s][0] for s, _ in pairs], strengths)
+    else:
+        family = HeadSets([_shifts(meta, draws[s], None) for s, _ in pairs], strengths)
+    records = sweep_sets(ctx, cfg, lm, taskset, family, [(f"seed{s}", k) for s, k in pairs],
+                         f"random {cfg.method} directions")
+    per_seed = []
+    for s in range(cfg.seeds):
         m = ckpt[s]["multiplier"]
-        records = sweep(ctx, cfg, lm, taskset, make(vectors), f"seed{s}", settings=[strength * m, strength])
-        columns = matrix(records, "compliance")
+        columns = matrix(records[2 * s: 2 * s + 2], "compliance")
         effects = {}
         for k, scale in enumerate(("kl", "sigma")):
             both = ~np.isnan(columns[:, k])
@@ -179,8 +182,9 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     return Result(estimates=estimates, values=values)
 
 
-def _shifts(meta: dict[str, Any], vectors: np.ndarray, m: np.ndarray) -> dict[int, dict[int, np.ndarray]]:
+def _shifts(meta: dict[str, Any], vectors: np.ndarray, m: np.ndarray | None) -> dict[int, dict[int, np.ndarray]]:
+    """The ITI heads' shifts {layer: {head: vector}}; with multipliers m, one row per multiplier."""
     out: dict[int, dict[int, np.ndarray]] = {}
     for head, v in zip(meta["iti_heads"], vectors, strict=True):
-        out.setdefault(head["layer"], {})[head["head"]] = np.outer(m, v)
+        out.setdefault(head["layer"], {})[head["head"]] = v if m is None else np.outer(m, v)
     return out

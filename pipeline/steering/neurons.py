@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 
 from claims import Result
+from pipeline.interventions.decoder import MAX_ROWS
 from pipeline.steering.config import SweepConfig as Config
 from pipeline.steering.config import TasksConfig, detection
-from pipeline.steering.evaluate import TASKS, TaskSet, score
+from pipeline.steering.evaluate import TASKS, TaskSet, score, score_sets
 from pipeline.steering.summary import minimum_detectable, summarize
 
 
@@ -68,6 +69,26 @@ def sweep(ctx: Any, cfg: Any, lm: Any, taskset: TaskSet, make: Any, name: str, s
             ckpt[k] = score(lm, taskset, lambda s=setting: make(s), cfg.max_new_tokens, cfg.batch_size)
         records.append(ckpt[k])
     return records
+
+
+def sweep_sets(ctx: Any, cfg: Any, lm: Any, taskset: TaskSet, sets: Any, steps: list[tuple[str, int]], name: str,
+               batched: bool = True) -> list[dict[str, Any]]:
+    """Score every set of a pipeline.interventions.sets family; set j is saved as step steps[j][1]
+    of checkpoint steps[j][0], the steps sweep() writes, so a run resumes either way. Batched, the
+    sets still missing share generation passes (rows = set x prompt, MAX_ROWS rows a pass) and are
+    checkpointed a pass at a time; batched=False scores them one at a time, as sweep() does."""
+    ckpts = {c: ctx.checkpoint(c) for c, _ in steps}
+    todo = [j for j, (c, k) in enumerate(steps) if k not in ckpts[c]]
+    per_pass = max(1, MAX_ROWS // cfg.batch_size) if batched else 1
+    groups = [todo[i: i + per_pass] for i in range(0, len(todo), per_pass)]
+    for group in ctx.progress(groups, total=len(groups), desc=f"{name}: {len(todo)} sets, {per_pass} a pass"):
+        if batched:
+            records = score_sets(lm, taskset, sets.subset(group), cfg.max_new_tokens, cfg.batch_size)
+        else:
+            records = [score(lm, taskset, lambda j=group[0]: sets.context(lm, j), cfg.max_new_tokens, cfg.batch_size)]
+        for j, record in zip(group, records, strict=True):
+            ckpts[steps[j][0]][steps[j][1]] = record
+    return [ckpts[c][k] for c, k in steps]
 
 
 def run(config: dict[str, Any], ctx: Any) -> Result:
