@@ -110,12 +110,13 @@ def test_every_decode_step_has_the_same_logits(lm, monkeypatch):
     steps_alone, seen[:] = list(seen), []
     generate_sets(lm, prompts, sets, 8, batch_size=8, stop_strings=())
     assert {g.finish_reason for gens in alone for g in gens} == {"length"}
-    assert len(seen) == 8 and len(steps_alone) == 8 * len(sets)
+    assert len(steps_alone) == 8 * len(sets)
+    steps = torch.cat(seen).reshape(8, len(sets), len(prompts), -1)  # the head reads 8 rows at a time
     with torch.inference_mode():
-        for step, h in enumerate(seen):
-            batched = lm.model.lm_head(h).reshape(len(sets), len(prompts), -1)
+        for step in range(8):
             for k in range(len(sets)):
-                assert torch.equal(batched[k], lm.model.lm_head(steps_alone[k * 8 + step])), f"set {k}, step {step}"
+                assert torch.equal(lm.model.lm_head(steps[step, k]), lm.model.lm_head(steps_alone[k * 8 + step])), \
+                    f"set {k}, step {step}"
 
 
 def test_prompts_past_the_sliding_window_run_one_set_at_a_time(lm):
