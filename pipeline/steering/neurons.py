@@ -92,14 +92,17 @@ def sweep_sets(ctx: Any, cfg: Any, lm: Any, taskset: TaskSet, sets: Any, steps: 
 
 
 def run(config: dict[str, Any], ctx: Any) -> Result:
-    from pipeline.interventions import scale_neurons
+    from pipeline.interventions.sets import NeuronSets
 
     cfg = Config(**config)
     tasks = TASKS if cfg.externality else ("compliance",)
     lm, taskset = setup(cfg, ctx, tasks)
     probe = ctx.upstream("probe").result.values
     neurons = arm_neurons(probe, cfg.arm)
-    records = sweep(ctx, cfg, lm, taskset, lambda a: scale_neurons(lm, neuron_map(neurons), a), f"neurons-{cfg.arm}")
+    # every alpha is one set; they share generation passes (rows = alpha x item)
+    name = f"neurons-{cfg.arm}"
+    records = sweep_sets(ctx, cfg, lm, taskset, NeuronSets([neuron_map(neurons)] * len(cfg.alphas), cfg.alphas),
+                         [(name, k) for k in range(len(cfg.alphas))], name)
     estimates, values = summarize(cfg.alphas, records, tasks, taskset.clusters(), level=cfg.level, seed=cfg.seed,
                                   neutral=list(cfg.alphas).index(1.0), target=int(np.argmax(cfg.alphas)))
     mde = {name: minimum_detectable(estimates.get(name), cfg.power, cfg.test_alpha)
