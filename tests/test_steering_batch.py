@@ -192,3 +192,48 @@ def test_sweep_records_and_per_set_metrics_match_one_set_at_a_time(lm, monkeypat
     # a resumed run reads every set back from its checkpoint step, generating nothing
     monkeypatch.setattr(neurons, "score_sets", lambda *a, **k: pytest.fail("regenerated a checkpointed set"))
     assert neurons.sweep_sets(ctx, cfg, lm, taskset, sets, steps, "random") == many
+
+
+@pytest.mark.parametrize("kind", ["neurons", "direction", "heads-mixed"])
+def test_next_token_logits_match_one_set_at_a_time_bit_for_bit(lm, kind):
+    from pipeline.interventions.decoder import next_token_logits
+
+    sets = families(lm)[kind]
+    prompts = PROMPTS[:3] + ["Q: x?\nA:", "Context: a longer context than the others.\nQ: y\nA:"]  # left padding
+    enc = lm.tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left")
+    batched = next_token_logits(lm, prompts, sets, max_rows=10)  # two sets a pass
+    for k in range(len(sets)):
+        with torch.inference_mode(), sets.context(lm, k):
+            assert torch.equal(batched[k], lm.model(**enc, logits_to_keep=1).logits[:, -1]), f"set {k}"
+
+
+@pytest.mark.parametrize("method", ["diffmean", "iti"])
+def test_kl_calibration_of_many_draws_equals_one_draw_at_a_time(lm, method):
+    """direction_random calibrates all draws' multipliers together; each draw's KL curve is the one
+    its own pass gave before (rows = prompts x multipliers, each row its own vector)."""
+    from pipeline.interventions import add_direction, shift_heads
+    from pipeline.steering.direction_random import CALIBRATION_MULTIPLIERS, _shifts, mean_kl
+
+    rng = np.random.default_rng(2)
+    meta = {"iti_heads": [{"layer": 1, "head": 0}, {"layer": 1, "head": 3}]}
+    shape = (1, lm.d_model) if method == "diffmean" else (2, lm.head_dim)
+    draws = [rng.normal(size=shape) for _ in range(3)]
+    strength, layer, prompts = 1.7, 1, PROMPTS[:4]
+
+    def alone(vectors):  # the calibration pass of one draw, as direction_random ran it before
+        rows = [p for p in prompts for _ in range(len(CALIBRATION_MULTIPLIERS) + 1)]
+        m = np.tile(np.concatenate([[0.0], CALIBRATION_MULTIPLIERS]), len(prompts))
+        hooks = (add_direction(lm, layer, np.outer(m, vectors[0]), strength) if method == "diffmean"
+                 else shift_heads(lm, _shifts(meta, vectors, m), strength))
+        enc = lm.tokenizer(rows, return_tensors="pt", padding=True, padding_side="left")
+        with torch.inference_mode(), hooks:
+            logp = torch.log_softmax(lm.model(**enc, logits_to_keep=1).logits[:, -1].float(), dim=-1)
+        logp = logp.reshape(len(prompts), len(CALIBRATION_MULTIPLIERS) + 1, -1)
+        return (logp[:, :1].exp() * (logp[:, :1] - logp[:, 1:])).sum(-1).mean(0).numpy()
+
+    scaled = [0.0 * draws[0]] + [m * v for v in draws for m in CALIBRATION_MULTIPLIERS]
+    sets = (DirectionSets([layer] * len(scaled), [v[0] for v in scaled], [strength] * len(scaled)) if method == "diffmean"
+            else HeadSets([_shifts(meta, v, None) for v in scaled], [strength] * len(scaled)))
+    together = mean_kl(lm, prompts, sets, rows_per_pass=40).reshape(len(draws), -1)  # 10 sets a pass
+    for k, v in enumerate(draws):
+        np.testing.assert_array_equal(together[k], alone(v))

@@ -208,3 +208,37 @@ def generate_sets(lm: LoadedModel, prompts: Sequence[str], sets: SteeringSets, m
             text, kept, reason = _finish(ids, tok, eos, stop_strings)
             results[k][i] = Generation(text=text, token_ids=kept, finish_reason=reason, prompt_index=i)
     return results  # type: ignore[return-value]
+
+
+def next_token_logits(lm: LoadedModel, prompts: Sequence[str], sets: SteeringSets, max_rows: int = MAX_ROWS) -> Any:
+    """The next-token logits at each prompt's end under each set, (sets, prompts, vocabulary): for
+    set k what lm.model(**batch, logits_to_keep=1) gives on the left-padded prompts inside
+    sets.context(lm, k), with the layers below the first steered layer run once for all sets."""
+    import torch
+    from transformers import DynamicCache
+
+    enc = lm.tokenizer(list(prompts), return_tensors="pt", padding=True, padding_side="left")
+    stack = Stack.of(lm)
+    if stack is None:
+        out = []
+        for k in range(len(sets)):
+            with torch.inference_mode(), sets.context(lm, k):
+                out.append(lm.model(**enc.to(lm.device), logits_to_keep=1).logits[:, -1])
+        return torch.stack(out)
+    dev, n = lm.device, len(prompts)
+    ids, mask = enc["input_ids"].to(dev), enc["attention_mask"].to(dev)
+    positions = torch.arange(ids.shape[1], device=dev)[None]  # as the model numbers a batch it is given
+    head, cap = lm.model.get_output_embeddings(), getattr(lm.config, "final_logit_softcapping", None)
+    per_pass = max(1, max_rows // n)
+    out = []
+    for g in range(0, len(sets), per_pass):
+        group = list(range(g, min(g + per_pass, len(sets))))
+        set_of_row = torch.arange(len(group) * n, device=dev) // n
+        with torch.inference_mode(), sets.subset(group).install(lm) as steer:
+            h = stack.split_pass(ids, mask, positions, DynamicCache(config=stack.dec.config), steer.first_layer,
+                                 torch.arange(len(group) * n, device=dev) % n, steer, set_of_row)
+            logits = head(h[:, -1:])  # (R, 1, V), then the model's final soft-capping
+            if cap is not None:
+                logits = torch.tanh(logits / cap) * cap
+        out.append(logits[:, -1].reshape(len(group), n, -1))
+    return torch.cat(out)
