@@ -3,7 +3,7 @@ control's random sets together (rows = set x prompt, pipeline.interventions.deco
 at a time, and this project's decoder over transformers' generate.
 
     .venv/bin/python scripts/bench_steering.py                      # tiny model: well under a minute
-    .venv/bin/python scripts/bench_steering.py --profile embedded --prompts 8 --methods direction
+    .venv/bin/python scripts/bench_steering.py --profile embedded --prompts 4 --methods direction --parts control
 
 Prints median wall times over --repeats and the ratios:
   hooks / plain          per method (neurons: 4 per layer x alpha 2; direction: one vector at the
@@ -16,7 +16,8 @@ Prints median wall times over --repeats and the ratios:
   transformers generate / this decoder, and the share of steps the bfloat16 head could not prove.
 The tiny model takes short questions (its sliding window is 64 tokens); the embedded 270M model
 takes 3-shot counterfactual-context compliance prompts. On a machine shared with other work, pass
---threads 1: two intra-op threads on two busy cores wait for each other far longer than they compute.
+--threads 1 for the embedded model too: two intra-op threads on two busy cores wait for each other
+far longer than they compute (the tiny model runs on one thread unless told otherwise).
 """
 
 from __future__ import annotations
@@ -94,16 +95,19 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=8, help="new tokens per prompt")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
-    parser.add_argument("--repeats", type=int, default=5, help="timed rounds of the hook comparison (median)")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: the project's)")
-    parser.add_argument("--skip-hooks", action="store_true", help="skip the hooks / plain comparison")
-    parser.add_argument("--skip-transformers", action="store_true", help="skip transformers' generate")
+    parser.add_argument("--repeats", type=int, default=9, help="timed rounds of the hook comparison (median)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: 1 for tiny, whose ops are too small to share, "
+                             "else the project's)")
+    parser.add_argument("--parts", default="hooks,control,transformers",
+                        help="comma-separated: hooks (hooks / plain), control (batched / sequential), "
+                             "transformers (transformers' generate / this decoder)")
     args = parser.parse_args()
 
     from pipeline.interventions.decoder import generate_sets
     from pipeline.models import generate, load, set_threads
 
-    threads = set_threads(args.threads)
+    threads = set_threads(1 if args.threads is None and args.profile == "tiny" else args.threads)
     lm = load(args.profile)
     methods = [m for m in args.methods.split(",") if m]
     prompts = prompts_for(lm, args.prompts)
@@ -117,8 +121,9 @@ def main() -> None:
                 return generate(lm, prompts, tokens, batch_size=batch, stop_strings=())
         return fn
 
-    runs = {} if args.skip_hooks else {"plain": fixed(), **{m: fixed(lambda sets=fams[m]: sets.context(lm, 0))
-                                                             for m in methods}}
+    parts = set(args.parts.split(","))
+    runs = {} if "hooks" not in parts else {"plain": fixed(), **{m: fixed(lambda sets=fams[m]: sets.context(lm, 0))
+                                                                 for m in methods}}
     times = timed_rounds(runs, args.repeats)
     plain = times["plain"][0] if runs else float("nan")
     if runs:
@@ -129,8 +134,9 @@ def main() -> None:
         print(f"  {method + ' hooks':29s} {seconds:7.3f} s   hooks / plain: {seconds / plain:.2f}x"
               f"   (tokens {work[0]} vs {work[1]})")
 
-    print(f"{args.sets}-set control, rows = set x prompt (stop at a newline, as the study does):")
-    for method in methods:
+    if "control" in parts:
+        print(f"{args.sets}-set control, rows = set x prompt (stop at a newline, as the study does):")
+    for method in methods if "control" in parts else ():
         sets = fams[method]
         t0 = time.perf_counter()
         one = []
@@ -148,7 +154,7 @@ def main() -> None:
               f"batched / sequential: {batched / sequential:.2f}x   ({sequential / batched:.1f}x faster; "
               f"layers below {first} shared; {differ} of {len(prompts) * len(sets)} generations differ)")
 
-    if not args.skip_transformers:
+    if "transformers" in parts:
         ours, _ = median_time(lambda: generate(lm, prompts, tokens, batch_size=batch), 1)
         theirs, _ = median_time(lambda: generate(lm, prompts, tokens, batch_size=batch, share_prefix=False), 1)
         print(f"transformers generate / this decoder: {theirs / ours:.2f}x")

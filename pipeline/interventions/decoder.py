@@ -76,7 +76,7 @@ class Stack:
         wide_mask = None if mask is None else mask[expand]
         wide_pos = positions[expand] if positions.shape[0] > 1 else positions
         low = self.tables(embeds, mask, positions, cache)
-        high = self.tables(embeds[expand], wide_mask, wide_pos, cache)
+        high = self.tables(embeds[:1].expand(len(expand), -1, -1), wide_mask, wide_pos, cache)  # (shape only)
         h = self.layers(embeds, 0, split, low, positions, cache)[expand]
         steer.use(set_of_row)
         h = self.layers(h, split, len(self.types), high, wide_pos, cache)
