@@ -100,9 +100,9 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     probe = ctx.upstream("probe").result.values
     neurons = arm_neurons(probe, cfg.arm)
     # every alpha is one set; they share generation passes (rows = alpha x item)
-    name = f"neurons-{cfg.arm}"
+    steps = [(f"neurons-{cfg.arm}", k) for k in range(len(cfg.alphas))]
     records = sweep_sets(ctx, cfg, lm, taskset, NeuronSets([neuron_map(neurons)] * len(cfg.alphas), cfg.alphas),
-                         [(name, k) for k in range(len(cfg.alphas))], name)
+                         steps, f"neurons-{cfg.arm}")
     estimates, values = summarize(cfg.alphas, records, tasks, taskset.clusters(), level=cfg.level, seed=cfg.seed,
                                   neutral=list(cfg.alphas).index(1.0), target=int(np.argmax(cfg.alphas)))
     mde = {name: minimum_detectable(estimates.get(name), cfg.power, cfg.test_alpha)
