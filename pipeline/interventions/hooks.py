@@ -1,4 +1,10 @@
-"""Forward hooks for steering. Each is a context manager; hooks are removed in `finally`."""
+"""Forward hooks for steering. Each is a context manager; hooks are removed in `finally`.
+
+Everything a hook needs is built once at install (index tensors, deltas in the model's dtype and
+on its device), so a call does one tensor operation per site: scaled neurons and shifted heads are
+changed in place on the slice they touch (the tensors are temporaries of the module's forward that
+nothing else holds), the residual direction is one add.
+"""
 
 from __future__ import annotations
 
@@ -20,21 +26,24 @@ def _hooks(handles_factory: Any) -> Iterator[None]:
             handle.remove()
 
 
+def _param(lm: LoadedModel) -> Any:
+    return next(lm.model.parameters())
+
+
 def scale_neurons(lm: LoadedModel, neurons: Mapping[int, Sequence[int]], alpha: float) -> contextlib.AbstractContextManager:
     """Multiply the selected FFN neurons' activations (the input of down_proj) by alpha.
     The hook is installed at alpha = 1 too (x * 1.0 == x exactly), so the baseline runs the same code."""
     import torch
 
     def install(handles: list[Any]) -> None:
+        device = _param(lm).device
         for layer, idx in neurons.items():
             if not len(idx):
                 continue
-            index = torch.as_tensor(list(idx), dtype=torch.long)
+            index = torch.as_tensor(list(idx), dtype=torch.long, device=device)
 
-            def pre_hook(module: Any, args: tuple[Any, ...], index: Any = index) -> tuple[Any, ...]:
-                z = args[0].clone()  # (B, T, d_ffn)
-                z[..., index] *= alpha
-                return (z, *args[1:])
+            def pre_hook(module: Any, args: tuple[Any, ...], index: Any = index) -> None:
+                args[0][..., index] *= alpha  # (B, T, d_ffn), in place: act(gate) * up, a temporary
 
             handles.append(lm.mlp(layer).down_proj.register_forward_pre_hook(pre_hook))
 
@@ -48,18 +57,25 @@ def add_direction(lm: LoadedModel, layer: int, direction: Any, alpha: float) -> 
     import torch
 
     def install(handles: list[Any]) -> None:
+        p = _param(lm)
         delta = torch.as_tensor(direction, dtype=torch.float32) * alpha
         if delta.dim() == 2:
             delta = delta[:, None, :]  # (B, 1, D): one vector per row, at every position
+        delta = delta.to(device=p.device, dtype=p.dtype)
 
         def hook(module: Any, args: tuple[Any, ...], output: Any) -> Any:
             if isinstance(output, tuple):
-                return (output[0] + delta.to(output[0].dtype), *output[1:])
-            return output + delta.to(output.dtype)
+                return (output[0] + delta, *output[1:])
+            return output + delta
 
         handles.append(lm.layers[layer].register_forward_hook(hook))
 
     return _hooks(install)
+
+
+def head_slices(lm: LoadedModel, heads: Sequence[int]) -> list[slice]:
+    """The columns of o_proj's input that belong to each head."""
+    return [slice(h * lm.head_dim, (h + 1) * lm.head_dim) for h in heads]
 
 
 def shift_heads(lm: LoadedModel, shifts: Mapping[int, Mapping[int, Any]], strength: float) -> contextlib.AbstractContextManager:
@@ -69,20 +85,17 @@ def shift_heads(lm: LoadedModel, shifts: Mapping[int, Mapping[int, Any]], streng
     import torch
 
     def install(handles: list[Any]) -> None:
+        p = _param(lm)
         for layer, heads in shifts.items():
-            vectors = {h: torch.as_tensor(v, dtype=torch.float32) for h, v in heads.items()}
-            rows = next((v.shape[0] for v in vectors.values() if v.dim() == 2), None)
-            delta = torch.zeros(lm.n_heads * lm.head_dim) if rows is None else torch.zeros(rows, 1, lm.n_heads * lm.head_dim)
-            for head, vector in vectors.items():
-                part = slice(head * lm.head_dim, (head + 1) * lm.head_dim)
-                if rows is None:
-                    delta[part] = vector
-                else:
-                    delta[:, 0, part] = vector if vector.dim() == 2 else vector[None, :]
-            delta = delta * strength
+            parts, deltas = head_slices(lm, list(heads)), []
+            for vector in heads.values():
+                delta = torch.as_tensor(vector, dtype=torch.float32) * strength
+                deltas.append((delta[:, None, :] if delta.dim() == 2 else delta).to(device=p.device, dtype=p.dtype))
 
-            def pre_hook(module: Any, args: tuple[Any, ...], delta: Any = delta) -> tuple[Any, ...]:
-                return (args[0] + delta.to(args[0].dtype), *args[1:])
+            def pre_hook(module: Any, args: tuple[Any, ...], parts: Any = parts, deltas: Any = deltas) -> None:
+                x = args[0]  # (B, T, n_heads * head_dim), in place: the attention output, a temporary
+                for part, delta in zip(parts, deltas, strict=True):
+                    x[..., part] += delta
 
             handles.append(lm.attn(layer).o_proj.register_forward_pre_hook(pre_hook))
 

@@ -26,10 +26,11 @@ from pipeline import stats
 from pipeline.steering.config import DirectionRandomConfig as Config
 from pipeline.steering.config import DirectionSweepConfig, TasksConfig, detection, detection_split
 from pipeline.steering.evaluate import TaskSet
-from pipeline.steering.neurons import setup, sweep
+from pipeline.steering.neurons import setup, sweep_sets
 from pipeline.steering.summary import MIN_PARSED, matrix
 
 CALIBRATION_MULTIPLIERS = 2.0 ** np.arange(-3, 4)  # times the real strength
+CALIBRATION_CHUNK = 4  # draws calibrated together (their multipliers share passes), then checkpointed
 
 
 def requires(config: dict[str, Any]) -> dict[str, Any]:
@@ -62,21 +63,23 @@ def random_scaled(acts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return units * sigma[:, None]
 
 
-def mean_kl(lm: Any, prompts: list[str], make_rows: Any, multipliers: np.ndarray) -> np.ndarray:
-    """Mean KL(unsteered || steered) of the next-token distribution at each prompt's end, for each
-    multiplier: one batched pass, rows = prompts x multipliers, each row its own steering vector."""
+def mean_kl(lm: Any, prompts: list[str], sets: Any, rows_per_pass: int = 128) -> np.ndarray:
+    """Mean KL(set 0 || set k) of the next-token distribution at each prompt's end, over the prompts,
+    for k = 1 .. len(sets) - 1 (set 0: unsteered): rows = sets x prompts, the layers below the
+    steered one run once per pass (pipeline.interventions.decoder.next_token_logits)."""
     import torch
 
-    tok = lm.tokenizer
-    rows = [p for p in prompts for _ in range(len(multipliers) + 1)]
-    mult = np.tile(np.concatenate([[0.0], multipliers]), len(prompts))
-    enc = tok(rows, return_tensors="pt", padding=True, padding_side="left")
-    with torch.inference_mode(), make_rows(mult):
-        logits = lm.model(**enc, logits_to_keep=1).logits[:, -1].float()
-    logp = torch.log_softmax(logits, dim=-1).reshape(len(prompts), len(multipliers) + 1, -1)
-    base = logp[:, :1]
-    kl = (base.exp() * (base - logp[:, 1:])).sum(-1)  # (prompts, multipliers)
-    return kl.mean(0).numpy()
+    from pipeline.interventions.decoder import next_token_logits
+
+    per_pass = max(2, rows_per_pass // len(prompts))
+    base, kls = None, []
+    for g in range(0, len(sets), per_pass):
+        logits = next_token_logits(lm, prompts, sets.subset(list(range(g, min(g + per_pass, len(sets))))))
+        logp = torch.log_softmax(logits.float(), dim=-1)  # (sets, prompts, V)
+        if base is None:
+            base, logp = logp[:1], logp[1:]
+        kls.append((base.exp() * (base - logp)).sum(-1))  # (sets, prompts)
+    return torch.cat(kls).T.contiguous().mean(0).numpy()  # prompts x sets, averaged over the prompts
 
 
 def matched_multiplier(kl: np.ndarray, multipliers: np.ndarray, target: float) -> float:
@@ -87,7 +90,7 @@ def matched_multiplier(kl: np.ndarray, multipliers: np.ndarray, target: float) -
 
 
 def run(config: dict[str, Any], ctx: Any) -> Result:
-    from pipeline.interventions import add_direction, shift_heads
+    from pipeline.interventions.sets import DirectionSets, HeadSets
     from pipeline.steering.capture import answer_activations
 
     cfg = Config(**config)
@@ -106,35 +109,40 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
         heads = acts["heads"].reshape(len(train_ids), lm.n_layers, lm.n_heads, lm.head_dim)
         sites = np.stack([heads[:, h["layer"], h["head"]] for h in meta["iti_heads"]], axis=1)  # (n, K, hd)
 
-    def make(vectors: np.ndarray) -> Any:  # setting (strength) -> context manager, vectors (sites, dim)
+    def family(vectors: list[np.ndarray], strengths: list[float]) -> Any:  # one set per (sites, dim) array
         if cfg.method == "diffmean":
-            return lambda s: add_direction(lm, layer, vectors[0], s)
-        shifts: dict[int, dict[int, Any]] = {}
-        for head, v in zip(meta["iti_heads"], vectors, strict=True):
-            shifts.setdefault(head["layer"], {})[head["head"]] = v
-        return lambda s: shift_heads(lm, shifts, s)
+            return DirectionSets([layer] * len(vectors), [v[0] for v in vectors], strengths)
+        return HeadSets([_shifts(meta, v, None) for v in vectors], strengths)
 
-    def make_rows(vectors: np.ndarray) -> Any:  # multipliers per row -> context manager
-        if cfg.method == "diffmean":
-            return lambda m: add_direction(lm, layer, np.outer(m, vectors[0]), strength)
-        return lambda m: shift_heads(lm, _shifts(meta, vectors, m), strength)
+    def calibrating(vectors: list[np.ndarray], multipliers: np.ndarray) -> Any:
+        """Unsteered (multiplier 0), then each draw at each multiplier, all at the real strength."""
+        scaled = [0.0 * vectors[0]] + [m * v for v in vectors for m in multipliers]
+        return family(scaled, [strength] * len(scaled))
 
     select = TaskSet(ctx, "select", ("compliance",), cfg.n_shots, cfg.seed)
     calibration = select.prompts["compliance"][: cfg.n_calibration]
     real_vectors = arrays["diffmean"][[layer]] if cfg.method == "diffmean" else arrays["iti"]
-    target_kl = float(mean_kl(lm, calibration, make_rows(real_vectors), np.array([1.0]))[0])
+    target_kl = float(mean_kl(lm, calibration, calibrating([real_vectors], np.array([1.0])))[0])
     neutral = matrix([ctx.upstream("sweep").json("generations")["records"][0]], "compliance")[:, 0]
     real_effect = ctx.upstream("sweep").result.estimates["compliance_effect_pp"].value
     ckpt = ctx.checkpoint("calibration")
-    per_seed = []
-    for s in ctx.progress(range(cfg.seeds), total=cfg.seeds, desc=f"random {cfg.method} directions"):
-        vectors = random_scaled(sites, np.random.default_rng([cfg.seed, 2000 + s]))
-        if s not in ckpt:
-            kl = mean_kl(lm, calibration, make_rows(vectors), CALIBRATION_MULTIPLIERS)
+    draws = [random_scaled(sites, np.random.default_rng([cfg.seed, 2000 + s])) for s in range(cfg.seeds)]
+    todo = [s for s in range(cfg.seeds) if s not in ckpt]
+    chunks = [todo[i: i + CALIBRATION_CHUNK] for i in range(0, len(todo), CALIBRATION_CHUNK)]
+    for chunk in ctx.progress(chunks, total=len(chunks), desc=f"calibrating random {cfg.method} directions"):
+        kls = mean_kl(lm, calibration, calibrating([draws[s] for s in chunk], CALIBRATION_MULTIPLIERS))
+        for s, kl in zip(chunk, kls.reshape(len(chunk), len(CALIBRATION_MULTIPLIERS)), strict=True):
             ckpt[s] = {"kl": kl.tolist(), "multiplier": matched_multiplier(kl, CALIBRATION_MULTIPLIERS, target_kl)}
+    # every seed at both sizes (KL-matched, then the real strength) is one set; they share
+    # generation passes (rows = set x item)
+    pairs = [(s, k) for s in range(cfg.seeds) for k in range(2)]
+    strengths = [strength * ckpt[s]["multiplier"] if k == 0 else strength for s, k in pairs]
+    records = sweep_sets(ctx, cfg, lm, taskset, family([draws[s] for s, _ in pairs], strengths),
+                         [(f"seed{s}", k) for s, k in pairs], f"random {cfg.method} directions")
+    per_seed = []
+    for s in range(cfg.seeds):
         m = ckpt[s]["multiplier"]
-        records = sweep(ctx, cfg, lm, taskset, make(vectors), f"seed{s}", settings=[strength * m, strength])
-        columns = matrix(records, "compliance")
+        columns = matrix(records[2 * s: 2 * s + 2], "compliance")
         effects = {}
         for k, scale in enumerate(("kl", "sigma")):
             both = ~np.isnan(columns[:, k])
@@ -179,8 +187,9 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     return Result(estimates=estimates, values=values)
 
 
-def _shifts(meta: dict[str, Any], vectors: np.ndarray, m: np.ndarray) -> dict[int, dict[int, np.ndarray]]:
+def _shifts(meta: dict[str, Any], vectors: np.ndarray, m: np.ndarray | None) -> dict[int, dict[int, np.ndarray]]:
+    """The ITI heads' shifts {layer: {head: vector}}; with multipliers m, one row per multiplier."""
     out: dict[int, dict[int, np.ndarray]] = {}
     for head, v in zip(meta["iti_heads"], vectors, strict=True):
-        out.setdefault(head["layer"], {})[head["head"]] = np.outer(m, v)
+        out.setdefault(head["layer"], {})[head["head"]] = v if m is None else np.outer(m, v)
     return out

@@ -18,7 +18,7 @@ from claims import Result
 from pipeline.steering.config import DirectionSweepConfig as Config
 from pipeline.steering.config import TasksConfig
 from pipeline.steering.evaluate import TASKS, TaskSet
-from pipeline.steering.neurons import setup, sweep
+from pipeline.steering.neurons import setup, sweep_sets
 from pipeline.steering.summary import matrix, minimum_detectable, rates, summarize
 
 
@@ -44,16 +44,19 @@ def settings(cfg: Config, n_layers: int) -> list[tuple[int | None, float]]:
     return [(layer, s) for layer in cfg.layers if layer < n_layers for s in cfg.alphas]
 
 
-def intervention(lm: Any, method: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Any:
-    """(layer, strength) -> context manager adding the direction at that strength."""
-    from pipeline.interventions import add_direction, shift_heads
+def family(method: str, arrays: dict[str, np.ndarray], meta: dict[str, Any], grid: list[tuple[int | None, float]]
+           ) -> Any:
+    """The settings (layer, strength) as one family of pipeline.interventions.sets: set k adds the
+    direction at grid[k] (DiffMean after its layer; ITI on the chosen heads)."""
+    from pipeline.interventions.sets import DirectionSets, HeadSets
 
     if method == "diffmean":
-        return lambda setting: add_direction(lm, setting[0] or 0, arrays["diffmean"][setting[0] or 0], setting[1])
+        return DirectionSets([layer or 0 for layer, _ in grid], [arrays["diffmean"][layer or 0] for layer, _ in grid],
+                             [strength for _, strength in grid])
     shifts: dict[int, dict[int, Any]] = {}
     for head, vector in zip(meta["iti_heads"], arrays["iti"], strict=True):
         shifts.setdefault(head["layer"], {})[head["head"]] = vector
-    return lambda setting: shift_heads(lm, shifts, setting[1])
+    return HeadSets([shifts] * len(grid), [strength for _, strength in grid])
 
 
 def choose(grid: list[tuple[int | None, float]], compliance: np.ndarray, qa: np.ndarray, neutral_compliance: float,
@@ -70,11 +73,11 @@ def choose(grid: list[tuple[int | None, float]], compliance: np.ndarray, qa: np.
     return ((best["layer"], best["strength"]) if best else None), table
 
 
-def selection(ctx: Any, cfg: Config, lm: Any, make: Any) -> tuple[tuple[int | None, float] | None, list[dict[str, Any]]]:
+def selection(ctx: Any, cfg: Config, lm: Any, scored: Any) -> tuple[tuple[int | None, float] | None, list[dict[str, Any]]]:
     select = TaskSet(ctx, "select", ("compliance", "qa"), cfg.n_shots, cfg.seed)
     grid = settings(cfg, lm.n_layers)
-    neutral = sweep(ctx, cfg, lm, select, make, f"select-{cfg.method}-neutral", settings=[(None, 0.0)])[0]
-    records = sweep(ctx, cfg, lm, select, make, f"select-{cfg.method}", settings=grid)
+    neutral = scored(select, f"select-{cfg.method}-neutral", [(None, 0.0)])[0]
+    records = scored(select, f"select-{cfg.method}", grid)
     c, q = rates(matrix(records, "compliance")), rates(matrix(records, "qa"))
     n_c, n_q = rates(matrix([neutral], "compliance"))[0], rates(matrix([neutral], "qa"))[0]
     chosen, table = choose(grid, c, q, n_c, n_q, cfg.max_qa_loss_pp)
@@ -87,12 +90,17 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     lm, taskset = setup(cfg, ctx, tasks)
     up = ctx.upstream("directions")
     arrays, meta = up.arrays("directions"), up.result.values
-    make = intervention(lm, cfg.method, arrays, meta)
-    chosen, table = selection(ctx, cfg, lm, make)
+
+    def scored(tasks: TaskSet, name: str, grid: list[tuple[int | None, float]]) -> list[dict[str, Any]]:
+        """Every setting of the grid scored (sharing generation passes), checkpointed as name/k."""
+        return sweep_sets(ctx, cfg, lm, tasks, family(cfg.method, arrays, meta, grid),
+                          [(name, k) for k in range(len(grid))], name)
+
+    chosen, table = selection(ctx, cfg, lm, scored)
     ctx.record(chosen={"layer": chosen[0], "strength": chosen[1]} if chosen else None)
     if chosen is None:
         raise ValueError(f"no {cfg.method} setting keeps QA accuracy within {cfg.max_qa_loss_pp} points")
-    evals = sweep(ctx, cfg, lm, taskset, make, f"eval-{cfg.method}", settings=[(chosen[0], 0.0), chosen])
+    evals = scored(taskset, f"eval-{cfg.method}", [(chosen[0], 0.0), chosen])
     estimates, values = summarize((0.0, chosen[1]), evals, tasks, taskset.clusters(), level=cfg.level, seed=cfg.seed,
                                   neutral=0, target=1)
     mde = {name: minimum_detectable(estimates.get(name), cfg.power, cfg.test_alpha)

@@ -83,16 +83,32 @@ def score(lm: Any, taskset: TaskSet, intervention: Callable[[], contextlib.Abstr
     Returns per task: the generations, finish reasons and per judge the outcome of every row."""
     from pipeline.models import generate
 
-    out: dict[str, dict[str, Any]] = {}
     with intervention():
         gens = {task: generate(lm, p, max_new_tokens, batch_size=batch_size) for task, p in taskset.prompts.items()}
+    return judge(taskset, gens)
+
+
+def score_sets(lm: Any, taskset: TaskSet, sets: Any, max_new_tokens: int, batch_size: int,
+               max_rows: int | None = None) -> list[dict[str, dict[str, Any]]]:
+    """score() for every set of a pipeline.interventions.sets family, generated in shared passes
+    (rows = set x prompt): one record per set, equal to score(lm, taskset, lambda: sets.context(lm, k), ...)."""
+    from pipeline.interventions.decoder import MAX_ROWS, generate_sets
+
+    gens = {task: generate_sets(lm, p, sets, max_new_tokens, batch_size=batch_size, max_rows=max_rows or MAX_ROWS)
+            for task, p in taskset.prompts.items()}
+    return [judge(taskset, {task: g[k] for task, g in gens.items()}) for k in range(len(sets))]
+
+
+def judge(taskset: TaskSet, gens: dict[str, list[Any]]) -> dict[str, dict[str, Any]]:
+    """Per task: the generations' texts, finish reasons and per judge the outcome of every row."""
+    out: dict[str, dict[str, Any]] = {}
     for task, generations in gens.items():
         rows = taskset.rows[task]
         kind = "multiple_choice" if task == "compliance" and taskset.paper else task
         record: dict[str, Any] = {"text": [g.text for g in generations], "finish": [g.finish_reason for g in generations]}
-        for judge in judges.JUDGES:
-            record[judge] = [judges.outcome(kind, g.text, g.finish_reason, r, judge)
-                             for g, r in zip(generations, rows, strict=True)]
+        for name in judges.JUDGES:
+            record[name] = [judges.outcome(kind, g.text, g.finish_reason, r, name)
+                            for g, r in zip(generations, rows, strict=True)]
         if kind == "compliance" and judges.llm_available():
             record["llm"] = judges.llm_outcomes(rows, record["text"])
         out[task] = record

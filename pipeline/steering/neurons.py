@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 
 from claims import Result
+from pipeline.interventions.decoder import MAX_ROWS
 from pipeline.steering.config import SweepConfig as Config
 from pipeline.steering.config import TasksConfig, detection
-from pipeline.steering.evaluate import TASKS, TaskSet, score
+from pipeline.steering.evaluate import TASKS, TaskSet, score, score_sets
 from pipeline.steering.summary import minimum_detectable, summarize
 
 
@@ -70,15 +71,38 @@ def sweep(ctx: Any, cfg: Any, lm: Any, taskset: TaskSet, make: Any, name: str, s
     return records
 
 
+def sweep_sets(ctx: Any, cfg: Any, lm: Any, taskset: TaskSet, sets: Any, steps: list[tuple[str, int]], name: str,
+               batched: bool = True) -> list[dict[str, Any]]:
+    """Score every set of a pipeline.interventions.sets family; set j is saved as step steps[j][1]
+    of checkpoint steps[j][0], the steps sweep() writes, so a run resumes either way. Batched, the
+    sets still missing share generation passes (rows = set x prompt, MAX_ROWS rows a pass) and are
+    checkpointed a pass at a time; batched=False scores them one at a time, as sweep() does."""
+    ckpts = {c: ctx.checkpoint(c) for c, _ in steps}
+    todo = [j for j, (c, k) in enumerate(steps) if k not in ckpts[c]]
+    per_pass = max(1, MAX_ROWS // cfg.batch_size) if batched else 1
+    groups = [todo[i: i + per_pass] for i in range(0, len(todo), per_pass)]
+    for group in ctx.progress(groups, total=len(groups), desc=f"{name}: {len(todo)} sets, {per_pass} a pass"):
+        if batched:
+            records = score_sets(lm, taskset, sets.subset(group), cfg.max_new_tokens, cfg.batch_size)
+        else:
+            records = [score(lm, taskset, lambda j=group[0]: sets.context(lm, j), cfg.max_new_tokens, cfg.batch_size)]
+        for j, record in zip(group, records, strict=True):
+            ckpts[steps[j][0]][steps[j][1]] = record
+    return [ckpts[c][k] for c, k in steps]
+
+
 def run(config: dict[str, Any], ctx: Any) -> Result:
-    from pipeline.interventions import scale_neurons
+    from pipeline.interventions.sets import NeuronSets
 
     cfg = Config(**config)
     tasks = TASKS if cfg.externality else ("compliance",)
     lm, taskset = setup(cfg, ctx, tasks)
     probe = ctx.upstream("probe").result.values
     neurons = arm_neurons(probe, cfg.arm)
-    records = sweep(ctx, cfg, lm, taskset, lambda a: scale_neurons(lm, neuron_map(neurons), a), f"neurons-{cfg.arm}")
+    # every alpha is one set; they share generation passes (rows = alpha x item)
+    steps = [(f"neurons-{cfg.arm}", k) for k in range(len(cfg.alphas))]
+    records = sweep_sets(ctx, cfg, lm, taskset, NeuronSets([neuron_map(neurons)] * len(cfg.alphas), cfg.alphas),
+                         steps, f"neurons-{cfg.arm}")
     estimates, values = summarize(cfg.alphas, records, tasks, taskset.clusters(), level=cfg.level, seed=cfg.seed,
                                   neutral=list(cfg.alphas).index(1.0), target=int(np.argmax(cfg.alphas)))
     mde = {name: minimum_detectable(estimates.get(name), cfg.power, cfg.test_alpha)

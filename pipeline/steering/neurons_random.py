@@ -22,7 +22,7 @@ from pipeline.steering.config import (
     detection_activations,
     detection_split,
 )
-from pipeline.steering.neurons import arm_neurons, neuron_map, setup, sweep
+from pipeline.steering.neurons import arm_neurons, neuron_map, setup, sweep_sets
 from pipeline.steering.summary import _slope, matrix
 
 
@@ -66,7 +66,7 @@ def matched_sets(ctx: Any, cfg: Config, neurons: list[dict[str, Any]], d_ffn: in
 
 
 def run(config: dict[str, Any], ctx: Any) -> Result:
-    from pipeline.interventions import scale_neurons
+    from pipeline.interventions.sets import NeuronSets
 
     cfg = Config(**config)
     lm, taskset = setup(cfg, ctx, ("compliance",))
@@ -79,10 +79,14 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     a = np.asarray(grid, dtype=float)
     neutral = h_records[h_alphas.index(1.0)]
     sets = matched_sets(ctx, cfg, neurons, lm.d_ffn)
+    # every seed at every alpha is one set; they share generation passes (rows = set x item)
+    pairs = [(s, k) for s in range(cfg.seeds) for k in range(len(cfg.alphas))]
+    family = NeuronSets([sets[s] for s, _ in pairs], [cfg.alphas[k] for _, k in pairs])
+    records = sweep_sets(ctx, cfg, lm, taskset, family, [(f"seed{s}", k) for s, k in pairs], "random neuron sets")
     matrices = []
-    for s, chosen in enumerate(sets):
-        records = sweep(ctx, cfg, lm, taskset, lambda al, n=chosen: scale_neurons(lm, n, al), f"seed{s}")
-        by_alpha = {float(x): r for x, r in zip(cfg.alphas, records, strict=True)} | {1.0: neutral}
+    for s in range(cfg.seeds):
+        mine = records[s * len(cfg.alphas): (s + 1) * len(cfg.alphas)]
+        by_alpha = {float(x): r for x, r in zip(cfg.alphas, mine, strict=True)} | {1.0: neutral}
         matrices.append(matrix([by_alpha[x] for x in grid], "compliance"))
     stacked = np.stack(matrices)  # (seeds, items, alphas)
     # the H-neuron sweep on the same alphas (its own records), for a like-for-like slope
