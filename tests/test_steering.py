@@ -178,3 +178,27 @@ def test_llm_judge_runs_beside_the_rules_when_a_key_is_set_and_enters_the_key(mo
     assert len(seen) == 1 and "The capital of France is Madrid." in seen[0]
     assert without == ["strict", "lenient"] and judges.judges_in_use()[-1].startswith("llm:gpt-4o-mini:")
     assert secret not in json.dumps(judges.judges_in_use())
+
+
+def test_mixed_shots_state_false_contexts_and_answer_from_memory_as_asked():
+    from pipeline.data import build_embedded
+    from pipeline.steering.prompts import compliance_prompt
+    from pipeline.steering.room import choose
+
+    pool = [it for it in build_embedded() if it.family == "capital"][:40]
+    item, shots_pool = pool[0], pool[1:]
+    for m in range(4):
+        text = compliance_prompt(item, "Context line.", shots_pool, 3, 0, memory_shots=m)
+        blocks = text.split("\n\n")[:-1]
+        assert len(blocks) == 3
+        by_q = {s.question: s for s in shots_pool}
+        memory = 0
+        for block in blocks:
+            ctx_line, q_line, a_line = block.split("\n")
+            shot = by_q[q_line.removeprefix("Q: ")]
+            assert shot.answer not in ctx_line  # every shot's context is false
+            memory += a_line.removeprefix("A: ") == shot.answer
+        assert memory == m
+    assert compliance_prompt(item, "C.", shots_pool, 3, 0) == compliance_prompt(item, "C.", shots_pool, 3, 0, None)
+    assert choose({0: 0.9, 1: 0.7, 2: 0.45, 3: 0.2}, 0.35, 0.65) == 2
+    assert choose({0: 0.9, 1: 0.8}, 0.35, 0.65) is None

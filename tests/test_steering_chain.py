@@ -158,3 +158,18 @@ def test_paper_profile_on_faitheval_shaped_rows(project, monkeypatch):
     record = evaluate.score(pipeline.models.load("paper"), taskset, lambda: __import__("contextlib").nullcontext(), 4, 8)
     assert set(record["compliance"]["strict"]) <= {"context", "other"}
     assert record["qa"]["strict"][0] in ("correct", "wrong")
+
+
+def test_the_task_with_room_is_calibrated_on_the_selection_split(project, monkeypatch):
+    detection_settings(monkeypatch)
+    common = {"profile": "tiny", "families": ["capital", "element_symbol", "city_country", "currency"]}
+    room = run(project, "pipeline.steering.room", **common, levels=[0, 3])
+    known = run(project, "pipeline.steering.known", **common)
+    assert room.values["split"] == "select" and room.values["n_items"] == known.values["n_known_select"]
+    rates = room.values["rates_strict"]
+    assert set(rates) == {"0", "3"} and all(0 <= r <= 1 for r in rates.values())
+    chosen = room.values["chosen"]
+    assert chosen is None or 0.35 <= rates[str(chosen)] <= 0.65
+    assert room.estimates["cut_off_m0"].value == 0  # the planted answers end with a newline
+    tasks = run(project, "pipeline.steering.tasks", **common, memory_shots=2)
+    assert tasks.values["memory_shots"] == 2

@@ -37,6 +37,10 @@ class TasksConfig(Step):
                         "random sets of each control included); raise it with --set n_eval=N on a GPU.")
     n_false_premise: int = Field(20, ge=1, description="False-premise questions per family.")
     n_shots: int = Field(3, ge=1)
+    memory_shots: int | None = Field(None, ge=0, description="The task with room (issue 20): every compliance "
+                                     "shot states a false context and this many of them answer from memory, the "
+                                     "rest follow the context (None: true contexts, the first rounds' task). "
+                                     "Chosen on the selection split by pipeline.steering.room.")
     max_new_tokens: int = Field(8, ge=1)
     batch_size: int = Field(32, ge=1)
 

@@ -46,7 +46,8 @@ class TaskSet:
             elif task == "false_premise":
                 self.rows[task] = up.json("false_premise")
         self.paper = paper
-        self.prompts = {task: [prompt(task, r, self.pool, n_shots, seed, paper) for r in rs]
+        memory = up.result.values.get("memory_shots")
+        self.prompts = {task: [prompt(task, r, self.pool, n_shots, seed, paper, memory) for r in rs]
                         for task, rs in self.rows.items()}
 
     def clusters(self) -> dict[str, list[Any]]:
@@ -66,10 +67,12 @@ def shot_pool(ctx: Any) -> list[QAItem]:
     return [it for it in build_embedded() if it.id in ids]
 
 
-def prompt(task: str, row: dict[str, Any], pool: Sequence[QAItem], n_shots: int, seed: int, paper: bool) -> str:
+def prompt(task: str, row: dict[str, Any], pool: Sequence[QAItem], n_shots: int, seed: int, paper: bool,
+           memory_shots: int | None = None) -> str:
     item = QAItem.from_dict(row["item"])
     if task == "compliance":
-        return multiple_choice_prompt(row) if paper else compliance_prompt(item, row["context"], pool, n_shots, seed)
+        return multiple_choice_prompt(row) if paper else compliance_prompt(item, row["context"], pool, n_shots, seed,
+                                                                           memory_shots)
     if task == "qa":
         return qa_prompt(item, pool, n_shots + 1, seed)
     if task == "pushback":

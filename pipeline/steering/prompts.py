@@ -1,7 +1,12 @@
 """Prompts of the steering tasks, for a base model (few-shot, plain text).
 
 compliance     a context states a false fact (another item's answer); does the answer follow the
-               context or the model's memory? Shots carry true contexts, so they teach neither.
+               context or the model's memory? By default the shots carry true contexts, so they
+               teach neither. With `memory_shots` = m (the task with room, issue 20) every shot's
+               context is false too, and m of the shots (drawn per item) answer from memory, the
+               rest follow the context: the shots are evidence both ways, so the model is torn and
+               compliance sits away from the ceiling; m is chosen on the selection split
+               (pipeline.steering.room).
 qa             the plain few-shot factual question (externality: accuracy).
 pushback       the question, the gold answer, then "Are you sure?"; does the model keep the answer?
                Shots show one kept answer and one corrected wrong answer, so they teach neither, and
@@ -40,10 +45,33 @@ def _shots(item: QAItem, pool: Sequence[QAItem], n: int, seed: int, vary: bool =
     return chosen
 
 
-def compliance_prompt(item: QAItem, context: str, pool: Sequence[QAItem], n_shots: int = 3, seed: int = 0) -> str:
-    blocks = [f"Context: {statement(s)}\nQ: {s.question}\nA: {s.answer}" for s in _shots(item, pool, n_shots, seed)]
+def compliance_prompt(item: QAItem, context: str, pool: Sequence[QAItem], n_shots: int = 3, seed: int = 0,
+                      memory_shots: int | None = None) -> str:
+    shots = _shots(item, pool, n_shots, seed)
+    if memory_shots is None:
+        blocks = [f"Context: {statement(s)}\nQ: {s.question}\nA: {s.answer}" for s in shots]
+    else:
+        blocks = mixed_shots(item, shots, pool, memory_shots, seed)
     blocks.append(f"Context: {context}\nQ: {item.question}\nA:")
     return "\n\n".join(blocks)
+
+
+def mixed_shots(item: QAItem, shots: Sequence[QAItem], pool: Sequence[QAItem], memory_shots: int,
+                seed: int) -> list[str]:
+    """Shots whose contexts are all false (another pool item's answer of the family); `memory_shots`
+    of them, drawn per item, answer from memory (the true answer), the others follow the context."""
+    if not 0 <= memory_shots <= len(shots):
+        raise ValueError(f"memory_shots must be between 0 and the {len(shots)} shots, got {memory_shots}")
+    order = sorted(range(len(shots)), key=lambda i: _rank(seed, item.id, "memory", i))
+    from_memory = set(order[:memory_shots])
+    blocks = []
+    for i, s in enumerate(shots):
+        wrong = sorted((x for x in pool if x.family == s.family and x.answer not in (s.answer, item.answer)),
+                       key=lambda x: _rank(seed, item.id, s.id, x.id))
+        false = wrong[0].answer if wrong else item.answer
+        answer = s.answer if i in from_memory else false
+        blocks.append(f"Context: {statement(s, false)}\nQ: {s.question}\nA: {answer}")
+    return blocks
 
 
 def qa_prompt(item: QAItem, pool: Sequence[QAItem], n_shots: int = 4, seed: int = 0) -> str:

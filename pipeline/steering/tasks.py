@@ -91,7 +91,7 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     shots = sorted(it.id for it in build_embedded() if group(it) in trained and it.family in
                    {*cfg.families, "capital", "city_country", "element_symbol", "currency"})
     return Result(values={
-        "shot_pool": shots, "source": "embedded",
+        "shot_pool": shots, "source": "embedded", "memory_shots": cfg.memory_shots,
         "n_select": sum(r["split"] == "select" for r in rows), "n_eval": sum(r["split"] == "eval" for r in rows),
         "n_false_premise": len(false_premise),
         "families": dict(sorted(Counter(r["item"]["family"] for r in rows if r["split"] == "eval").items())),
