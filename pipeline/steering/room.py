@@ -96,6 +96,8 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     estimates = recompute({"outcomes": outcomes}, config)
     rates = {m: estimates[f"compliance_strict_m{m}"].value for m in cfg.levels}
     chosen = choose(rates, cfg.low, cfg.high)
+    if chosen is not None:  # the chosen design's unsteered rate, the baseline every steering null starts from
+        estimates["chosen_rate"] = estimates[f"compliance_strict_m{chosen}"]
     by_family = {str(m): dict(sorted(Counter(f"{o['family']}:{o['strict']}" for o in outcomes
                                              if o["memory_shots"] == m).items())) for m in cfg.levels}
     return Result(estimates=estimates, values={
