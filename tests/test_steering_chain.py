@@ -171,5 +171,6 @@ def test_the_task_with_room_is_calibrated_on_the_selection_split(project, monkey
     chosen = room.values["chosen"]
     assert chosen is None or 0.35 <= rates[str(chosen)] <= 0.65
     assert room.estimates["cut_off_m0"].value == 0  # the planted answers end with a newline
+    assert 0 <= room.estimates["other_m0"].value <= 1 and "compliance_parsed_m3" in room.estimates
     tasks = run(project, "pipeline.steering.tasks", **common, memory_shots=2)
     assert tasks.values["memory_shots"] == 2

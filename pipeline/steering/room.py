@@ -5,7 +5,9 @@ knows, which leaves no room for an intervention to raise compliance. With `memor
 shot states a false context and m of them answer from memory, the rest follow the context
 (pipeline/steering/prompts.py): the shots are evidence both ways. This node measures the unsteered
 model's compliance at every m on the **selection** split only (greedy, the strict and the lenient
-judge, the share of answers cut off by the token limit) and applies the rule fixed before any
+judge, the share of answers cut off by the token limit; compliance over all items, as the rule
+reads it, and over the items answered with the context or the memory answer, as the steering
+claims read it, with the other answers beside them) and applies the rule fixed before any
 result: among the levels whose strict compliance lies in [low, high], the one nearest 0.5; none if
 no level does. The evaluation split, on which every steering claim is measured, is not read here.
 Per-item outcomes are committed (`outcomes`).
@@ -58,6 +60,11 @@ def recompute(items: dict[str, list[dict[str, Any]]], config: dict[str, Any]) ->
         for judge in ("strict", "lenient"):
             out[f"compliance_{judge}_m{m}"] = stats.proportion(sum(r[judge] == "context" for r in part), len(part),
                                                               cfg.level, unit="selection items")
+        parsed = [r for r in part if r["strict"] in ("context", "memory")]
+        out[f"compliance_parsed_m{m}"] = stats.proportion(sum(r["strict"] == "context" for r in parsed), len(parsed),
+                                                         cfg.level, unit="selection items answered context or memory")
+        out[f"other_m{m}"] = stats.proportion(sum(r["strict"] not in ("context", "memory") for r in part), len(part),
+                                              cfg.level, unit="selection items")
         out[f"cut_off_m{m}"] = stats.proportion(sum(r["finish"] == "length" for r in part), len(part), cfg.level,
                                                 unit="selection items")
     return out
@@ -98,6 +105,9 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     chosen = choose(rates, cfg.low, cfg.high)
     if chosen is not None:  # the chosen design's unsteered rate, the baseline every steering null starts from
         estimates["chosen_rate"] = estimates[f"compliance_strict_m{chosen}"]
+        # the steering claims' definition: context / (context + memory); other answers reported beside
+        estimates["chosen_rate_parsed"] = estimates[f"compliance_parsed_m{chosen}"]
+        estimates["chosen_other"] = estimates[f"other_m{chosen}"]
     by_family = {str(m): dict(sorted(Counter(f"{o['family']}:{o['strict']}" for o in outcomes
                                              if o["memory_shots"] == m).items())) for m in cfg.levels}
     return Result(estimates=estimates, values={
