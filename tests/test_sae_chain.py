@@ -42,6 +42,8 @@ def test_the_feature_chain_runs_on_the_tiny_model(steering_project, tree):  # no
     assert est["heldout_gain_over_tfidf"].value == pytest.approx(
         est["heldout_spearman"].value - est["tfidf_spearman"].value)
     assert -1 <= est["partial_given_text"].value <= 1
+    assert values["n_splits"] == 20 and values["split_heldout_min"] <= values["split_heldout_mean"] <= values[
+        "split_heldout_max"] and 0 <= values["split_same_latent_share"] <= 1
     assert est["specificity_gap"].value == pytest.approx(est["heldout_spearman"].value - max(
         est[f"other_spearman_{c}"].value for c in values["other_concepts"]))
     assert values["n_features"] == 128 and len(values["features"]) == 5

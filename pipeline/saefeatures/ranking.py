@@ -223,6 +223,29 @@ def choose_and_score(f: Any, half: np.ndarray) -> tuple[dict[int, int], np.ndarr
     return chosen, latent
 
 
+N_SPLITS = 20  # further random splits of the sets, for the stability of the held-out choice
+
+
+def split_stability(f: Any, seed: int, n_splits: int = N_SPLITS) -> dict[str, Any]:
+    """The held-out search repeated over `n_splits` other random splits of the sets (seeds after the
+    claim's own): the spread of the held-out Spearman, and how often the two halves chose the same
+    latent. Values only: the claim's estimate and interval come from its own split."""
+    from collections import Counter
+
+    held, same, chosen_all = [], 0, Counter()
+    for s in range(n_splits):
+        half = set_halves(f.sentences, f.y, seed + 1000 + s)
+        chosen, latent = choose_and_score(f, half)
+        held.append(float(np.mean([scores.spearman(latent[half == h][:, None], f.y[half == h])[0] for h in (0, 1)])))
+        same += chosen[0] == chosen[1]
+        chosen_all.update(chosen.values())
+    top, count = chosen_all.most_common(1)[0]
+    i, index = f.locate(top)
+    return {"n_splits": n_splits, "split_heldout_mean": float(np.mean(held)), "split_heldout_min": float(min(held)),
+            "split_heldout_max": float(max(held)), "split_same_latent_share": same / n_splits,
+            "split_most_chosen": f"L{f.layers[i]}/{index}", "split_most_chosen_share": count / (2 * n_splits)}
+
+
 def halves(y: np.ndarray, seed: int) -> np.ndarray:
     """0/1 per sentence: two halves with the same number of sentences of each label."""
     rng = np.random.default_rng([seed, 5])
@@ -305,6 +328,7 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
         "concept_data": ctx.upstream("extraction").result.values.get("concept_data", "v1"),
         "n_sets": len(set(group)), "split": "by set" if f.sentences[0].get("set") is not None else "by label",
         "other_concepts": sorted({r["concept"] for r in specificity_rows}),
+        **split_stability(f, cfg.seed),
         "mean_tokens_by_label": [float(np.mean([len(s["pieces"]) for s, lab in zip(f.sentences, y, strict=True)
                                                 if lab == label])) for label in scores.LABELS],
         "features_monotone": int((steps == 3).sum()), "features": features,
