@@ -104,8 +104,15 @@ def test_the_steering_chain_runs_on_the_tiny_model(project, monkeypatch):
     neurons = run(project, "pipeline.steering.neurons", **common)
     assert neurons.values["n_items"]["compliance"] == known.values["n_known_eval"]
     assert {"compliance_effect_pp", "qa_rate_neutral", "false_premise_rate_neutral"} <= set(neurons.estimates)
+    assert set(neurons.values["cut_off"]) == {"compliance", "qa", "pushback", "false_premise"}
     rand = run(project, "pipeline.steering.neurons_random", **common, seeds=3)
     assert len(rand.values["seed_slopes_pp"]) == 3 and 0 < rand.values["rank_p"] <= 1
+    # matched on KL too: 3 of 6 layer- and activity-matched candidates kept, the balance reported
+    matched = run(project, "pipeline.steering.neurons_random", **common, seeds=3, candidates=6, n_calibration=2,
+                  tasks=["compliance", "pushback"])
+    assert len(matched.values["kl"]["kept"]) == 3 and len(matched.values["kl"]["candidates"]) == 6
+    assert set(matched.values["balance"]) == {"layer", "activity", "kl"} and matched.values["balance"]["layer"] == 0
+    assert 0 < matched.values["pushback_rank_p"] <= 1 and "pushback_slope_pp" in matched.estimates
     for method in ("diffmean", "iti"):
         sweep = run(project, "pipeline.steering.direction_sweep", **common, method=method, layers=[0, 1],
                     alphas=[-2.0, 2.0])

@@ -46,6 +46,9 @@ class TasksConfig(Step):
 
 
 class SweepConfig(TasksConfig):
+    long_tokens: int = Field(32, ge=1, description="New tokens for the pushback and false-premise answers, whose "
+                             "refusals and corrections run longer than a short answer (max_new_tokens is kept for "
+                             "compliance and QA); each result reports the share of answers cut off.")
     alphas: tuple[float, ...] = Field((0.0, 1.0, 2.0, 3.0), description="Neuron scale factors (1 is the model).")
     arm: Literal["positive", "negative"] = Field(
         "positive", description="positive: the H-neurons (positive probe weight); negative: the negative-weight "
@@ -62,6 +65,13 @@ class RandomSweepConfig(SweepConfig):
     externality: bool = False
     seeds: int = Field(32, ge=1)
     activity_bins: int = Field(10, ge=1, description="Within-layer deciles of mean CETT a random neuron must share.")
+    candidates: int = Field(0, ge=0, description="Layer- and activity-matched candidate sets drawn to match on KL: "
+                            "the `seeds` whose next-token KL divergence at the sweep's ends is nearest the "
+                            "H-neurons' are kept (0: no KL matching, the first `seeds` draws).")
+    n_calibration: int = Field(8, ge=2, description="Selection-split compliance prompts the KL is measured on.")
+    tasks: tuple[Literal["compliance", "pushback"], ...] = Field(
+        ("compliance",), description="Tasks each random set is scored on (pushback: the control of the "
+        "pushback externality).")
 
 
 class DirectionSweepConfig(SweepConfig):

@@ -27,7 +27,7 @@ from pipeline.steering.config import DirectionRandomConfig as Config
 from pipeline.steering.config import DirectionSweepConfig, TasksConfig, detection, detection_split
 from pipeline.steering.evaluate import TaskSet
 from pipeline.steering.neurons import setup, sweep_sets
-from pipeline.steering.summary import MIN_PARSED, matrix
+from pipeline.steering.summary import MIN_PARSED, item_rows, matrix, records_from_items
 
 CALIBRATION_MULTIPLIERS = 2.0 ** np.arange(-3, 4)  # times the real strength
 CALIBRATION_CHUNK = 4  # draws calibrated together (their multipliers share passes), then checkpointed
@@ -123,7 +123,9 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     calibration = select.prompts["compliance"][: cfg.n_calibration]
     real_vectors = arrays["diffmean"][[layer]] if cfg.method == "diffmean" else arrays["iti"]
     target_kl = float(mean_kl(lm, calibration, calibrating([real_vectors], np.array([1.0])))[0])
-    neutral = matrix([ctx.upstream("sweep").json("generations")["records"][0]], "compliance")[:, 0]
+    sweep_rows = ctx.upstream("sweep").json("generations")["rows"]["compliance"]
+    if [r["item"]["id"] for r in sweep_rows] != [r["item"]["id"] for r in taskset.rows["compliance"]]:
+        raise RuntimeError("the direction sweep was scored on other compliance items")
     real_effect = ctx.upstream("sweep").result.estimates["compliance_effect_pp"].value
     ckpt = ctx.checkpoint("calibration")
     draws = [random_scaled(sites, np.random.default_rng([cfg.seed, 2000 + s])) for s in range(cfg.seeds)]
@@ -139,31 +141,45 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     strengths = [strength * ckpt[s]["multiplier"] if k == 0 else strength for s, k in pairs]
     records = sweep_sets(ctx, cfg, lm, taskset, family([draws[s] for s, _ in pairs], strengths),
                          [(f"seed{s}", k) for s, k in pairs], f"random {cfg.method} directions")
-    per_seed = []
-    for s in range(cfg.seeds):
-        m = ckpt[s]["multiplier"]
-        columns = matrix(records[2 * s: 2 * s + 2], "compliance")
-        effects = {}
-        for k, scale in enumerate(("kl", "sigma")):
-            both = ~np.isnan(columns[:, k])
-            effects[scale] = (float(100 * (np.nanmean(columns[:, k]) - np.nanmean(neutral)))
-                              if both.sum() >= MIN_PARSED else None)
-        per_seed.append({"seed": s, "multiplier": m, "kl_at_multiplier": float(np.interp(
-            np.log(abs(m)), np.log(CALIBRATION_MULTIPLIERS), ckpt[s]["kl"])),
-            "effect_kl": effects["kl"], "effect_sigma": effects["sigma"],
-            "parsed_kl": int((~np.isnan(columns[:, 0])).sum()), "parsed_sigma": int((~np.isnan(columns[:, 1])).sum()),
-            "columns": columns})
-    values: dict[str, Any] = {"method": f"random {cfg.method} directions", "strength": strength, "layer": layer,
-                              "seeds": cfg.seeds, "target_kl": target_kl, "real_effect_pp": real_effect,
-                              "n_items": int(len(neutral))}
+    # the KL each draw reaches at its matched multiplier, measured (not interpolated): the balance
+    kl_ckpt = ctx.checkpoint("kl-reached")
+    if "all" not in kl_ckpt:
+        kl_ckpt["all"] = mean_kl(lm, calibration, family([0.0 * draws[0]] + draws, [0.0] + [
+            strength * ckpt[s]["multiplier"] for s in range(cfg.seeds)])).tolist()
+    kl_reached = np.asarray(kl_ckpt["all"])
+    neutral_record = ctx.upstream("sweep").json("generations")["records"][0]
+    ctx.save_items("outcomes", item_rows(
+        [{"set": "neutral", "size": "none"}] + [{"set": f"seed {s}", "size": ("kl", "sigma")[k]} for s, k in pairs],
+        [{"compliance": neutral_record["compliance"]}] + records, {"compliance": taskset.rows["compliance"]}))
+    estimates, values = estimates_of(cfg, ctx.item_rows["outcomes"], real_effect)
+    values.update({"method": f"random {cfg.method} directions", "strength": strength, "layer": layer,
+                   "target_kl": target_kl, "kl_reached": kl_reached.tolist(), "sided": "one",
+                   "balance": {"kl": float(np.mean(np.log(np.maximum(kl_reached, 1e-12)) - np.log(target_kl)))},
+                   "multipliers": [ckpt[s]["multiplier"] for s in range(cfg.seeds)],
+                   "kl_at_multiplier": [float(np.interp(np.log(abs(ckpt[s]["multiplier"])),
+                                                        np.log(CALIBRATION_MULTIPLIERS), ckpt[s]["kl"]))
+                                        for s in range(cfg.seeds)]})
+    return Result(estimates=estimates, values=values)
+
+
+def estimates_of(cfg: Config, items: list[dict[str, Any]], real_effect: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The seeds' effects at each size (KL-matched, the real strength), the real effect's rank among
+    them by absolute size (one-sided on |effect|), and the seeds' mean effect with an interval over
+    seeds and subject clusters, all from the per-item outcomes."""
+    settings, records, clusters = records_from_items(items, ("set", "size"))
+    by = dict(zip(settings, records, strict=True))
+    neutral = matrix([by[("neutral", "none")]], "compliance")[:, 0]
+    clusters_c = clusters["compliance"]
+    values: dict[str, Any] = {"seeds": cfg.seeds, "real_effect_pp": real_effect, "n_items": int(len(neutral))}
     estimates = {}
-    clusters = taskset.clusters()["compliance"]
     for scale in ("kl", "sigma"):
-        effects = [p[f"effect_{scale}"] for p in per_seed]
+        cols = np.stack([matrix([by[(f"seed {s}", scale)]], "compliance")[:, 0] for s in range(cfg.seeds)])
+        parsed = (~np.isnan(cols)).sum(axis=1)
+        effects = [float(100 * (np.nanmean(c) - np.nanmean(neutral))) if n >= MIN_PARSED else None
+                   for c, n in zip(cols, parsed, strict=True)]
         broken = [e is None for e in effects]
         as_large = [b or abs(e) >= abs(real_effect) for e, b in zip(effects, broken, strict=True)]
         valid = [e for e in effects if e is not None]
-        cols = np.stack([p["columns"][:, 0 if scale == "kl" else 1] for p in per_seed])  # (seeds, items)
         ok = [k for k, b in enumerate(broken) if not b]
 
         def mean_effect(seeds: np.ndarray, items: np.ndarray, cols: np.ndarray = cols, ok: list[int] = ok) -> float:
@@ -172,7 +188,7 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
                 return float("nan")
             return float(np.mean([100 * (np.nanmean(cols[k, items]) - np.nanmean(neutral[items])) for k in chosen]))
 
-        est = stats.seed_cluster_bootstrap(mean_effect, cfg.seeds, clusters, level=cfg.level, seed=cfg.seed,
+        est = stats.seed_cluster_bootstrap(mean_effect, cfg.seeds, clusters_c, level=cfg.level, seed=cfg.seed,
                                            n_resamples=400) if ok else None
         if est is not None:
             estimates[f"compliance_effect_pp_{scale}"] = est
@@ -181,10 +197,14 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
                        f"seed_effect_max_{scale}": max(valid, default=None),
                        f"seeds_as_large_{scale}": int(sum(as_large)),
                        f"rank_p_{scale}": float((1 + sum(as_large)) / (1 + cfg.seeds)),
-                       f"seed_parsed_{scale}": [p[f"parsed_{scale}"] for p in per_seed]})
-    values["multipliers"] = [p["multiplier"] for p in per_seed]
-    values["kl_at_multiplier"] = [p["kl_at_multiplier"] for p in per_seed]
-    return Result(estimates=estimates, values=values)
+                       f"seed_parsed_{scale}": parsed.tolist()})
+    return estimates, values
+
+
+def recompute(items: dict[str, list[dict[str, Any]]], config: dict[str, Any]) -> dict[str, Any]:
+    """The control's estimates from its committed per-item outcomes (the estimates do not depend on
+    the real effect, which only enters the rank)."""
+    return estimates_of(Config(**config), items["outcomes"], 0.0)[0]
 
 
 def _shifts(meta: dict[str, Any], vectors: np.ndarray, m: np.ndarray | None) -> dict[int, dict[int, np.ndarray]]:

@@ -19,7 +19,15 @@ from pipeline.steering.config import DirectionSweepConfig as Config
 from pipeline.steering.config import TasksConfig
 from pipeline.steering.evaluate import TASKS, TaskSet
 from pipeline.steering.neurons import setup, sweep_sets
-from pipeline.steering.summary import matrix, minimum_detectable, rates, summarize
+from pipeline.steering.summary import (
+    cut_off,
+    item_rows,
+    matrix,
+    minimum_detectable,
+    rates,
+    records_from_items,
+    summarize,
+)
 
 
 def requires(config: dict[str, Any]) -> dict[str, Any]:
@@ -78,10 +86,21 @@ def selection(ctx: Any, cfg: Config, lm: Any, scored: Any) -> tuple[tuple[int | 
     grid = settings(cfg, lm.n_layers)
     neutral = scored(select, f"select-{cfg.method}-neutral", [(None, 0.0)])[0]
     records = scored(select, f"select-{cfg.method}", grid)
+    ctx.save_items("selection", item_rows([{"layer": -1, "strength": 0.0}] + [
+        {"layer": -1 if layer is None else layer, "strength": float(s)} for layer, s in grid], [neutral, *records],
+        select.rows))
     c, q = rates(matrix(records, "compliance")), rates(matrix(records, "qa"))
     n_c, n_q = rates(matrix([neutral], "compliance"))[0], rates(matrix([neutral], "qa"))[0]
     chosen, table = choose(grid, c, q, n_c, n_q, cfg.max_qa_loss_pp)
     return chosen, [{**row, "neutral_compliance": float(n_c), "neutral_qa_accuracy": float(n_q)} for row in table]
+
+
+def recompute(items: dict[str, list[dict[str, Any]]], config: dict[str, Any]) -> dict[str, Any]:
+    """The evaluation estimates (chosen strength against 0) from the committed per-item outcomes."""
+    cfg = Config(**config)
+    strengths, records, clusters = records_from_items(items["outcomes"], ("strength",))
+    return summarize(tuple(s for (s,) in strengths), records, tuple(records[0]), clusters, level=cfg.level,
+                     seed=cfg.seed, neutral=0, target=1)[0]
 
 
 def run(config: dict[str, Any], ctx: Any) -> Result:
@@ -101,16 +120,18 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     if chosen is None:
         raise ValueError(f"no {cfg.method} setting keeps QA accuracy within {cfg.max_qa_loss_pp} points")
     evals = scored(taskset, f"eval-{cfg.method}", [(chosen[0], 0.0), chosen])
-    estimates, values = summarize((0.0, chosen[1]), evals, tasks, taskset.clusters(), level=cfg.level, seed=cfg.seed,
-                                  neutral=0, target=1)
+    _, values = summarize((0.0, chosen[1]), evals, tasks, taskset.clusters(), level=cfg.level, seed=cfg.seed,
+                          neutral=0, target=1)
+    ctx.save_items("outcomes", item_rows([{"strength": 0.0}, {"strength": float(chosen[1])}], evals, taskset.rows))
+    estimates = recompute(ctx.item_rows, config)  # what a reader rebuilds from the committed rows
     mde = {name: minimum_detectable(estimates.get(name), cfg.power, cfg.test_alpha)
-           for name in ("compliance_effect_pp", "qa_effect_pp")}
+           for name in ("compliance_effect_pp", "qa_effect_pp", "pushback_effect_pp", "false_premise_effect_pp")}
     layer = chosen[0]
     layer_auroc = meta["diffmean_layer_auroc"][layer] if layer is not None else None
     values.update({"method": {"diffmean": "DiffMean", "iti": "ITI heads"}[cfg.method], "chosen_strength": chosen[1],
                    "chosen_layer": layer, "selection": table, "minimum_detectable": mde, "selection_cap": cfg.max_qa_loss_pp,
                    "n_heads_shifted": len(meta["iti_heads"]), "detection_auroc": layer_auroc,
                    "direction_norm": float(np.linalg.norm(arrays["diffmean"][layer])) if layer is not None else None,
-                   "n_items": {t: len(r) for t, r in taskset.rows.items()}})
+                   "n_items": {t: len(r) for t, r in taskset.rows.items()}, "cut_off": cut_off(evals)})
     ctx.save_json("generations", {"rows": taskset.rows, "records": evals})
     return Result(estimates=estimates, values=values)

@@ -18,6 +18,18 @@ from pipeline.steering.prompts import (
 )
 
 TASKS = ("compliance", "qa", "pushback", "false_premise")
+LONG = ("pushback", "false_premise")  # answers that run longer than a name: corrections and refusals
+
+
+def token_budget(cfg: Any) -> dict[str, int]:
+    """New tokens per task: cfg.long_tokens for pushback and false premises (where a config has it),
+    cfg.max_new_tokens for the rest."""
+    long = getattr(cfg, "long_tokens", cfg.max_new_tokens)
+    return {task: long if task in LONG else cfg.max_new_tokens for task in TASKS}
+
+
+def _tokens(max_new_tokens: int | dict[str, int], task: str) -> int:
+    return max_new_tokens[task] if isinstance(max_new_tokens, dict) else max_new_tokens
 
 
 class TaskSet:
@@ -81,23 +93,25 @@ def prompt(task: str, row: dict[str, Any], pool: Sequence[QAItem], n_shots: int,
 
 
 def score(lm: Any, taskset: TaskSet, intervention: Callable[[], contextlib.AbstractContextManager],
-          max_new_tokens: int, batch_size: int) -> dict[str, dict[str, Any]]:
+          max_new_tokens: int | dict[str, int], batch_size: int) -> dict[str, dict[str, Any]]:
     """Generate greedily under the intervention and judge every generation with every judge.
     Returns per task: the generations, finish reasons and per judge the outcome of every row."""
     from pipeline.models import generate
 
     with intervention():
-        gens = {task: generate(lm, p, max_new_tokens, batch_size=batch_size) for task, p in taskset.prompts.items()}
+        gens = {task: generate(lm, p, _tokens(max_new_tokens, task), batch_size=batch_size)
+                for task, p in taskset.prompts.items()}
     return judge(taskset, gens)
 
 
-def score_sets(lm: Any, taskset: TaskSet, sets: Any, max_new_tokens: int, batch_size: int,
+def score_sets(lm: Any, taskset: TaskSet, sets: Any, max_new_tokens: int | dict[str, int], batch_size: int,
                max_rows: int | None = None) -> list[dict[str, dict[str, Any]]]:
     """score() for every set of a pipeline.interventions.sets family, generated in shared passes
     (rows = set x prompt): one record per set, equal to score(lm, taskset, lambda: sets.context(lm, k), ...)."""
     from pipeline.interventions.decoder import MAX_ROWS, generate_sets
 
-    gens = {task: generate_sets(lm, p, sets, max_new_tokens, batch_size=batch_size, max_rows=max_rows or MAX_ROWS)
+    gens = {task: generate_sets(lm, p, sets, _tokens(max_new_tokens, task), batch_size=batch_size,
+                                max_rows=max_rows or MAX_ROWS)
             for task, p in taskset.prompts.items()}
     return [judge(taskset, {task: g[k] for task, g in gens.items()}) for k in range(len(sets))]
 

@@ -14,8 +14,8 @@ from claims import Result
 from pipeline.interventions.decoder import MAX_ROWS
 from pipeline.steering.config import SweepConfig as Config
 from pipeline.steering.config import TasksConfig, detection
-from pipeline.steering.evaluate import TASKS, TaskSet, score, score_sets
-from pipeline.steering.summary import minimum_detectable, summarize
+from pipeline.steering.evaluate import TASKS, TaskSet, score, score_sets, token_budget
+from pipeline.steering.summary import cut_off, item_rows, minimum_detectable, records_from_items, summarize
 
 
 def requires(config: dict[str, Any]) -> dict[str, Any]:
@@ -52,7 +52,8 @@ def setup(cfg: Any, ctx: Any, tasks: tuple[str, ...], split: str = "eval") -> tu
 
     lm = load(cfg.profile)
     taskset = TaskSet(ctx, split, tasks, cfg.n_shots, cfg.seed)
-    ctx.record(generation={"do_sample": False, "max_new_tokens": cfg.max_new_tokens, "stop": "newline",
+    ctx.record(generation={"do_sample": False, "max_new_tokens": cfg.max_new_tokens,
+                           "long_tokens": getattr(cfg, "long_tokens", None), "stop": "newline",
                            "n_shots": cfg.n_shots, "model": lm.model_id, "tasks": list(tasks), "split": split,
                            "items": {t: len(r) for t, r in taskset.rows.items()}})
     return lm, taskset
@@ -66,7 +67,7 @@ def sweep(ctx: Any, cfg: Any, lm: Any, taskset: TaskSet, make: Any, name: str, s
     records = []
     for k, setting in enumerate(ctx.progress(settings, total=len(settings), desc=f"{name} settings")):
         if k not in ckpt:
-            ckpt[k] = score(lm, taskset, lambda s=setting: make(s), cfg.max_new_tokens, cfg.batch_size)
+            ckpt[k] = score(lm, taskset, lambda s=setting: make(s), token_budget(cfg), cfg.batch_size)
         records.append(ckpt[k])
     return records
 
@@ -83,12 +84,32 @@ def sweep_sets(ctx: Any, cfg: Any, lm: Any, taskset: TaskSet, sets: Any, steps: 
     groups = [todo[i: i + per_pass] for i in range(0, len(todo), per_pass)]
     for group in ctx.progress(groups, total=len(groups), desc=f"{name}: {len(todo)} sets, {per_pass} a pass"):
         if batched:
-            records = score_sets(lm, taskset, sets.subset(group), cfg.max_new_tokens, cfg.batch_size)
+            records = score_sets(lm, taskset, sets.subset(group), token_budget(cfg), cfg.batch_size)
         else:
-            records = [score(lm, taskset, lambda j=group[0]: sets.context(lm, j), cfg.max_new_tokens, cfg.batch_size)]
+            records = [score(lm, taskset, lambda j=group[0]: sets.context(lm, j), token_budget(cfg), cfg.batch_size)]
         for j, record in zip(group, records, strict=True):
             ckpts[steps[j][0]][steps[j][1]] = record
     return [ckpts[c][k] for c, k in steps]
+
+
+def estimates_of(cfg: Config, records: list[dict[str, Any]], tasks: tuple[str, ...], clusters: dict[str, Any]
+                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    estimates, values = summarize(cfg.alphas, records, tasks, clusters, level=cfg.level, seed=cfg.seed,
+                                  neutral=list(cfg.alphas).index(1.0), target=int(np.argmax(cfg.alphas)))
+    values["minimum_detectable"] = {name: minimum_detectable(estimates.get(name), cfg.power, cfg.test_alpha)
+                                    for name in ("compliance_slope_pp", "qa_slope_pp", "pushback_slope_pp",
+                                                 "false_premise_slope_pp")}
+    values["cut_off"] = cut_off(records)
+    return estimates, values
+
+
+def recompute(items: dict[str, list[dict[str, Any]]], config: dict[str, Any]) -> dict[str, Any]:
+    """The sweep's estimates from its committed per-item outcomes (alpha x task x item)."""
+    cfg = Config(**config)
+    alphas, records, clusters = records_from_items(items["outcomes"], ("alpha",))
+    if [a for (a,) in alphas] != [float(a) for a in cfg.alphas]:
+        raise ValueError(f"the committed outcomes hold alphas {[a for (a,) in alphas]}, the config {list(cfg.alphas)}")
+    return estimates_of(cfg, records, tuple(records[0]), clusters)[0]
 
 
 def run(config: dict[str, Any], ctx: Any) -> Result:
@@ -103,12 +124,11 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     steps = [(f"neurons-{cfg.arm}", k) for k in range(len(cfg.alphas))]
     records = sweep_sets(ctx, cfg, lm, taskset, NeuronSets([neuron_map(neurons)] * len(cfg.alphas), cfg.alphas),
                          steps, f"neurons-{cfg.arm}")
-    estimates, values = summarize(cfg.alphas, records, tasks, taskset.clusters(), level=cfg.level, seed=cfg.seed,
-                                  neutral=list(cfg.alphas).index(1.0), target=int(np.argmax(cfg.alphas)))
-    mde = {name: minimum_detectable(estimates.get(name), cfg.power, cfg.test_alpha)
-           for name in ("compliance_slope_pp", "qa_slope_pp", "pushback_slope_pp", "false_premise_slope_pp")}
+    estimates, values = estimates_of(cfg, records, tasks, taskset.clusters())
     values.update({"method": "H-neurons" if cfg.arm == "positive" else "negative-weight neurons", "arm": cfg.arm,
                    "n_neurons": len(neurons), "layers": sorted({n["layer"] for n in neurons}),
-                   "minimum_detectable": mde, "n_items": {t: len(r) for t, r in taskset.rows.items()}})
+                   "n_items": {t: len(r) for t, r in taskset.rows.items()}})
     ctx.save_json("generations", {"rows": taskset.rows, "records": records})
+    ctx.save_items("outcomes", item_rows([{"alpha": float(a)} for a in cfg.alphas], records, taskset.rows))
+    estimates = recompute(ctx.item_rows, config)  # what a reader rebuilds from the committed rows
     return Result(estimates=estimates, values=values)

@@ -133,3 +133,57 @@ def summarize(alphas: Sequence[float], records: Sequence[dict[str, Any]], tasks:
         values["sweep"] = values["series"]["compliance"]
         values["sweep_label"] = "compliance: context / (context + memory)"
     return estimates, values
+
+
+def item_rows(settings: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]],
+              rows: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per-item outcomes to commit (ctx.save_items): one row per setting x task x item, carrying the
+    setting's fields (e.g. {"alpha": 2.0}), the item's id, subject cluster and family, the generated
+    text, its finish reason and every judge's outcome. records[k] is settings[k]'s score()."""
+    out = []
+    for setting, record in zip(settings, records, strict=True):
+        for task, record_task in record.items():
+            judged = [j for j in (*JUDGES, "llm") if j in record_task]
+            for i, row in enumerate(rows[task]):
+                item = row["item"]
+                out.append({**setting, "task": task, "id": item["id"], "cluster": str(row.get("cluster", item["id"])),
+                            "family": item.get("family"), "text": record_task["text"][i],
+                            "finish": record_task["finish"][i], **{j: record_task[j][i] for j in judged}})
+    return out
+
+
+def records_from_items(items: Sequence[dict[str, Any]], fields: Sequence[str]
+                       ) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]], dict[str, list[np.ndarray]]]:
+    """item_rows() read back: the settings (tuples of `fields`, in first-seen order), one record per
+    setting as score() returns it, and each task's subject clusters (pipeline.stats.clusters_of)."""
+    from pipeline.stats import clusters_of
+
+    settings: list[tuple[Any, ...]] = []
+    records: dict[tuple[Any, ...], dict[str, Any]] = {}
+    cluster_ids: dict[str, list[str]] = {}
+    first = None
+    for r in items:
+        key = tuple(r[f] for f in fields)
+        if key not in records:
+            settings.append(key)
+            records[key] = {}
+            first = key if first is None else first
+        task = records[key].setdefault(r["task"], {"text": [], "finish": [],
+                                                  **{j: [] for j in (*JUDGES, "llm") if j in r}})
+        task["text"].append(r["text"])
+        task["finish"].append(r["finish"])
+        for j in (*JUDGES, "llm"):
+            if j in r:
+                task[j].append(r[j])
+        if key == first:
+            cluster_ids.setdefault(r["task"], []).append(r["cluster"])
+    return settings, [records[k] for k in settings], {t: clusters_of(c) for t, c in cluster_ids.items()}
+
+
+def cut_off(records: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Per task, the share of generations (over every setting) that hit the token limit."""
+    out = {}
+    for task in records[0]:
+        finishes = [f for r in records for f in r[task]["finish"]]
+        out[task] = float(np.mean([f == "length" for f in finishes])) if finishes else 0.0
+    return out
