@@ -4,6 +4,10 @@
 
     .venv/bin/python scripts/draw_audit.py detection [N] > pipeline/data/audits/detection-judge.jsonl
     .venv/bin/python scripts/draw_audit.py steering [N] > pipeline/data/audits/steering-judge.jsonl
+    .venv/bin/python scripts/draw_audit.py steering-blind > build/steering-generations.jsonl
+    python -m claims audit-sheet build/steering-generations.jsonl --id id \
+        --show task,question,context,context_answer,true_answer,generation --hide strict,lenient \
+        --strata task,method,strength --n 240 --out pipeline/data/audits/steering-blind
 
 Reads the current results (they must be fresh: run verify first) and draws N entries (default
 200) with a fixed seed, stratified: detection by the judge's outcome (correct, wrong, format; up
@@ -62,12 +66,57 @@ def steering(runner: Runner, n: int) -> None:
             print(json.dumps(strata[k][i], ensure_ascii=False))
 
 
+STEERING_ARMS = (  # (method, experiment, config): the steering claims' results on the task with room
+    ("H-neurons", "pipeline.steering.neurons", {"memory_shots": 3}),
+    ("negative neurons", "pipeline.steering.neurons", {"memory_shots": 3, "arm": "negative"}),
+    ("DiffMean", "pipeline.steering.direction_sweep", {"memory_shots": 3, "method": "diffmean"}),
+    ("ITI heads", "pipeline.steering.direction_sweep", {"memory_shots": 3, "method": "iti"}),
+    ("SAE latents", "pipeline.saefeatures.steering", {"memory_shots": 3}),
+)
+
+
+def steering_generations(runner: Runner) -> list[dict]:
+    """Every generation of the steering claims' results (compliance, pushback, false premise), one
+    row per (task, item, text) with the judges' verdicts, in a seeded order (a generation several
+    settings share is filed under one of them at random)."""
+    import hashlib
+
+    seen: dict[str, dict] = {}
+    for method, experiment, config in STEERING_ARMS:
+        state = fresh(runner, experiment, {"profile": "embedded", **config})
+        data = json.loads(runner.store.verified_blob(state.result.files["generations"]).read_text())
+        values = state.result.values
+        settings = values["alphas"] if "alphas" in values and experiment != "pipeline.steering.direction_sweep" \
+            else [0.0, values["chosen_strength"]]
+        for setting, record in zip(settings, data["records"], strict=True):
+            for task in ("compliance", "pushback", "false_premise"):
+                if task not in record:
+                    continue
+                for row, text, strict, lenient in zip(data["rows"][task], record[task]["text"], record[task]["strict"],
+                                                      record[task]["lenient"], strict=True):
+                    item = row["item"]
+                    key = f"{task}|{item['id']}|{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+                    seen.setdefault(key, []).append({
+                        "id": key, "task": task, "method": method, "strength": f"{float(setting):g}",
+                        "question": item["question"], "context": row.get("context", "") if task == "compliance" else "",
+                        "context_answer": row.get("false_answer", "") if task == "compliance" else "",
+                        "true_answer": item["answer"] if task != "false_premise" else "", "generation": text,
+                        "strict": strict or "format", "lenient": lenient or "format"})
+    rng = np.random.default_rng(20261204)
+    rows = [group[int(rng.integers(len(group)))] for group in seen.values()]
+    return [rows[i] for i in rng.permutation(len(rows))]
+
+
 def main(which: str = "detection", n: int = 200) -> None:
     project = Project.discover(Path(__file__).resolve().parent)
     project.activate()
     runner = Runner(project)
     if which == "steering":
         steering(runner, n)
+        return
+    if which == "steering-blind":
+        for row in steering_generations(runner):
+            print(json.dumps(row, ensure_ascii=False))
         return
     node = make_node("pipeline.hneurons.sample", {"profile": "embedded"}, "draw_audit")
     state = runner.assess(node)

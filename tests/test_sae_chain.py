@@ -7,6 +7,7 @@ random latents."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tests.saecorpus import write_tree
@@ -81,6 +82,10 @@ def test_the_thesis_test_runs_on_the_tiny_model(steering_project, tree, monkeypa
     assert steer.values["n_features"] == detector.values["n_h_features"]
     rand = run_node(steering_project, "pipeline.saefeatures.steering", **common, features="random", seeds=2)
     assert len(rand.values["seed_slopes_pp"]) == 2 and 0 < rand.values["rank_p"] <= 1
+    matched = run_node(steering_project, "pipeline.saefeatures.steering", **common, features="random", seeds=2,
+                       candidates=4, n_calibration=2, random_alphas=[0.0, 3.0])
+    assert len(matched.values["kl"]["kept"]) == 2 and set(matched.values["balance"]) == {"kl", "activation", "layer"}
+    assert matched.values["alphas"] == [0.0, 1.0, 3.0] and 0 < matched.values["rank_p"] <= 1
 
 
 def test_the_decoded_delta_is_an_exact_no_op_at_alpha_one():
@@ -114,3 +119,27 @@ def test_the_decoded_delta_is_an_exact_no_op_at_alpha_one():
     h = seen[0]
     expected = h + 2.0 * saes[1].encode(h)[..., [0, 1]] @ saes[1].decoder_rows([0, 1])
     torch.testing.assert_close(seen[1], expected)
+
+
+def test_batched_latent_sets_generate_what_each_set_generates_alone():
+    """Decoded-delta steering of many latent sets in one pass (rows = set x prompt) against one set
+    at a time through scale_features: the same tokens, texts and finish reasons (one thread)."""
+    import torch
+
+    from pipeline.saefeatures.steering import LatentSets
+    from tests.test_saefeatures import tiny_saes
+    from tests.test_steering_batch import same_generations
+
+    lm, saes = tiny_saes()
+    by = {d.layer: d for d in saes}
+    rng = np.random.default_rng(0)
+    width = saes[0].width
+    sets = LatentSets(by, [{0: rng.choice(width, 4, replace=False).tolist(),
+                            1: rng.choice(width, 3, replace=False).tolist()} for _ in range(4)] + [{1: [0, 1]}],
+                      [-60.0, 60.0, 1.0, 300.0, -150.0])
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        same_generations(lm, sets)
+    finally:
+        torch.set_num_threads(before)

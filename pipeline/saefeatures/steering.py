@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -39,8 +40,13 @@ class Config(SweepConfig):
                                                "random latents (the control).")
     externality: bool = False
     seeds: int = Field(32, ge=1, description="Random latent sets (features: random).")
-    random_alphas: tuple[float, ...] = Field((0.0, 1.0, 2.0, 3.0), description="Alphas of each random set.")
+    random_alphas: tuple[float, ...] = Field((0.0, 1.0, 2.0, 3.0), description="Alphas of each random set (alpha "
+                                             "1 adds exact zeros: its column is the H-feature sweep's).")
     activity_bins: int = Field(10, ge=1)
+    candidates: int = Field(0, ge=0, description="SAE- and activation-matched candidate sets drawn to match on KL: "
+                            "the `seeds` nearest the H-features in the KL divergence they cause at the random "
+                            "alphas' ends are kept (0: the first `seeds` draws).")
+    n_calibration: int = Field(8, ge=2, description="Selection-split compliance prompts the KL is measured on.")
 
 
 def detector_config(cfg: Config) -> dict[str, Any]:
@@ -62,7 +68,9 @@ def requires(config: dict[str, Any]) -> dict[str, Any]:
            "neurons": ("pipeline.steering.neurons", SweepConfig(**tasks, alphas=cfg.alphas, level=cfg.level)
                        .model_dump(mode="json"))}
     if cfg.features == "random":
-        out["sae_steering"] = ("pipeline.saefeatures.steering", {**config, "features": "sae"})
+        random_only = ("features", "seeds", "random_alphas", "candidates", "n_calibration", "activity_bins")
+        out["sae_steering"] = ("pipeline.saefeatures.steering",
+                               {**{k: v for k, v in config.items() if k not in random_only}, "features": "sae"})
     return out
 
 
@@ -103,6 +111,63 @@ def scale_features(lm: Any, saes: Mapping[int, Any], latents: Mapping[int, Seque
             handle.remove()
 
 
+@dataclass(frozen=True)
+class LatentSets:
+    """A family of decoded-delta settings for pipeline.interventions.sets: set k adds
+    (alphas[k] - 1) x the decoded contribution of its latents latents[k] ({layer: [index, ...]}) to
+    each of those layers' outputs, exactly as scale_features does for that set alone (each set's
+    rows are encoded and decoded on their own, with that set's latents)."""
+
+    saes: Mapping[int, Any]
+    latents: Sequence[Mapping[int, Sequence[int]]]
+    alphas: Sequence[float]
+
+    def __len__(self) -> int:
+        return len(self.alphas)
+
+    def subset(self, ks: Sequence[int]) -> LatentSets:
+        return LatentSets(self.saes, [self.latents[k] for k in ks], [self.alphas[k] for k in ks])
+
+    def context(self, lm: Any, k: int) -> contextlib.AbstractContextManager:
+        return scale_features(lm, self.saes, self.latents[k], self.alphas[k])
+
+    def install(self, lm: Any) -> contextlib.AbstractContextManager:
+        import torch
+
+        from pipeline.interventions.sets import _installed
+
+        layers = sorted({int(layer) for m in self.latents for layer, idx in m.items() if len(idx)})
+
+        def build(rows: Any) -> None:
+            for layer in layers:
+                d = self.saes[layer]
+                per_set = [(torch.as_tensor(list(m.get(layer, ())), dtype=torch.long), float(a))
+                           for m, a in zip(self.latents, self.alphas, strict=True)]
+                weights = [d.decoder_rows(idx) if len(idx) else None for idx, _ in per_set]
+                state: dict[str, Any] = {}
+
+                def update(set_of_row: Any, state: dict[str, Any] = state) -> None:
+                    state["groups"] = [(k, torch.nonzero(set_of_row == k).flatten())
+                                       for k in torch.unique(set_of_row).tolist()]
+
+                def hook(module: Any, args: Any, output: Any, state: dict[str, Any] = state, d: Any = d,
+                         per_set: Any = per_set, weights: Any = weights) -> Any:
+                    h = output[0] if isinstance(output, tuple) else output
+                    with torch.no_grad():
+                        for k, sel in state["groups"]:
+                            idx, alpha = per_set[k]
+                            if not len(idx) or alpha == 1.0:
+                                continue  # adds exact zeros, as scale_features does
+                            f = d.encode(h[sel].float())[..., idx]  # (r, T, k)
+                            h = h.index_add(0, sel, ((alpha - 1.0) * f @ weights[k]).to(h.dtype))
+                    return (h, *output[1:]) if isinstance(output, tuple) else h
+
+                rows.updates.append(update)
+                rows.handles.append(lm.layers[layer].register_forward_hook(hook))
+
+        return _installed(lm, layers[0] if layers else None, build)
+
+
 def by_layer(latents: list[dict[str, Any]]) -> dict[int, list[int]]:
     out: dict[int, list[int]] = {}
     for f in latents:
@@ -110,10 +175,43 @@ def by_layer(latents: list[dict[str, Any]]) -> dict[int, list[int]]:
     return out
 
 
+def recompute(items: dict[str, list[dict[str, Any]]], config: dict[str, Any]) -> dict[str, Any]:
+    """The estimates from the committed per-item outcomes: the H-feature sweep (features: sae) with
+    its paired difference from the H-neurons, or the random latent sets' mean slope (random)."""
+    from pipeline.steering.summary import _slope, matrix, records_from_items, summarize
+
+    cfg = Config(**config)
+    settings, records, clusters = records_from_items(items["outcomes"], ("set", "alpha"))
+    by = dict(zip(settings, records, strict=True))
+    c = clusters["compliance"]
+    if cfg.features == "sae":
+        mine = [by[("h-features", float(x))] for x in cfg.alphas]
+        estimates, _ = summarize(cfg.alphas, mine, ("compliance",), {"compliance": c}, level=cfg.level, seed=cfg.seed,
+                                 neutral=list(cfg.alphas).index(1.0), target=int(np.argmax(cfg.alphas)))
+        a = np.asarray(cfg.alphas, dtype=float)
+        M, H = matrix(mine, "compliance"), matrix([by[("h-neurons", float(x))] for x in cfg.alphas], "compliance")
+        gap = stats.cluster_bootstrap(lambda idx: _slope(a, M[idx]) - _slope(a, H[idx]), c, level=cfg.level,
+                                      seed=cfg.seed, unit="items")
+        return {**estimates, **({"slope_minus_hneuron_pp": gap} if gap is not None else {})}
+    grid = sorted({*map(float, cfg.random_alphas), 1.0})
+    a = np.asarray(grid, dtype=float)
+    neutral = by[("h-features", 1.0)]
+    stacked = np.stack([matrix([by.get((f"seed {s}", x), neutral) if x != 1.0 else neutral for x in grid],
+                               "compliance") for s in range(cfg.seeds)])
+
+    def mean_slope(seeds: np.ndarray, items: np.ndarray) -> float:
+        slopes = [_slope(a, stacked[k][items]) for k in seeds]
+        return float(np.nanmean(slopes)) if not all(np.isnan(slopes)) else float("nan")
+
+    est = stats.seed_cluster_bootstrap(mean_slope, cfg.seeds, c, level=cfg.level, seed=cfg.seed, unit="items",
+                                       n_resamples=400)
+    return {"compliance_slope_pp": est} if est is not None else {}
+
+
 def run(config: dict[str, Any], ctx: Any) -> Result:
     from pipeline.saefeatures.dictionary import load_saes
-    from pipeline.steering.neurons import setup, sweep
-    from pipeline.steering.summary import _slope, matrix, minimum_detectable, summarize
+    from pipeline.steering.neurons import setup, sweep_sets
+    from pipeline.steering.summary import _slope, cut_off, item_rows, matrix, minimum_detectable, summarize
 
     cfg = Config(**config)
     lm, taskset = setup(cfg, ctx, ("compliance",))
@@ -124,67 +222,105 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     clusters = taskset.clusters()["compliance"]
     if cfg.features == "random":
         return run_random(cfg, ctx, lm, taskset, saes, h_features, clusters)
-    records = sweep(ctx, cfg, lm, taskset, lambda a: scale_features(lm, saes, by_layer(h_features), a), "h-features")
-    estimates, values = summarize(cfg.alphas, records, ("compliance",), {"compliance": clusters}, level=cfg.level,
-                                  seed=cfg.seed, neutral=list(cfg.alphas).index(1.0), target=int(np.argmax(cfg.alphas)))
+    # every alpha is one set; they share generation passes (rows = alpha x item)
+    records = sweep_sets(ctx, cfg, lm, taskset, LatentSets(saes, [by_layer(h_features)] * len(cfg.alphas), cfg.alphas),
+                         [("h-features", k) for k in range(len(cfg.alphas))], "h-features")
+    _, values = summarize(cfg.alphas, records, ("compliance",), {"compliance": clusters}, level=cfg.level,
+                          seed=cfg.seed, neutral=list(cfg.alphas).index(1.0), target=int(np.argmax(cfg.alphas)))
     neurons = ctx.upstream("neurons").json("generations")
     if [r["item"]["id"] for r in neurons["rows"]["compliance"]] != [r["item"]["id"] for r in taskset.rows["compliance"]]:
         raise RuntimeError("the H-neuron sweep was scored on other compliance items")
-    a = np.asarray(cfg.alphas, dtype=float)
-    M, H = matrix(records, "compliance"), matrix(neurons["records"], "compliance")
-    gap = stats.cluster_bootstrap(lambda idx: _slope(a, M[idx]) - _slope(a, H[idx]), clusters, level=cfg.level,
-                                  seed=cfg.seed, unit="items")
-    if gap is not None:
-        estimates["slope_minus_hneuron_pp"] = gap
+    n_alphas = [float(x) for x in ctx.upstream("neurons").result.values["alphas"]]
+    h_records = [{"compliance": neurons["records"][n_alphas.index(float(x))]["compliance"]} for x in cfg.alphas]
     ctx.save_json("generations", {"rows": taskset.rows, "records": records})
+    ctx.save_items("outcomes", item_rows(
+        [{"set": "h-features", "alpha": float(x)} for x in cfg.alphas] +
+        [{"set": "h-neurons", "alpha": float(x)} for x in cfg.alphas], records + h_records, taskset.rows))
+    estimates = recompute(ctx.item_rows, config)  # what a reader rebuilds from the committed rows
+    a = np.asarray(cfg.alphas, dtype=float)
     values.update({"method": "SAE H-features (decoded delta)", "n_features": len(h_features),
-                   "layers": sorted({f["layer"] for f in h_features}), "hneuron_slope_pp": _slope(a, H),
+                   "layers": sorted({f["layer"] for f in h_features}),
+                   "hneuron_slope_pp": _slope(a, matrix(h_records, "compliance")), "cut_off": cut_off(records),
                    "minimum_detectable": {"compliance_slope_pp": minimum_detectable(
                        estimates.get("compliance_slope_pp"), cfg.power, cfg.test_alpha)}})
     return Result(estimates=estimates, values=values)
 
 
+def latent_kl(lm: Any, prompts: list[str], saes: Mapping[int, Any], sets: list[dict[int, list[int]]],
+              alphas: tuple[float, float]) -> np.ndarray:
+    """Each latent set's mean next-token KL from the unsteered model at the two alphas: (sets, 2)."""
+    from pipeline.steering.direction_random import mean_kl
+
+    family = LatentSets(saes, [{}] + [m for m in sets for _ in alphas], [1.0] + [x for _ in sets for x in alphas])
+    return mean_kl(lm, prompts, family).reshape(len(sets), len(alphas))
+
+
 def run_random(cfg: Config, ctx: Any, lm: Any, taskset: Any, saes: dict[int, Any], h_features: list[dict[str, Any]],
                clusters: list[np.ndarray]) -> Result:
     from pipeline.hneurons.probing import activity_bins, matched_random_set
-    from pipeline.steering.neurons import sweep
-    from pipeline.steering.summary import _slope, matrix
+    from pipeline.steering.evaluate import TaskSet
+    from pipeline.steering.neurons import sweep_sets
+    from pipeline.steering.neurons_random import smd
+    from pipeline.steering.summary import _slope, cut_off, item_rows, matrix
 
     det = ctx.upstream("detector")
     X, widths, layers = det.arrays("features")["x"], det.result.values["widths"], det.result.values["layers"]
     row = {q: i for i, q in enumerate(det.result.values["ids"])}
     train = np.array([row[q] for q in det.result.values["first_train_ids"]])  # as for the H-neurons
     width = widths[0]
-    bins = activity_bins(X[train].mean(axis=0), width, cfg.activity_bins)
+    activation = X[train].mean(axis=0)
+    bins = activity_bins(activation, width, cfg.activity_bins)
     chosen = np.array([f["flat"] for f in h_features])
-    a = np.asarray(cfg.random_alphas, dtype=float)
-    matrices = []
-    for s in range(cfg.seeds):
-        idx = matched_random_set(chosen, bins, width, np.random.default_rng([cfg.seed, 3000 + s]))
-        picked = by_layer([{"layer": layers[i // width], "index": i % width} for i in idx.tolist()])
-        records = sweep(ctx, cfg, lm, taskset, lambda al, p=picked: scale_features(lm, saes, p, al), f"seed{s}",
-                        settings=cfg.random_alphas)
-        matrices.append(matrix(records, "compliance"))
-    stacked = np.stack(matrices)  # (seeds, items, alphas)
+    flat = [matched_random_set(chosen, bins, width, np.random.default_rng([cfg.seed, 3000 + s]))
+            for s in range(max(cfg.seeds, cfg.candidates))]
+    as_sets = [by_layer([{"layer": layers[i // width], "index": i % width} for i in idx.tolist()]) for idx in flat]
+    balance: dict[str, float] = {}
+    kl_info: dict[str, Any] = {}
+    if cfg.candidates:
+        ends = (float(min(cfg.random_alphas)), float(max(cfg.random_alphas)))
+        prompts = TaskSet(ctx, "select", ("compliance",), cfg.n_shots, cfg.seed).prompts["compliance"][: cfg.n_calibration]
+        h_kl = latent_kl(lm, prompts, saes, [by_layer(h_features)], ends)[0]
+        ckpt = ctx.checkpoint("kl")
+        todo = [i for i in range(0, len(as_sets), 8) if i not in ckpt]
+        for i in ctx.progress(todo, total=len(todo), desc="KL of candidate latent sets"):
+            ckpt[i] = latent_kl(lm, prompts, saes, as_sets[i: i + 8], ends).tolist()
+        kl = np.concatenate([np.asarray(ckpt[i]) for i in range(0, len(as_sets), 8)])
+        log_kl, log_h = np.log(np.maximum(kl, 1e-12)).mean(axis=1), np.log(np.maximum(h_kl, 1e-12)).mean()
+        kept = sorted(np.argsort(np.abs(log_kl - log_h), kind="stable")[: cfg.seeds].tolist())
+        flat, as_sets = [flat[k] for k in kept], [as_sets[k] for k in kept]
+        balance["kl"] = float(log_kl[kept].mean() - log_h)
+        kl_info = {"alphas": list(ends), "h_features": h_kl.tolist(), "candidates": kl.tolist(), "kept": kept}
+    random_idx = np.concatenate(flat)
+    balance["activation"] = smd(activation[chosen], activation[random_idx])
+    balance["layer"] = smd(chosen // width, random_idx // width)
+    steered = [float(x) for x in cfg.random_alphas if float(x) != 1.0]  # alpha 1 adds exact zeros
+    pairs = [(s, x) for s in range(cfg.seeds) for x in steered]
+    records = sweep_sets(ctx, cfg, lm, taskset, LatentSets(saes, [as_sets[s] for s, _ in pairs], [x for _, x in pairs]),
+                         [(f"seed{s}", k) for s in range(cfg.seeds) for k in range(len(steered))], "random latent sets")
     main = ctx.upstream("sae_steering")
-    full = list(main.result.values["alphas"])
-    M = matrix([main.json("generations")["records"][full.index(x)] for x in cfg.random_alphas], "compliance")
+    full = [float(x) for x in main.result.values["alphas"]]
+    main_records = main.json("generations")["records"]
+    grid = sorted({*steered, 1.0})
+    ctx.save_items("outcomes", item_rows(
+        [{"set": "h-features", "alpha": x} for x in grid] + [{"set": f"seed {s}", "alpha": x} for s, x in pairs],
+        [{"compliance": main_records[full.index(x)]["compliance"]} for x in grid] + records, taskset.rows))
+    estimates = recompute(ctx.item_rows, cfg.model_dump(mode="json"))
+    a = np.asarray(grid, dtype=float)
+    M = matrix([main_records[full.index(x)] for x in grid], "compliance")
+    neutral = main_records[full.index(1.0)]
+    stacked = np.stack([matrix([records[pairs.index((s, x))] if x != 1.0 else neutral for x in grid], "compliance")
+                        for s in range(cfg.seeds)])
     real = _slope(a, M)
     seed_slopes = [_slope(a, stacked[k]) for k in range(cfg.seeds)]
     direction = 1.0 if real >= 0 else -1.0
     as_far = [np.isnan(x) or direction * x >= direction * real for x in seed_slopes]
-
-    def mean_slope(seeds: np.ndarray, items: np.ndarray) -> float:
-        slopes = [_slope(a, stacked[k][items]) for k in seeds]
-        return float(np.nanmean(slopes)) if not all(np.isnan(slopes)) else float("nan")
-
-    est = stats.seed_cluster_bootstrap(mean_slope, cfg.seeds, clusters, level=cfg.level, seed=cfg.seed,
-                                       unit="items", n_resamples=400)
     valid = [x for x in seed_slopes if not np.isnan(x)]
-    return Result(estimates={"compliance_slope_pp": est} if est is not None else {}, values={
-        "method": "random latents matched on SAE and activation", "seeds": cfg.seeds,
-        "alphas": list(map(float, cfg.random_alphas)), "sae_slope_same_alphas": real,
+    return Result(estimates=estimates, values={
+        "method": "random latents matched on SAE and activation" + (" and KL" if cfg.candidates else ""),
+        "seeds": cfg.seeds, "candidates": cfg.candidates, "sided": "one", "balance": balance, "kl": kl_info,
+        "alphas": grid, "sae_slope_same_alphas": real,
         "seed_slopes_pp": [None if np.isnan(x) else float(x) for x in seed_slopes],
         "seed_slope_min": min(valid, default=None), "seed_slope_max": max(valid, default=None),
         "seeds_broken": int(sum(np.isnan(x) for x in seed_slopes)), "seeds_as_far": int(sum(as_far)),
-        "rank_p": float((1 + sum(as_far)) / (1 + cfg.seeds)), "n_features": len(h_features)})
+        "rank_p": float((1 + sum(as_far)) / (1 + cfg.seeds)), "n_features": len(h_features),
+        "cut_off": cut_off(records)})

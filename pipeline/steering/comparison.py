@@ -1,11 +1,15 @@
-"""Detection against steering, method by method: each method's detection AUROC on the held-out
-detection questions beside its steering effect on compliance (percentage points, the strongest
-setting against the unsteered model, on the items the model knows), each with its interval, and
-the verdict of each method's control (the rank of the real effect among matched random draws)."""
+"""Detection against steering, method by method (H-neurons, DiffMean, ITI heads, SAE latents): each
+method's detection AUROC on the held-out detection questions beside its steering effect on
+compliance (percentage points, the strongest setting against the unsteered model, on the items the
+model knows), each with its interval, the rank p of the real effect among its matched random draws,
+and its QA accuracy change where the arm measured it. The controls are the claims' own: the
+fields below must match the control configs of the steering claims."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from pydantic import Field
 
 from claims import Estimate, Result
 from pipeline.steering.config import (
@@ -20,6 +24,10 @@ from pipeline.steering.config import (
 
 class Config(TasksConfig):
     level: float = 0.95
+    seeds: int = Field(32, ge=1, description="Random draws of every control.")
+    candidates: int = Field(96, ge=0, description="Candidate sets the neuron and latent controls match on KL from.")
+    neuron_tasks: tuple[str, ...] = Field(("compliance", "pushback"), description="Tasks the H-neurons' control scores.")
+    sae: bool = Field(True, description="Include the SAE latents' row (pipeline.saefeatures.steering).")
 
 
 def requires(config: dict[str, Any]) -> dict[str, Any]:
@@ -28,14 +36,28 @@ def requires(config: dict[str, Any]) -> dict[str, Any]:
     return {
         "probe": ("pipeline.hneurons.probe", detection(cfg.profile, cfg.seed).model_dump(mode="json")),
         "neurons": ("pipeline.steering.neurons", SweepConfig(**base).model_dump(mode="json")),
-        "neurons_random": ("pipeline.steering.neurons_random", RandomSweepConfig(**base).model_dump(mode="json")),
+        "neurons_random": ("pipeline.steering.neurons_random", RandomSweepConfig(
+            **base, seeds=cfg.seeds, candidates=cfg.candidates, tasks=cfg.neuron_tasks).model_dump(mode="json")),
         "directions": ("pipeline.steering.directions", {"profile": cfg.profile, "seed": cfg.seed}),
         **{method: ("pipeline.steering.direction_sweep", DirectionSweepConfig(**base, method=method).model_dump(mode="json"))
            for method in ("diffmean", "iti")},
         **{f"{method}_random": ("pipeline.steering.direction_random",
-                                DirectionRandomConfig(**base, method=method).model_dump(mode="json"))
+                                DirectionRandomConfig(**base, method=method, seeds=cfg.seeds).model_dump(mode="json"))
            for method in ("diffmean", "iti")},
+        **(sae_nodes(cfg, base) if cfg.sae else {}),
     }
+
+
+def sae_nodes(cfg: Config, base: dict[str, Any]) -> dict[str, Any]:
+    from pipeline.saefeatures.steering import Config as SaeConfig
+    from pipeline.saefeatures.steering import detector_config
+
+    main = SaeConfig(**base)
+    return {"sae": ("pipeline.saefeatures.steering", main.model_dump(mode="json")),
+            "sae_random": ("pipeline.saefeatures.steering", SaeConfig(
+                **base, features="random", seeds=cfg.seeds, candidates=cfg.candidates,
+                random_alphas=(0.0, 3.0)).model_dump(mode="json")),
+            "sae_detector": ("pipeline.saefeatures.detector", detector_config(main))}
 
 
 def row(method: str, detection_est: Any, steering_est: Any, rank_p: float, **extra: Any) -> dict[str, Any]:
@@ -45,29 +67,46 @@ def row(method: str, detection_est: Any, steering_est: Any, rank_p: float, **ext
 
 
 def run(config: dict[str, Any], ctx: Any) -> Result:
-    up = {name: ctx.upstream(name).result for name in
-          ("probe", "neurons", "neurons_random", "directions", "diffmean", "iti", "diffmean_random", "iti_random")}
+    cfg = Config(**config)
+    names = ["probe", "neurons", "neurons_random", "directions", "diffmean", "iti", "diffmean_random", "iti_random"]
+    up = {name: ctx.upstream(name).result for name in names + (["sae", "sae_random", "sae_detector"] if cfg.sae else [])}
     diffmean_auroc = Estimate(**up["diffmean"].values["detection_auroc"])
+    qa = lambda r, name: r.estimates.get(name).value if r.estimates.get(name) else None  # noqa: E731
     methods = [
         row("H-neurons", up["probe"].estimates["auroc"], up["neurons"].estimates["compliance_effect_pp"],
-            up["neurons_random"].values["rank_p"], setting="alpha 3 vs 1"),
+            up["neurons_random"].values["rank_p"], setting="alpha 3 vs 1",
+            qa_change_pp=qa(up["neurons"], "qa_effect_pp")),
         row("DiffMean", diffmean_auroc, up["diffmean"].estimates["compliance_effect_pp"],
             up["diffmean_random"].values["rank_p_kl"],
-            setting=f"layer {up['diffmean'].values['chosen_layer']}, strength {up['diffmean'].values['chosen_strength']:g} vs 0"),
+            setting=f"layer {up['diffmean'].values['chosen_layer']}, strength {up['diffmean'].values['chosen_strength']:g} vs 0",
+            qa_change_pp=qa(up["diffmean"], "qa_effect_pp")),
         row("ITI heads", up["directions"].estimates["iti_auroc"], up["iti"].estimates["compliance_effect_pp"],
-            up["iti_random"].values["rank_p_kl"], setting=f"strength {up['iti'].values['chosen_strength']:g} vs 0"),
+            up["iti_random"].values["rank_p_kl"], setting=f"strength {up['iti'].values['chosen_strength']:g} vs 0",
+            qa_change_pp=qa(up["iti"], "qa_effect_pp")),
     ]
-    return Result(
-        estimates={
-            "hneuron_auroc": up["probe"].estimates["auroc"],
-            "hneuron_effect_pp": up["neurons"].estimates["compliance_effect_pp"],
-            "diffmean_auroc": diffmean_auroc,
-            "diffmean_effect_pp": up["diffmean"].estimates["compliance_effect_pp"],
-            "iti_auroc": up["directions"].estimates["iti_auroc"],
-            "iti_effect_pp": up["iti"].estimates["compliance_effect_pp"],
-        },
-        values={"methods": methods, "hneuron_rank_p": methods[0]["rank_p"], "diffmean_rank_p": methods[1]["rank_p"],
-                "iti_rank_p": methods[2]["rank_p"], "diffmean_layer": up["diffmean"].values["chosen_layer"],
-                "diffmean_strength": up["diffmean"].values["chosen_strength"],
-                "iti_strength": up["iti"].values["chosen_strength"]},
-    )
+    estimates = {
+        "hneuron_auroc": up["probe"].estimates["auroc"],
+        "hneuron_effect_pp": up["neurons"].estimates["compliance_effect_pp"],
+        "diffmean_auroc": diffmean_auroc,
+        "diffmean_effect_pp": up["diffmean"].estimates["compliance_effect_pp"],
+        "iti_auroc": up["directions"].estimates["iti_auroc"],
+        "iti_effect_pp": up["iti"].estimates["compliance_effect_pp"],
+    }
+    if cfg.sae:
+        methods.append(row("SAE latents", up["sae_detector"].estimates["sae_auroc"],
+                           up["sae"].estimates["compliance_effect_pp"], up["sae_random"].values["rank_p"],
+                           setting="alpha 3 vs 1 (decoded delta)", qa_change_pp=None))
+        estimates.update(sae_auroc=up["sae_detector"].estimates["sae_auroc"],
+                         sae_effect_pp=up["sae"].estimates["compliance_effect_pp"])
+    steers = [m["method"] for m in methods if (m["steering_ci_low"] > 0 or m["steering_ci_high"] < 0)
+              and m["rank_p"] <= 0.05]
+    best = max(methods, key=lambda m: m["detection"])["method"]
+    values = {"methods": methods, "steering_methods": steers, "n_steering": len(steers), "n_methods": len(methods),
+              "steering_methods_text": ", ".join(steers) if steers else "none", "best_detector": best,
+              "best_detector_steers": int(best in steers),
+              **{f"{key}_rank_p": m["rank_p"] for key, m in zip(("hneuron", "diffmean", "iti", "sae")[: len(methods)], methods,
+                                                                strict=True)},
+              "diffmean_layer": up["diffmean"].values["chosen_layer"],
+              "diffmean_strength": up["diffmean"].values["chosen_strength"],
+              "iti_strength": up["iti"].values["chosen_strength"]}
+    return Result(estimates=estimates, values=values)
