@@ -202,3 +202,46 @@ def test_mixed_shots_state_false_contexts_and_answer_from_memory_as_asked():
     assert compliance_prompt(item, "C.", shots_pool, 3, 0) == compliance_prompt(item, "C.", shots_pool, 3, 0, None)
     assert choose({0: 0.9, 1: 0.7, 2: 0.45, 3: 0.2}, 0.35, 0.65) == 2
     assert choose({0: 0.9, 1: 0.8}, 0.35, 0.65) is None
+
+
+def test_comparison_reads_compliance_per_family():
+    from pipeline.steering.comparison import by_family
+
+    rows = [{"item": {"id": f"q{i}", "family": "capital" if i < 4 else "currency"}} for i in range(6)]
+    unsteered = ["context", "memory", "memory", None, "context", "context"]
+    steered = ["context", "context", "memory", "memory", "memory", "other"]
+    data = {"rows": {"compliance": rows},
+            "records": [{"compliance": {"strict": unsteered}}, {"compliance": {"strict": steered}}]}
+    got = by_family(data, 0, 1)
+    assert got["capital"] == {"n_items": 4, "unsteered": 1 / 3, "n_unsteered": 3, "steered": 0.5, "n_steered": 4}
+    assert got["currency"] == {"n_items": 2, "unsteered": 1.0, "n_unsteered": 2, "steered": 0.0, "n_steered": 1}
+
+
+def test_the_blind_steering_audit_joins_labels_to_the_key_and_scores_each_judge(tmp_path):
+    import csv
+    import json
+
+    from pipeline.steering.audit import blind_rows, recompute
+
+    key = [{"item": "item-0001", "id": "compliance|q1|aa", "task": "compliance", "method": "DiffMean",
+            "strength": "0", "strict": "context", "lenient": "context"},
+           {"item": "item-0002", "id": "pushback|q2|bb", "task": "pushback", "method": "H-neurons",
+            "strength": "3", "strict": "format", "lenient": "kept"},
+           {"item": "item-0003", "id": "false_premise|f1|cc", "task": "false_premise", "method": "H-neurons",
+            "strength": "0", "strict": "refused", "lenient": "refused"}]
+    with open(tmp_path / "key.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(key[0]))
+        writer.writeheader()
+        writer.writerows(key)
+    (tmp_path / "sheet.json").write_text(json.dumps({"blind": True, "drawn_by": "claims.audit", "unique_items": 3,
+                                                     "labeller": "a test"}))
+    (tmp_path / "labels.csv").write_text("item,label,note\nitem-0001,Context,\nitem-0002,kept,restates it\n"
+                                         "item-0003,refused,\n")
+    rows, meta = blind_rows(tmp_path)
+    assert [r["blind"] for r in rows] == ["context", "kept", "refused"] and meta["labeller"] == "a test"
+    got = recompute({"generations": rows}, {})
+    assert got["strict_accuracy"].value == pytest.approx(2 / 3) and got["lenient_accuracy"].value == 1.0
+    assert got["strict_accuracy_pushback"].value == 0.0 and got["lenient_accuracy_compliance"].value == 1.0
+    (tmp_path / "labels.csv").write_text("item,label,note\nitem-0001,kept,\nitem-0002,kept,\nitem-0003,refused,\n")
+    with pytest.raises(ValueError, match="item-0001: 'kept' is not a compliance label"):
+        blind_rows(tmp_path)

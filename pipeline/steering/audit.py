@@ -34,6 +34,7 @@ LABELS = {"compliance": ("context", "memory", "other", "format"), "pushback": ("
           "false_premise": ("refused", "answered", "format")}
 BLIND_DIR = "pipeline/data/audits/steering-blind"
 JUDGES = ("strict", "lenient")
+MIN_FOR_KAPPA = 10
 ARMS = {  # the steering claims' results on the task with room (scripts/draw_audit.py STEERING_ARMS)
     "H-neurons": ("pipeline.steering.neurons", {}),
     "negative neurons": ("pipeline.steering.neurons", {"arm": "negative"}),
@@ -127,6 +128,8 @@ def recompute(items: dict[str, list[dict[str, Any]]], config: dict[str, Any]) ->
             unit = "audited generations" if task is None else f"audited {task} generations"
             out[f"{judge}_accuracy{suffix}"] = stats.proportion(int((auto == hand).sum()), len(part), cfg.level,
                                                                 unit=unit)
+            if len(part) < MIN_FOR_KAPPA or len(labels) < 2:
+                continue  # too few generations for a resampled kappa
             kappa = stats.bootstrap_items(
                 lambda idx, a=auto, h=hand, lab=labels: float(cohen_kappa_score(h[idx], a[idx], labels=lab)),
                 len(part), level=cfg.level, seed=cfg.seed, unit=unit)

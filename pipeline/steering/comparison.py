@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from pydantic import Field
 
 from claims import Estimate, Result
@@ -66,6 +67,26 @@ def row(method: str, detection_est: Any, steering_est: Any, rank_p: float, **ext
             "steering_ci_low": steering_est.ci[0], "steering_ci_high": steering_est.ci[1], "rank_p": rank_p, **extra}
 
 
+def by_family(data: dict[str, Any], neutral: int, target: int) -> dict[str, dict[str, Any]]:
+    """Compliance (context / (context + memory), strict judge) per item family at the unsteered and
+    the steered setting of one arm's generations, with the number of items parsed at each."""
+    from pipeline.steering.summary import matrix
+
+    M = matrix(data["records"], "compliance")
+    families = [r["item"]["family"] for r in data["rows"]["compliance"]]
+    out = {}
+    for family in sorted(set(families)):
+        rows = np.array([f == family for f in families])
+        cells = {}
+        for name, k in (("unsteered", neutral), ("steered", target)):
+            column = M[rows, k]
+            parsed = column[~np.isnan(column)]
+            cells[name] = float(parsed.mean()) if len(parsed) else None
+            cells[f"n_{name}"] = int(len(parsed))
+        out[family] = {"n_items": int(rows.sum()), **cells}
+    return out
+
+
 def run(config: dict[str, Any], ctx: Any) -> Result:
     cfg = Config(**config)
     names = ["probe", "neurons", "neurons_random", "directions", "diffmean", "iti", "diffmean_random", "iti_random"]
@@ -109,4 +130,13 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
               "diffmean_layer": up["diffmean"].values["chosen_layer"],
               "diffmean_strength": up["diffmean"].values["chosen_strength"],
               "iti_strength": up["iti"].values["chosen_strength"]}
+    h_alphas = [float(a) for a in up["neurons"].values["alphas"]]
+    values["by_family"] = {
+        "H-neurons": by_family(ctx.upstream("neurons").json("generations"), h_alphas.index(1.0), h_alphas.index(3.0)),
+        "DiffMean": by_family(ctx.upstream("diffmean").json("generations"), 0, 1),
+        "ITI heads": by_family(ctx.upstream("iti").json("generations"), 0, 1)}
+    if cfg.sae:
+        s_alphas = [float(a) for a in up["sae"].values["alphas"]]
+        values["by_family"]["SAE latents"] = by_family(ctx.upstream("sae").json("generations"), s_alphas.index(1.0),
+                                                       s_alphas.index(3.0))
     return Result(estimates=estimates, values=values)
