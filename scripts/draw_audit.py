@@ -5,6 +5,7 @@
     .venv/bin/python scripts/draw_audit.py detection [N] > pipeline/data/audits/detection-judge.jsonl
     .venv/bin/python scripts/draw_audit.py steering [N] > pipeline/data/audits/steering-judge.jsonl
     .venv/bin/python scripts/draw_audit.py steering-blind > build/steering-generations.jsonl
+        (STEERING_ARMS="H-neurons,DiffMean" limits it to those arms)
     python -m claims audit-sheet build/steering-generations.jsonl --id id \
         --show task,question,context,context_answer,true_answer,generation --hide strict,lenient \
         --strata task,method,strength --n 240 --out pipeline/data/audits/steering-blind
@@ -19,6 +20,7 @@ judge's outcome. Prints one JSON object per line with "hand": null for the label
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -75,7 +77,7 @@ STEERING_ARMS = (  # (method, experiment, config): the steering claims' results 
 )
 
 
-def steering_generations(runner: Runner) -> list[dict]:
+def steering_generations(runner: Runner, arms: list[str] | None = None) -> list[dict]:
     """Every generation of the steering claims' results (compliance, pushback, false premise), one
     row per (task, item, text) with the judges' verdicts, in a seeded order (a generation several
     settings share is filed under one of them at random)."""
@@ -83,6 +85,8 @@ def steering_generations(runner: Runner) -> list[dict]:
 
     seen: dict[str, dict] = {}
     for method, experiment, config in STEERING_ARMS:
+        if arms and method not in arms:
+            continue
         state = fresh(runner, experiment, {"profile": "embedded", **config})
         data = json.loads(runner.store.verified_blob(state.result.files["generations"]).read_text())
         values = state.result.values
@@ -115,7 +119,8 @@ def main(which: str = "detection", n: int = 200) -> None:
         steering(runner, n)
         return
     if which == "steering-blind":
-        for row in steering_generations(runner):
+        arms = [a for a in os.environ.get("STEERING_ARMS", "").split(",") if a]
+        for row in steering_generations(runner, arms or None):
             print(json.dumps(row, ensure_ascii=False))
         return
     node = make_node("pipeline.hneurons.sample", {"profile": "embedded"}, "draw_audit")

@@ -49,6 +49,8 @@ class Config(Step):
     seed: int = 42
     memory_shots: int | None = Field(3, description="The steering task whose generations were audited.")
     blind_dir: str = Field(BLIND_DIR, description="The blind sheet, its key and labels (claims.audit).")
+    arms: tuple[str, ...] = Field(tuple(ARMS), description="The steering arms whose generations the sheet was "
+                                  "drawn from (keys of ARMS).")
     level: float = Field(0.95, gt=0, lt=1)
 
 
@@ -67,7 +69,11 @@ def requires(config: dict[str, Any]) -> dict[str, Any]:
 
     cfg = Config(**config)
     out = {}
-    for method, (experiment, extra) in ARMS.items():
+    unknown = sorted(set(cfg.arms) - set(ARMS))
+    if unknown:
+        raise ValueError(f"arms: unknown steering arm(s) {unknown}; known: {sorted(ARMS)}")
+    for method in cfg.arms:
+        experiment, extra = ARMS[method]
         node_config = importlib.import_module(experiment).Config(profile=cfg.profile, seed=cfg.seed,
                                                                  memory_shots=cfg.memory_shots, **extra)
         out[method] = (experiment, node_config.model_dump(mode="json"))
@@ -96,12 +102,12 @@ def blind_rows(folder: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return rows, meta
 
 
-def produced(ctx: Any) -> set[str]:
+def produced(ctx: Any, arms: tuple[str, ...]) -> set[str]:
     """The ids (task|item|text hash) of every generation the steering arms produce now."""
     import hashlib
 
     out = set()
-    for method in ARMS:
+    for method in arms:
         data = ctx.upstream(method).json("generations")
         for record in data["records"]:
             for task, part in record.items():
@@ -143,7 +149,7 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
 
     cfg = Config(**config)
     rows, meta = blind_rows(_folder(config))
-    made = produced(ctx)
+    made = produced(ctx, cfg.arms)
     stale = [r["id"] for r in rows if r["id"] not in made]
     if stale:
         raise ValueError(f"the audit is stale: {len(stale)} of {len(rows)} audited generations are no longer what "
