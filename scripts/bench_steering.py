@@ -13,6 +13,9 @@ Prints median wall times over --repeats and the ratios:
   batched / sequential   per method, a --sets-set control (random sets of each kind, each a setting
                          the controls use), one pass of rows = set x prompt against --sets separate
                          generate calls, with how many generations differ in any token;
+  ExactHead / float32    the greedy head at 1-64 rows: ExactHead's bfloat16 pass with its exact
+                         check (the one-set path) against the plain float32 argmax the batched
+                         decoder uses, and whether they pick the same tokens;
   transformers generate / this decoder, and the share of steps the bfloat16 head could not prove.
 The tiny model takes short questions (its sliding window is 64 tokens); the embedded 270M model
 takes 3-shot counterfactual-context compliance prompts. On a machine shared with other work, pass
@@ -99,7 +102,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: 1 for tiny, whose ops are too small to share, "
                              "else the project's)")
-    parser.add_argument("--parts", default="hooks,control,transformers",
+    parser.add_argument("--parts", default="hooks,control,head,transformers",
                         help="comma-separated: hooks (hooks / plain), control (batched / sequential), "
                              "transformers (transformers' generate / this decoder)")
     args = parser.parse_args()
@@ -153,6 +156,21 @@ def main() -> None:
         print(f"  {method:10s} sequential {sequential:7.2f} s   batched {batched:7.2f} s   "
               f"batched / sequential: {batched / sequential:.2f}x   ({sequential / batched:.1f}x faster; "
               f"layers below {first} shared; {differ} of {len(prompts) * len(sets)} generations differ)")
+
+    if "head" in parts:  # the greedy head: ExactHead (bfloat16 pass, exact float32 check) vs plain float32
+        import torch
+
+        from pipeline.interventions.decoder import head_argmax
+        from pipeline.models.sampling import ExactHead
+
+        exact = ExactHead.of(lm)
+        for rows in (1, 8, 32, 64):
+            h = torch.randn(rows, exact.weight.shape[1]) * float(exact.weight.norm(dim=-1).mean())
+            t_exact, _ = median_time(lambda h=h: exact.argmax(h), 3)
+            t_f32, _ = median_time(lambda h=h: head_argmax(exact.weight, h), 3)
+            same = bool(torch.equal(exact.argmax(h), head_argmax(exact.weight, h)))
+            print(f"  head, {rows:3d} rows: ExactHead {t_exact * 1000:7.1f} ms   float32 {t_f32 * 1000:7.1f} ms   "
+                  f"ExactHead / float32: {t_exact / t_f32:.2f}x   same tokens: {same}")
 
     if "transformers" in parts:
         ours, _ = median_time(lambda: generate(lm, prompts, tokens, batch_size=batch), 1)

@@ -126,16 +126,22 @@ def test_batched_generation_on_two_threads_gives_the_same_tokens(lm, two_threads
 def test_every_decode_step_has_the_same_logits(lm, monkeypatch, one_thread):
     """The hidden state the head reads at each step, recorded in both paths (no row finishes early
     here, so the batched rows stay in set-major order)."""
+    from pipeline.interventions import decoder
     from pipeline.models.sampling import ExactHead
 
     seen: list[torch.Tensor] = []
-    argmax = ExactHead.argmax
+    argmax, head_argmax = ExactHead.argmax, decoder.head_argmax
 
     def recording(self, hidden):
         seen.append(hidden.clone())
         return argmax(self, hidden)
 
+    def recording_batched(weight, hidden):
+        seen.append(hidden.clone())
+        return head_argmax(weight, hidden)
+
     monkeypatch.setattr(ExactHead, "argmax", recording)
+    monkeypatch.setattr(decoder, "head_argmax", recording_batched)
     sets = families(lm)["direction"]
     prompts = PROMPTS[:8]
     alone = one_at_a_time(lm, sets, prompts, stop_strings=())

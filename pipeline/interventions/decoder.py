@@ -127,21 +127,30 @@ def prefill_sets(lm: LoadedModel, stack: Stack, rows: Sequence[Sequence[int]], n
     return hidden, cache, mask[item_of_row], (positions[:, -1:] + 1)[item_of_row], set_of_row
 
 
+def head_argmax(weight: Any, hidden: Any) -> Any:
+    """(B, D) final hidden states -> (B,) greedy token ids: the float32 argmax of hidden @ weight.T,
+    the first of tied maxima (torch.argmax's rule, the smallest id)."""
+    return (hidden.float() @ weight.T).argmax(dim=-1)
+
+
 def decode_sets(lm: LoadedModel, hidden: Any, cache: Any, mask: Any, next_pos: Any, set_of_row: Any, steer: Rows,
                 max_new_tokens: int, stop_ids: set[int], eos: set[int], head_rows: int = 32) -> list[list[int]]:
     """sampling._decode with each row steered by its set: rows that finish leave the batch, and
-    the hooks are told which sets the remaining rows belong to. The head (ExactHead, as in the
-    one-set path) reads at most head_rows rows at a time: its (rows, vocabulary) logits stay small,
-    and its bfloat16 product, which runs no faster on more rows on a CPU without bfloat16
-    instructions, does not slow down."""
+    the hooks are told which sets the remaining rows belong to. The next token is the float32
+    argmax of the full unembedding (the first of tied maxima, the smallest id, as ExactHead picks),
+    read at most head_rows rows at a time so that the (rows, vocabulary) logits stay small. It is
+    the token ExactHead (the one-set path's head) proves, computed without its bfloat16 first pass:
+    on a CPU without bfloat16 instructions that pass runs at about 5 GFLOPS whatever the batch,
+    float32 at 20-50 GFLOPS from 32 rows (`scripts/bench_steering.py --parts` prints both), and the
+    head is most of a steered decode step."""
     import torch
 
     from pipeline.models.sampling import ExactHead, _decoder
 
-    dec, head, dev = _decoder(lm), ExactHead.of(lm), lm.device
+    dec, weight, dev = _decoder(lm), ExactHead.of(lm).weight, lm.device
 
     def pick(h: Any) -> Any:
-        return torch.cat([head.argmax(part) for part in h.split(head_rows)])
+        return torch.cat([head_argmax(weight, part) for part in h.split(head_rows)])
     ending = torch.tensor(sorted(stop_ids | eos), dtype=torch.long)
     generated: list[list[int]] = [[] for _ in range(hidden.shape[0])]
     active = torch.arange(hidden.shape[0])
