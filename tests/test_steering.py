@@ -110,6 +110,26 @@ def test_kl_matching_interpolates_on_log_scales():
     assert matched_multiplier(kl, -multipliers, 0.01) == pytest.approx(-1.0)
 
 
+def test_kl_match_keeps_the_nearest_on_each_side_so_the_mean_balances():
+    from pipeline.steering.neurons_random import balanced_nearest
+
+    rng = np.random.default_rng(0)
+    # most candidates cause less KL than the target (as the H-neurons' matched sets do)
+    log_ratio = np.concatenate([-rng.uniform(0, 1.5, 170), rng.uniform(0, 2.0, 22)])
+    kept = balanced_nearest(log_ratio, 32)
+    nearest = np.argsort(np.abs(log_ratio))[:32]
+    assert len(set(kept)) == 32 and kept == sorted(kept)
+    assert log_ratio[nearest].mean() < -0.1  # the first rounds' rule leaves the mean below
+    assert abs(log_ratio[kept].mean()) < 0.02
+    above, below = log_ratio[kept] >= 0, log_ratio[kept] < 0
+    k = int(above.sum())  # on each side, the nearest ones
+    assert set(np.flatnonzero(log_ratio >= 0)[np.argsort(log_ratio[log_ratio >= 0])][:k]) == set(np.array(kept)[above])
+    assert log_ratio[kept][below].min() >= np.sort(log_ratio[log_ratio < 0])[::-1][32 - k - 1]
+    assert balanced_nearest(np.array([-0.3, -0.2, -0.1]), 3) == [0, 1, 2]  # no choice: all below
+    with pytest.raises(ValueError, match="2 candidates cannot give 3"):
+        balanced_nearest(np.array([0.1, -0.1]), 3)
+
+
 def test_pushback_shots_vary_per_item_so_no_answer_can_be_copied():
     from pipeline.data import build_embedded
     from pipeline.steering.prompts import pushback_prompt

@@ -29,6 +29,7 @@ from pydantic import Field
 from claims import Result
 from pipeline import stats
 from pipeline.steering.config import SweepConfig, TasksConfig
+from pipeline.steering.neurons_random import balanced_nearest
 
 PACKAGES = ("sae-lens",)
 
@@ -45,7 +46,8 @@ class Config(SweepConfig):
     activity_bins: int = Field(10, ge=1)
     candidates: int = Field(0, ge=0, description="SAE- and activation-matched candidate sets drawn to match on KL: "
                             "the `seeds` nearest the H-features in the KL divergence they cause at the random "
-                            "alphas' ends are kept (0: the first `seeds` draws).")
+                            "alphas' ends are kept, balanced above and below it (neurons_random."
+                            "balanced_nearest; 0: the first `seeds` draws).")
     n_calibration: int = Field(8, ge=2, description="Selection-split compliance prompts the KL is measured on.")
 
 
@@ -286,7 +288,7 @@ def run_random(cfg: Config, ctx: Any, lm: Any, taskset: Any, saes: dict[int, Any
             ckpt[i] = latent_kl(lm, prompts, saes, as_sets[i: i + 8], ends).tolist()
         kl = np.concatenate([np.asarray(ckpt[i]) for i in range(0, len(as_sets), 8)])
         log_kl, log_h = np.log(np.maximum(kl, 1e-12)).mean(axis=1), np.log(np.maximum(h_kl, 1e-12)).mean()
-        kept = sorted(np.argsort(np.abs(log_kl - log_h), kind="stable")[: cfg.seeds].tolist())
+        kept = balanced_nearest(log_kl - log_h, cfg.seeds)
         flat, as_sets = [flat[k] for k in kept], [as_sets[k] for k in kept]
         balance["kl"] = float(log_kl[kept].mean() - log_h)
         kl_info = {"alphas": list(ends), "h_features": h_kl.tolist(), "candidates": kl.tolist(), "kept": kept}

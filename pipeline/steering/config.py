@@ -31,10 +31,10 @@ class TasksConfig(Step):
     seed: int = Field(42)
     families: tuple[str, ...] = Field(FAMILIES, description="Fact families with memory to conflict with.")
     n_select: int = Field(160, ge=10, description="Candidate items for choosing a strength (held out from eval).")
-    n_eval: int = Field(160, ge=10, description="Candidate items every reported number is measured on (the "
-                        "compliance and pushback tasks keep those the model answers right unsteered). 160 "
-                        "fits the embedded study's budget on 2 cores (about 19k generations in all, the 32 "
-                        "random sets of each control included); raise it with --set n_eval=N on a GPU.")
+    n_eval: int = Field(320, ge=10, description="Candidate items every reported number is measured on (the "
+                        "compliance and pushback tasks keep those the model answers right unsteered, about 57 %). "
+                        "Raised from 160 in the third round: on the task with room 92 known items resolved a "
+                        "neuron slope of only 3.8 points per unit of alpha, above the 3-point margin.")
     n_false_premise: int = Field(20, ge=1, description="False-premise questions per family.")
     n_shots: int = Field(3, ge=1)
     memory_shots: int | None = Field(None, ge=0, description="The task with room (issue 20): every compliance "
@@ -66,8 +66,9 @@ class RandomSweepConfig(SweepConfig):
     seeds: int = Field(32, ge=1)
     activity_bins: int = Field(10, ge=1, description="Within-layer deciles of mean CETT a random neuron must share.")
     candidates: int = Field(0, ge=0, description="Layer- and activity-matched candidate sets drawn to match on KL: "
-                            "the `seeds` whose next-token KL divergence at the sweep's ends is nearest the "
-                            "H-neurons' are kept (0: no KL matching, the first `seeds` draws).")
+                            "`seeds` of them whose next-token KL divergence at the sweep's ends is nearest the "
+                            "H-neurons' are kept, balanced above and below it (balanced_nearest; 0: no KL "
+                            "matching, the first `seeds` draws).")
     n_calibration: int = Field(8, ge=2, description="Selection-split compliance prompts the KL is measured on.")
     tasks: tuple[Literal["compliance", "pushback"], ...] = Field(
         ("compliance",), description="Tasks each random set is scored on (pushback: the control of the "
