@@ -279,9 +279,42 @@ class Store:
             os.replace(src, dest)
         return sha
 
+    def kept_blob(self, sha: str) -> Path | None:
+        """A blob committed with the results (artifacts/blobs/<sha[:2]>/<sha><suffix>.gz, written by
+        `keep_blob`), so that a fresh checkout need not rerun the experiment that made it."""
+        folder = self.project.artifacts_dir / "blobs" / sha[:2]
+        matches = sorted(folder.glob(f"{sha}*.gz")) if folder.is_dir() else []
+        return matches[0] if matches else None
+
+    def keep_blob(self, sha: str) -> Path | None:
+        """Commit-side copy of a cached blob (gzip, fixed mtime so the bytes are reproducible)."""
+        src = self.verified_blob(sha)
+        if src is None:
+            return None
+        dest = self.project.artifacts_dir / "blobs" / sha[:2] / f"{src.name}.gz"
+        dest.parent.mkdir(parents=True, exist_ok=True)  # always rewritten: a tampered copy is replaced
+        tmp = dest.with_suffix(".tmp")
+        with open(src, "rb") as f, open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+            shutil.copyfileobj(f, gz)
+        os.replace(tmp, dest)
+        return dest
+
     def find_blob(self, sha: str) -> Path | None:
         folder = self.cache / "blobs" / sha[:2]
         matches = sorted(p for p in folder.glob(f"{sha}*") if not p.name.endswith(".tmp")) if folder.is_dir() else []
+        if not matches and (kept := self.kept_blob(sha)) is not None:  # restore the committed copy into the cache
+            folder.mkdir(parents=True, exist_ok=True)
+            dest = folder / kept.name.removesuffix(".gz")
+            tmp = folder / f"{dest.name}.tmp"
+            try:
+                with gzip.open(kept, "rb") as gz, open(tmp, "wb") as out:
+                    shutil.copyfileobj(gz, out)
+            except (OSError, EOFError):
+                tmp.unlink(missing_ok=True)
+                return None
+            os.chmod(tmp, FILE_MODE)
+            os.replace(tmp, dest)
+            matches = [dest]
         return matches[0] if matches else None
 
     def verified_blob(self, sha: str) -> Path | None:

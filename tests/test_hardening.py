@@ -325,6 +325,37 @@ def test_a_corrupt_blob_is_replaced_not_kept(fx):
     assert runner.store.blob_problem(sha) == "" and runner.store.verified_blob(sha) == blob
 
 
+def test_a_committed_blob_spares_a_fresh_checkout_the_rerun_and_a_tampered_one_is_not_used(fx):
+    import gzip
+    import shutil
+
+    fx.module("fx_blob_up", BLOBS_UP)
+    fx.module("fx_blob_down", BLOBS_DOWN)
+    fx.spec("blob", ONE_NODE_SPEC.format(id="blob", experiment="fx_blob_down"))
+    assert run_cli(fx, "verify").exit_code == 0
+    runner = Runner(fx.project)
+    sha = runner.assess(Node.make("fx_blob_up", {})).result.files["data"]
+    original = runner.store.find_blob(sha).read_bytes()
+    kept = runner.store.keep_blob(sha)
+    assert kept.parent.parent == fx.project.artifacts_dir / "blobs" and kept.name.endswith(".npz.gz")
+    shutil.rmtree(fx.project.cache_dir / "blobs")  # a fresh machine: the results are committed, the cache is empty
+    assert runner.store.blob_problem(sha) == ""  # restored from the committed copy
+    assert runner.store.find_blob(sha).read_bytes() == original
+    out = run_cli(fx, "verify")
+    assert out.exit_code == 0 and "running it again" not in out.output and "ran fx_blob_up" not in out.output
+    shutil.rmtree(fx.project.cache_dir / "blobs")
+    kept.write_bytes(gzip.compress(b"tampered"))
+    assert runner.store.blob_problem(sha) == "corrupt"
+    from claims.context import Upstream
+
+    up = runner.assess(Node.make("fx_blob_up", {}))
+    with pytest.raises(Exception, match="file 'data' is corrupt in the blob cache"):  # never read as the result
+        Upstream("up", up.node, up.result, runner.store).file("data")
+    assert run_cli(fx, "verify", "--rerun").exit_code == 0  # the upstream reruns and replaces it
+    assert runner.store.verified_blob(sha).read_bytes() == original
+    assert gzip.decompress(runner.store.keep_blob(sha).read_bytes()) == original
+
+
 def test_debris_of_killed_writes_is_removed(mean_project):
     fx = mean_project
     run_cli(fx, "verify")
