@@ -305,14 +305,19 @@ def run(config, ctx):
 '''
 
 
-def test_a_corrupt_blob_is_replaced_not_kept(fx):
+def verified_blob_chain(fx):
+    """A verified two-node project whose upstream keeps an array file: the runner and that file's sha."""
     fx.module("fx_blob_up", BLOBS_UP)
     fx.module("fx_blob_down", BLOBS_DOWN)
     fx.spec("blob", ONE_NODE_SPEC.format(id="blob", experiment="fx_blob_down"))
     assert run_cli(fx, "verify").exit_code == 0
     runner = Runner(fx.project)
+    return runner, runner.assess(Node.make("fx_blob_up", {})).result.files["data"]
+
+
+def test_a_corrupt_blob_is_replaced_not_kept(fx):
+    runner, sha = verified_blob_chain(fx)
     up = runner.assess(Node.make("fx_blob_up", {}))
-    sha = up.result.files["data"]
     blob = runner.store.find_blob(sha)
     blob.write_bytes(b"not an npz any more")
     assert runner.store.blob_problem(sha) == "corrupt"
@@ -329,12 +334,7 @@ def test_a_committed_blob_spares_a_fresh_checkout_the_rerun_and_a_tampered_one_i
     import gzip
     import shutil
 
-    fx.module("fx_blob_up", BLOBS_UP)
-    fx.module("fx_blob_down", BLOBS_DOWN)
-    fx.spec("blob", ONE_NODE_SPEC.format(id="blob", experiment="fx_blob_down"))
-    assert run_cli(fx, "verify").exit_code == 0
-    runner = Runner(fx.project)
-    sha = runner.assess(Node.make("fx_blob_up", {})).result.files["data"]
+    runner, sha = verified_blob_chain(fx)
     original = runner.store.find_blob(sha).read_bytes()
     kept = runner.store.keep_blob(sha)
     assert kept.parent.parent == fx.project.artifacts_dir / "blobs" and kept.name.endswith(".npz.gz")
