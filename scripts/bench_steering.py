@@ -104,7 +104,7 @@ def main() -> None:
                              "else the project's)")
     parser.add_argument("--parts", default="hooks,control,head,transformers",
                         help="comma-separated: hooks (hooks / plain), control (batched / sequential), "
-                             "transformers (transformers' generate / this decoder)")
+                             "head (ExactHead / float32), transformers (transformers' generate / this decoder)")
     args = parser.parse_args()
 
     from pipeline.interventions.decoder import generate_sets

@@ -29,11 +29,9 @@ def main() -> None:
     project = Project.discover()
     store = Store(project)
     kept = missing = large = 0
-    for result in sorted(project.artifacts_dir.glob("*/*.json")):
-        if result.name.endswith(".provenance.json") or result.parent.name == "blobs":
-            continue
+    for experiment, config_hash in store.artifact_nodes():
         try:
-            files = json.loads(result.read_text()).get("files") or {}
+            files = json.loads((project.artifacts_dir / experiment / f"{config_hash}.json").read_text()).get("files") or {}
         except (OSError, ValueError):
             continue
         for name, sha in files.items():
@@ -42,7 +40,7 @@ def main() -> None:
                 missing += 1
             elif path.stat().st_size > args.max_mb * 2**20:
                 large += 1
-                print(f"left out {result.parent.name}/{name}: {path.stat().st_size / 2**20:.1f} MB")
+                print(f"left out {experiment}/{name}: {path.stat().st_size / 2**20:.1f} MB")
             else:
                 store.keep_blob(sha)
                 kept += 1

@@ -73,11 +73,11 @@ def balanced_nearest(log_ratio: np.ndarray, n: int) -> list[int]:
     ratio is nearest zero (ties: the smaller largest distance, then the smaller k). The n nearest
     overall, the first rounds' rule, leave the mean on whichever side most candidates lie (the
     third round's H-neurons cause more KL than 86 of 96 matched sets: mean log ratio -0.22)."""
+    if len(log_ratio) < n:
+        raise ValueError(f"{len(log_ratio)} candidates cannot give {n} matched sets")
     order = np.argsort(np.abs(log_ratio), kind="stable")
     above = [int(i) for i in order if log_ratio[i] >= 0]
     below = [int(i) for i in order if log_ratio[i] < 0]
-    if len(log_ratio) < n:
-        raise ValueError(f"{len(log_ratio)} candidates cannot give {n} matched sets")
     options = []
     for k in range(max(0, n - len(below)), min(n, len(above)) + 1):
         kept = above[:k] + below[: n - k]
