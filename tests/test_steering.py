@@ -265,3 +265,22 @@ def test_the_blind_steering_audit_joins_labels_to_the_key_and_scores_each_judge(
     (tmp_path / "labels.csv").write_text("item,label,note\nitem-0001,kept,\nitem-0002,kept,\nitem-0003,refused,\n")
     with pytest.raises(ValueError, match="item-0001: 'kept' is not a compliance label"):
         blind_rows(tmp_path)
+
+
+def test_the_thesis_table_reads_the_steering_claims_own_results():
+    """detection-vs-steering's node must require the very nodes (sweep and control) of the claims it
+    tabulates; a default that drifts from a claim's control config would rerun a different control."""
+    from pathlib import Path
+
+    from claims.experiment import allow_root, make_node, upstream_nodes
+    from claims.spec import load_specs
+
+    root = Path(__file__).resolve().parents[1]
+    allow_root(root)
+    specs = load_specs(root / "claims" / "specs", root)
+    table = specs["detection-vs-steering"]
+    required = set(upstream_nodes(make_node(table.experiment, table.config, table.id)).values())
+    for claim in table.depends_on:
+        spec = specs[claim]
+        assert make_node(spec.experiment, spec.config, claim) in required, claim
+        assert make_node(spec.control.experiment, spec.control.config, claim) in required, f"{claim} control"

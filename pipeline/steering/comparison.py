@@ -26,7 +26,8 @@ from pipeline.steering.config import (
 class Config(TasksConfig):
     level: float = 0.95
     seeds: int = Field(32, ge=1, description="Random draws of every control.")
-    candidates: int = Field(96, ge=0, description="Candidate sets the neuron and latent controls match on KL from.")
+    candidates: int = Field(192, ge=0, description="Candidate sets the neuron and latent controls match on KL from "
+                            "(192 since the redesign of c15d53d).")
     neuron_tasks: tuple[str, ...] = Field(("compliance", "pushback"), description="Tasks the H-neurons' control scores.")
     sae: bool = Field(True, description="Include the SAE latents' row (pipeline.saefeatures.steering).")
 
