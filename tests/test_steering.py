@@ -284,3 +284,20 @@ def test_the_thesis_table_reads_the_steering_claims_own_results():
         spec = specs[claim]
         assert make_node(spec.experiment, spec.config, claim) in required, claim
         assert make_node(spec.control.experiment, spec.control.config, claim) in required, f"{claim} control"
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "rank_p", "expected"),
+    [
+        (-15.8, -2.7, 0.01, "a lever"),  # clear of zero and beats its draws
+        (-15.8, -2.7, 0.30, "undetermined"),  # clear of zero, but random draws of the same KL do as much
+        (-4.0, 3.5, 0.50, "not a lever"),  # inside +-6: a lever's size is excluded
+        (-9.0, 3.5, 0.50, "undetermined"),  # holds zero but also a lever-sized change: too weak to tell
+        (-6.0, 1.0, 0.50, "undetermined"),  # touching the margin is not inside it
+    ],
+)
+def test_a_method_is_called_no_lever_only_when_a_lever_sized_effect_is_excluded(low, high, rank_p, expected):
+    from pipeline.steering.comparison import verdict
+
+    method = {"steering_ci_low": low, "steering_ci_high": high, "rank_p": rank_p}
+    assert verdict(method, 6.0) == expected

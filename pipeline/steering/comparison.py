@@ -30,6 +30,12 @@ class Config(TasksConfig):
                             "(192 since the redesign of c15d53d).")
     neuron_tasks: tuple[str, ...] = Field(("compliance", "pushback"), description="Tasks the H-neurons' control scores.")
     sae: bool = Field(True, description="Include the SAE latents' row (pipeline.saefeatures.steering).")
+    lever_margin_pp: float = Field(6.0, gt=0, description="The smallest change in compliance at a method's setting "
+                                   "that would make it a lever: the H-neuron claims' 3 points per unit of alpha over "
+                                   "the two units from alpha 1 to 3, one margin for every row. A method whose "
+                                   "interval lies inside +-margin is shown not to be a lever (equivalence); one "
+                                   "whose interval clears zero and beats its matched draws is a lever; any other is "
+                                   "undetermined (the design could not tell).")
 
 
 def requires(config: dict[str, Any]) -> dict[str, Any]:
@@ -66,6 +72,18 @@ def row(method: str, detection_est: Any, steering_est: Any, rank_p: float, **ext
     return {"method": method, "detection": detection_est.value, "detection_ci_low": detection_est.ci[0],
             "detection_ci_high": detection_est.ci[1], "steering": steering_est.value,
             "steering_ci_low": steering_est.ci[0], "steering_ci_high": steering_est.ci[1], "rank_p": rank_p, **extra}
+
+
+def verdict(method: dict[str, Any], margin: float) -> str:
+    """'a lever': the effect's interval clears zero and the matched random draws are beaten (rank p <=
+    0.05); 'not a lever': the interval lies inside +-margin (equivalence at the interval's level);
+    'undetermined' otherwise, a design too weak to tell, which is not evidence either way."""
+    low, high = method["steering_ci_low"], method["steering_ci_high"]
+    if (low > 0 or high < 0) and method["rank_p"] <= 0.05:
+        return "a lever"
+    if -margin < low and high < margin:
+        return "not a lever"
+    return "undetermined"
 
 
 def by_family(data: dict[str, Any], neutral: int, target: int) -> dict[str, dict[str, Any]]:
@@ -120,12 +138,18 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
                            setting="alpha 3 vs 1 (decoded delta)", qa_change_pp=None))
         estimates.update(sae_auroc=up["sae_detector"].estimates["sae_auroc"],
                          sae_effect_pp=up["sae"].estimates["compliance_effect_pp"])
-    steers = [m["method"] for m in methods if (m["steering_ci_low"] > 0 or m["steering_ci_high"] < 0)
-              and m["rank_p"] <= 0.05]
-    best = max(methods, key=lambda m: m["detection"])["method"]
+    for m in methods:
+        m["verdict"] = verdict(m, cfg.lever_margin_pp)
+    steers = [m["method"] for m in methods if m["verdict"] == "a lever"]
+    not_levers = [m["method"] for m in methods if m["verdict"] == "not a lever"]
+    best = max(methods, key=lambda m: m["detection"])
     values = {"methods": methods, "steering_methods": steers, "n_steering": len(steers), "n_methods": len(methods),
-              "steering_methods_text": ", ".join(steers) if steers else "none", "best_detector": best,
-              "best_detector_steers": int(best in steers),
+              "steering_methods_text": ", ".join(steers) if steers else "none",
+              "not_lever_methods_text": ", ".join(not_levers) if not_levers else "none", "n_not_lever": len(not_levers),
+              "n_undetermined": len(methods) - len(steers) - len(not_levers), "lever_margin_pp": cfg.lever_margin_pp,
+              "best_detector": best["method"], "best_detector_verdict": best["verdict"],
+              "best_detector_steers": int(best["verdict"] == "a lever"),
+              "best_detector_not_lever": int(best["verdict"] == "not a lever"),
               **{f"{key}_rank_p": m["rank_p"] for key, m in zip(("hneuron", "diffmean", "iti", "sae")[: len(methods)], methods,
                                                                 strict=True)},
               "diffmean_layer": up["diffmean"].values["chosen_layer"],
