@@ -118,9 +118,10 @@ def test_the_steering_chain_runs_on_the_tiny_model(project, monkeypatch):
                     alphas=[-2.0, 2.0])
         assert any(row["admissible"] for row in sweep.values["selection"])
         control = run(project, "pipeline.steering.direction_random", **common, method=method, layers=[0, 1],
-                      alphas=[-2.0, 2.0], seeds=2, n_calibration=2)
+                      alphas=[-2.0, 2.0], seeds=2, n_calibration=2, sigma=method == "iti")
         assert len(control.values["multipliers"]) == 2 and control.values["target_kl"] > 0
-        assert 0 < control.values["rank_p_kl"] <= 1 and "seed_effects_pp_sigma" in control.values
+        # the second size only when asked (it doubles the control's generations)
+        assert 0 < control.values["rank_p_kl"] <= 1 and ("seed_effects_pp_sigma" in control.values) == (method == "iti")
         assert len(control.values["kl_reached"]) == 2 and "kl" in control.values["balance"]
         assert sweep.values["cut_off"]["false_premise"] == 0  # the planted answers end with a newline
 

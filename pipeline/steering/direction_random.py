@@ -1,13 +1,13 @@
 """The control for a direction: random directions at the same site (DiffMean: the chosen layer's
 residual stream; ITI: the same heads), one draw per seed, each a random unit vector scaled like the
-real one (by the std of the training activations projected onto it), then given two sizes:
+real one (by the std of the training activations projected onto it), then sized:
 
   kl     the multiplier at which the random direction moves the model's next-token distributions as
          much as the real direction does at its chosen strength (the mean KL divergence from the
          unsteered distributions over calibration prompts of the selection split, matched): the
          same downstream size, the control the verdict rests on;
-  sigma  the real direction's strength itself (the same size in activation units, which can be a
-         far smaller or larger push downstream).
+  sigma  (with `sigma: true` only) the real direction's strength itself (the same size in
+         activation units, which can be a far smaller or larger push downstream).
 
 Each is scored on compliance on the same evaluation items as the real direction (whose unsteered
 generations it shares). The control statistic is the real effect's rank among the seeds' effects
@@ -135,10 +135,11 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
         kls = mean_kl(lm, calibration, calibrating([draws[s] for s in chunk], CALIBRATION_MULTIPLIERS))
         for s, kl in zip(chunk, kls.reshape(len(chunk), len(CALIBRATION_MULTIPLIERS)), strict=True):
             ckpt[s] = {"kl": kl.tolist(), "multiplier": matched_multiplier(kl, CALIBRATION_MULTIPLIERS, target_kl)}
-    # every seed at both sizes (KL-matched, then the real strength) is one set; they share
-    # generation passes (rows = set x item)
-    pairs = [(s, k) for s in range(cfg.seeds) for k in range(2)]
-    strengths = [strength * ckpt[s]["multiplier"] if k == 0 else strength for s, k in pairs]
+    # every seed at each size (KL-matched, then with `sigma` the real strength) is one set; they
+    # share generation passes (rows = set x item)
+    sizes = sizes_of(cfg)
+    pairs = [(s, k) for s in range(cfg.seeds) for k in range(len(sizes))]
+    strengths = [strength * ckpt[s]["multiplier"] if sizes[k] == "kl" else strength for s, k in pairs]
     records = sweep_sets(ctx, cfg, lm, taskset, family([draws[s] for s, _ in pairs], strengths),
                          [(f"seed{s}", k) for s, k in pairs], f"random {cfg.method} directions")
     # the KL each draw reaches at its matched multiplier, measured (not interpolated): the balance
@@ -149,7 +150,7 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     kl_reached = np.asarray(kl_ckpt["all"])
     neutral_record = ctx.upstream("sweep").json("generations")["records"][0]
     ctx.save_items("outcomes", item_rows(
-        [{"set": "neutral", "size": "none"}] + [{"set": f"seed {s}", "size": ("kl", "sigma")[k]} for s, k in pairs],
+        [{"set": "neutral", "size": "none"}] + [{"set": f"seed {s}", "size": sizes[k]} for s, k in pairs],
         [{"compliance": neutral_record["compliance"]}] + records, {"compliance": taskset.rows["compliance"]}))
     estimates, values = estimates_of(cfg, ctx.item_rows["outcomes"], real_effect)
     values.update({"method": f"random {cfg.method} directions", "strength": strength, "layer": layer,
@@ -162,8 +163,12 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     return Result(estimates=estimates, values=values)
 
 
+def sizes_of(cfg: Config) -> tuple[str, ...]:
+    return ("kl", "sigma") if cfg.sigma else ("kl",)
+
+
 def estimates_of(cfg: Config, items: list[dict[str, Any]], real_effect: float) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The seeds' effects at each size (KL-matched, the real strength), the real effect's rank among
+    """The seeds' effects at each size (KL-matched; with `sigma`, the real strength), the real effect's rank among
     them by absolute size (one-sided on |effect|), and the seeds' mean effect with an interval over
     seeds and subject clusters, all from the per-item outcomes."""
     settings, records, clusters = records_from_items(items, ("set", "size"))
@@ -172,7 +177,7 @@ def estimates_of(cfg: Config, items: list[dict[str, Any]], real_effect: float) -
     clusters_c = clusters["compliance"]
     values: dict[str, Any] = {"seeds": cfg.seeds, "real_effect_pp": real_effect, "n_items": int(len(neutral))}
     estimates = {}
-    for scale in ("kl", "sigma"):
+    for scale in sizes_of(cfg):
         cols = np.stack([matrix([by[(f"seed {s}", scale)]], "compliance")[:, 0] for s in range(cfg.seeds)])
         parsed = (~np.isnan(cols)).sum(axis=1)
         effects = [float(100 * (np.nanmean(c) - np.nanmean(neutral))) if n >= MIN_PARSED else None
