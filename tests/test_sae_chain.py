@@ -73,6 +73,10 @@ def test_the_thesis_test_runs_on_the_tiny_model(steering_project, tree, monkeypa
     control = run_node(steering_project, "pipeline.saefeatures.detector", profile="tiny", sae=sae, features="random",
                        n_sets=3)
     assert len(control.values["set_auroc"]) == 3 and 1 / 4 <= control.values["rank_p"] <= 1
+    assert set(control.values["balance"]) == {"layer", "activation", "firing"} and control.values["balance"]["layer"] == 0
+    # both commit their per-item rows (the runner has checked that recompute() gives back the estimates)
+    rows = {p.name for p in (steering_project.artifacts_dir / "pipeline.saefeatures.detector").glob("*.items/*")}
+    assert rows == {"tests.jsonl.gz", "scores.jsonl.gz", "sets.jsonl.gz"}
     if not detector.values["h_features"]:
         pytest.skip("the tiny probe kept no positive-weight latent")
     common = {"profile": "tiny", "families": ["capital", "element_symbol", "city_country", "currency"],

@@ -10,8 +10,13 @@ features sae     every latent of every SAE, averaged over the tokens of the kept
                  (pipeline.hneurons.probe) and the log-probability baseline
                  (pipeline.hneurons.baselines), split-then-item intervals (pipeline.stats).
 features random  the control: random latent sets matched to the SAE probe's, latent for latent, on
-                 SAE (layer) and activity decile (mean activation on the training questions),
-                 each given an L2 probe; the SAE probe's rank among them is a p-value.
+                 SAE (layer) and mean activation on the training questions, each given an L2 probe;
+                 the SAE probe's rank among them is a p-value (pipeline.saefeatures.detector_random).
+
+Per-item rows are committed (`claims recompute`): the probe's per test question and split (label and
+the SAE probe's, the log-probability baseline's and the neuron probe's scores), the control's per
+test question and split (label, the SAE probe's score and every random set's) and per set and split
+(its AUROC).
 
 The SAE probe's positive-weight latents on the first split are the "H-features" the steering
 node scales.
@@ -37,7 +42,13 @@ class Config(BaselineConfig):
     features: Literal["sae", "random"] = Field("sae", description="sae: the SAE-feature probe; random: matched "
                                                "random latent sets (the control).")
     n_sets: int = Field(100, ge=1, description="Random latent sets per split (features: random).")
-    activity_bins: int = Field(10, ge=1, description="Activity deciles a random latent must share.")
+    match_pool: int = Field(5, ge=1, description="A random latent is drawn among this many latents of its SAE "
+                            "nearest the activation it must match (features: random; detector_random."
+                            "matched_latent_set).")
+
+
+#: Settings of the control only: the SAE probe it ranks is the same node whatever they are.
+RANDOM_ONLY = ("features", "n_sets", "match_pool")
 
 
 def sae_node(cfg: Config) -> dict[str, Any]:
@@ -55,7 +66,8 @@ def requires(config: dict[str, Any]) -> dict[str, Any]:
            "probe": ("pipeline.hneurons.probe", {**probe, "selection": "l1", "shuffle_labels": False}),
            "saes": ("pipeline.saefeatures.saes", sae_node(cfg))}
     if cfg.features == "random":
-        out["sae_probe"] = ("pipeline.saefeatures.detector", {**config, "features": "sae"})
+        out["sae_probe"] = ("pipeline.saefeatures.detector",
+                            {**{k: v for k, v in config.items() if k not in RANDOM_ONLY}, "features": "sae"})
     return out
 
 
@@ -93,14 +105,52 @@ def answer_features(ctx: Any, cfg: Config, rows: list[dict[str, Any]]) -> tuple[
     return np.concatenate([ckpt[b]["x"] for b in range(len(starts))]), saes
 
 
-def paired(per_split: list[dict[str, Any]], other: dict[int, dict[str, Any]], key: str = "scores") -> list[Any]:
-    triples = []
+def by_split(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Per-item rows grouped by their split, splits and items in the order they were saved."""
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(r["split"], []).append(r)
+    return list(groups.values())
+
+
+def question_rows(per_split: list[dict[str, Any]], neuron: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per split and test question: its label and the three detectors' scores on it."""
+    rows = []
     for s in per_split:
-        o = other[s["seed"]]
-        if o["test_ids"] != s["test_ids"]:
+        other = neuron[s["seed"]]
+        if other["test_ids"] != s["test_ids"]:
             raise RuntimeError(f"split {s['seed']}: the two detectors were tested on different questions")
-        triples.append((np.array(s["y"]), np.array(s["scores"]), np.array(o[key])))
-    return triples
+        rows += [{"split": s["seed"], "id": q, "label": "hallucinated" if y else "faithful", "sae": a, "logprob": b,
+                  "neuron": c}
+                 for q, y, a, b, c in zip(s["test_ids"], s["y"], s["scores"], s["logprob"], other["scores"], strict=True)]
+    return rows
+
+
+def detector_estimates(rows: list[dict[str, Any]], cfg: Config) -> dict[str, Any]:
+    """The AUROCs and their paired differences from the per-item rows (split-then-item intervals)."""
+    splits = [(np.array([r["label"] == "hallucinated" for r in g]),
+               {k: np.array([r[k] for r in g], dtype=float) for k in ("sae", "logprob", "neuron")})
+              for g in by_split(rows)]
+    kw = {"level": cfg.level, "seed": cfg.seed, "unit": "test questions"}
+    return {
+        "sae_auroc": stats.hierarchical_auroc([(y, s["sae"]) for y, s in splits], **kw),
+        "neuron_auroc": stats.hierarchical_auroc([(y, s["neuron"]) for y, s in splits], **kw),
+        "logprob_auroc": stats.hierarchical_auroc([(y, s["logprob"]) for y, s in splits], **kw),
+        "sae_minus_neuron": stats.hierarchical_auroc_difference([(y, s["sae"], s["neuron"]) for y, s in splits], **kw),
+        "sae_minus_logprob": stats.hierarchical_auroc_difference([(y, s["sae"], s["logprob"]) for y, s in splits],
+                                                                 **kw),
+    }
+
+
+def recompute(items: dict[str, list[dict[str, Any]]], config: dict[str, Any]) -> dict[str, Any]:
+    """The estimates from the committed rows: the probe's from its test rows, the control's from the
+    random sets' scores."""
+    cfg = Config(**config)
+    if cfg.features == "random":
+        from pipeline.saefeatures.detector_random import control_estimates
+
+        return control_estimates(items["scores"], cfg)
+    return detector_estimates(items["tests"], cfg)
 
 
 def run(config: dict[str, Any], ctx: Any) -> Result:
@@ -144,17 +194,9 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
                 "scores": [round(float(s), 6) for s in fit.test_scores], "C": fit.C, "latents": latents,
                 "logprob": [round(float(s), 6) for s in scores(logprob, y, train, test, cfg.baseline_C)]}
         per_split.append(ckpt[split["seed"]])
-    neuron = {s["seed"]: s for s in ctx.upstream("probe").result.values["splits"]}
-    own = {s["seed"]: s for s in per_split}
-    kw = {"level": cfg.level, "seed": cfg.seed, "unit": "test questions"}
-    vs_neuron, vs_logprob = paired(per_split, neuron), paired(per_split, own, key="logprob")
-    estimates = {
-        "sae_auroc": stats.hierarchical_auroc([(t[0], t[1]) for t in vs_neuron], **kw),
-        "neuron_auroc": stats.hierarchical_auroc([(t[0], t[2]) for t in vs_neuron], **kw),
-        "logprob_auroc": stats.hierarchical_auroc([(t[0], t[2]) for t in vs_logprob], **kw),
-        "sae_minus_neuron": stats.hierarchical_auroc_difference(vs_neuron, **kw),
-        "sae_minus_logprob": stats.hierarchical_auroc_difference(vs_logprob, **kw),
-    }
+    tests = question_rows(per_split, {s["seed"]: s for s in ctx.upstream("probe").result.values["splits"]})
+    ctx.save_items("tests", tests)
+    estimates = detector_estimates(tests, cfg)
     first = per_split[0]["latents"]
     return Result(estimates=estimates, values={
         "splits": per_split, "n_splits": len(per_split), "ids": [r["id"] for r in rows],

@@ -1,8 +1,23 @@
 """The control of the SAE-feature detector: random latent sets matched to the SAE probe's, latent for
-latent, on SAE (layer) and on activity (the same decile of mean activation over the training
-questions, within that SAE), n_sets per split, each given an L2 probe with C chosen the same way.
-The control statistic is the SAE probe's rank among them: p = (1 + #{sets >= probe}) / (1 + n_sets).
-(The same design as pipeline.hneurons.probe_random, on latents instead of neurons.)"""
+latent, on SAE (layer) and on mean activation over the training questions, n_sets per split, each
+given an L2 probe with C chosen the same way. The control statistic is the SAE probe's rank among
+them: p = (1 + #{sets >= probe}) / (1 + n_sets). (The design of pipeline.hneurons.probe_random, on
+latents instead of neurons.)
+
+Matching (`matched_latent_set`): the probe's latents of each SAE are taken from the most to the least
+active; each gets a random latent of its SAE, drawn without replacement among the `match_pool`
+latents nearest in mean activation to a target: its own activation plus what the set so far falls
+short of the probe's latents of that SAE. The first rounds drew from the same activity decile
+instead, and an SAE's activations are heavy-tailed: the top decile spans orders of magnitude and the
+probe keeps its most active latents, so the drawn latents were markedly less active (mean 38 against
+the probe's 56). Nearest neighbours alone still fall short at the top of each SAE, where no other
+latent is as active as the probe's; carrying the shortfall lets the next draws make it up.
+
+Balance (what the engine checks against the claim's matched_on): per split, the standardized mean
+difference between the probe's latents and all the sets' latents in layer, mean activation and
+firing rate (the share of training questions on which the latent is active, reported, not matched);
+for each, the value of largest magnitude over the splits.
+"""
 
 from __future__ import annotations
 
@@ -12,18 +27,69 @@ import numpy as np
 
 from claims import Result
 from pipeline import stats
+from pipeline.saefeatures.detector import by_split
+
+
+def matched_latent_set(chosen: np.ndarray, activation: np.ndarray, width: int, rng: np.random.Generator,
+                       pool: int) -> np.ndarray:
+    """For each chosen latent (flat index, SAE = index // width) a random other latent of its SAE,
+    never a chosen one nor one drawn before: among the `pool` nearest in activation to the chosen
+    latent's own plus the SAE's running shortfall (chosen minus drawn so far), taken from the most
+    active chosen latent down. Ties (dead latents) are broken at random. Same order as `chosen`."""
+    out = np.empty(len(chosen), dtype=int)
+    free = np.ones(len(activation), dtype=bool)
+    free[chosen] = False
+    for sae in np.unique(chosen // width):
+        mine = np.flatnonzero(chosen // width == sae)
+        shortfall = 0.0
+        for m in mine[np.argsort(-activation[chosen[mine]], kind="stable")]:
+            candidates = sae * width + rng.permutation(np.flatnonzero(free[sae * width:(sae + 1) * width]))
+            if not len(candidates):
+                raise ValueError(f"SAE {sae} has no latent left to match latent {chosen[m]}")
+            target = activation[chosen[m]] + shortfall
+            near = candidates[np.argsort(np.abs(activation[candidates] - target), kind="stable")[:pool]]
+            out[m] = int(rng.choice(near))
+            free[out[m]] = False
+            shortfall += float(activation[chosen[m]] - activation[out[m]])
+    return out
+
+
+def balance(chosen: np.ndarray, sets: list[np.ndarray], covariates: dict[str, np.ndarray]) -> dict[str, float]:
+    """Standardized mean difference (drawn minus chosen) of each covariate, over all the sets' latents."""
+    from pipeline.hneurons.probe_random import smd
+
+    drawn = np.concatenate(sets)
+    return {name: smd(values[chosen], values[drawn]) for name, values in covariates.items()}
+
+
+def mean_set_auroc(split: dict[str, np.ndarray]) -> float:
+    """The sets' mean AUROC on one split: `s` holds one column of test scores per set."""
+    return float(np.mean([stats._auc_1d(split["y"], split["s"][:, j]) for j in range(split["s"].shape[1])]))
+
+
+def score_splits(rows: list[dict[str, Any]], n_sets: int) -> list[dict[str, np.ndarray]]:
+    """Per split, from the control's rows: labels `y`, the SAE probe's scores `p` and the sets' `s`
+    (n_test, n_sets)."""
+    columns = [f"set_{j:03d}" for j in range(n_sets)]
+    return [{"y": np.array([r["label"] == "hallucinated" for r in g]), "p": np.array([r["sae"] for r in g], float),
+             "s": np.array([[r[c] for c in columns] for r in g], float)} for g in by_split(rows)]
+
+
+def control_estimates(rows: list[dict[str, Any]], cfg: Any) -> dict[str, Any]:
+    """The sets' mean AUROC with a split-then-item interval, from the per-item rows."""
+    return {"auroc": stats.hierarchical(score_splits(rows, cfg.n_sets), mean_set_auroc, n_resamples=400,
+                                        level=cfg.level, seed=cfg.seed, unit="test questions")}
 
 
 def run_random(cfg: Any, ctx: Any) -> Result:
     from joblib import Parallel, delayed
 
     from pipeline.hneurons.probe_random import set_scores as fit_set_scores
-    from pipeline.hneurons.probing import activity_bins, matched_random_set
     from pipeline.hneurons.split import group_of, labelled_rows
 
     up = ctx.upstream("sae_probe")
     X = up.arrays("features")["x"]
-    widths = up.result.values["widths"]
+    widths, layers = up.result.values["widths"], up.result.values["layers"]
     if len(set(widths)) != 1:
         raise ValueError(f"matched random latents need SAEs of one width, got {widths}")
     width = widths[0]
@@ -41,28 +107,37 @@ def run_random(cfg: Any, ctx: Any) -> Result:
             chosen = np.array([f["flat"] for f in probe[seed]["latents"]])
             if not len(chosen):
                 raise ValueError(f"the SAE probe kept no latent on split {seed}: there is no set to match")
-            activity = X[train].mean(axis=0)
-            bins = activity_bins(activity, width, cfg.activity_bins)
+            activation = X[train].mean(axis=0)
             rng = np.random.default_rng([cfg.seed, seed, 13])
-            sets = [matched_random_set(chosen, bins, width, rng) for _ in range(cfg.n_sets)]
+            sets = [matched_latent_set(chosen, activation, width, rng, cfg.match_pool) for _ in range(cfg.n_sets)]
             set_scores = Parallel(n_jobs=cfg.n_jobs)(
                 delayed(fit_set_scores)(X[:, idx], y, train, test, groups, cfg.l2_Cs, cfg.cv_folds, cfg.seed)
                 for idx in sets)
-            ckpt[seed] = {"seed": seed, "scores": set_scores, "activity_probe": float(activity[chosen].mean()),
-                          "activity_random": float(np.mean([activity[idx].mean() for idx in sets]))}
+            ckpt[seed] = {"seed": seed, "scores": set_scores, "activity_probe": float(activation[chosen].mean()),
+                          "activity_sets": [float(activation[idx].mean()) for idx in sets],
+                          "balance": balance(chosen, sets, {
+                              "layer": np.repeat(np.asarray(layers, float), width), "activation": activation,
+                              "firing": (X[train] > 0).mean(axis=0)})}
         records.append(ckpt[seed])
-    ys = [np.array(probe[r["seed"]]["y"]).astype(bool) for r in records]
-    S = [np.array(r["scores"]).T for r in records]  # per split: (n_test, n_sets)
-    per_set = np.array([[stats._auc_1d(ys[k], S[k][:, j]) for j in range(cfg.n_sets)] for k in range(len(S))]).mean(0)
-    probe_auroc = float(np.mean([stats._auc_1d(ys[k], np.array(probe[r["seed"]]["scores"]))
-                                 for k, r in enumerate(records)]))
-    mean_auc = lambda d: float(np.mean([stats._auc_1d(d["y"], d["s"][:, j]) for j in range(d["s"].shape[1])]))  # noqa: E731
-    data = [{"y": ys[k], "s": S[k]} for k in range(len(S))]
+    scores = [{"split": r["seed"], "id": q, "label": "hallucinated" if probe[r["seed"]]["y"][i] else "faithful",
+               "sae": probe[r["seed"]]["scores"][i], **{f"set_{j:03d}": s[i] for j, s in enumerate(r["scores"])}}
+              for r in records for i, q in enumerate(probe[r["seed"]]["test_ids"])]
+    splits = score_splits(scores, cfg.n_sets)
+    split_auroc = np.array([[stats._auc_1d(d["y"], d["s"][:, j]) for j in range(cfg.n_sets)] for d in splits])
+    ctx.save_items("scores", scores)
+    ctx.save_items("sets", [{"split": r["seed"], "set": j, "auroc": float(split_auroc[k, j]),
+                             "activation": r["activity_sets"][j]}
+                            for k, r in enumerate(records) for j in range(cfg.n_sets)])
+    per_set = split_auroc.mean(axis=0)  # each set's mean AUROC over the splits
+    probe_auroc = float(np.mean([stats._auc_1d(d["y"], d["p"]) for d in splits]))
     return Result(
-        estimates={"auroc": stats.hierarchical(data, mean_auc, n_resamples=400, level=cfg.level, seed=cfg.seed,
-                                               unit="test questions")},
+        estimates=control_estimates(scores, cfg),
         values={"n_sets": cfg.n_sets, "probe_auroc": probe_auroc, "set_auroc": per_set.round(4).tolist(),
                 "rank_p": float((1 + (per_set >= probe_auroc).sum()) / (1 + cfg.n_sets)),
                 "n_sets_at_or_above": int((per_set >= probe_auroc).sum()), "set_auroc_max": float(per_set.max()),
+                "sided": "one", "match_pool": cfg.match_pool,
                 "activity_probe": float(np.mean([r["activity_probe"] for r in records])),
-                "activity_random": float(np.mean([r["activity_random"] for r in records]))})
+                "activity_random": float(np.mean([np.mean(r["activity_sets"]) for r in records])),
+                "balance": {name: max((r["balance"][name] for r in records), key=abs)
+                            for name in ("layer", "activation", "firing")},
+                "balance_per_split": [{"seed": r["seed"], **r["balance"]} for r in records]})
