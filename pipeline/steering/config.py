@@ -88,7 +88,4 @@ class DirectionSweepConfig(SweepConfig):
 class DirectionRandomConfig(DirectionSweepConfig):
     seeds: int = Field(32, ge=1)
     externality: bool = False
-    sigma: bool = Field(False, description="Also score every draw at the real strength in activation units (the "
-                        "size the second round reported beside the KL-matched one). Off since the third round: the "
-                        "verdict rests on the KL-matched size, and the second size doubled the control's cost.")
     n_calibration: int = Field(8, ge=2, description="Prompts whose next-token distributions calibrate the KL match.")

@@ -20,14 +20,21 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from claims import Result
 from pipeline import stats
-from pipeline.steering.config import DirectionRandomConfig as Config
+from pipeline.steering.config import DirectionRandomConfig
 from pipeline.steering.config import DirectionSweepConfig, TasksConfig, detection, detection_split
 from pipeline.steering.evaluate import TaskSet
 from pipeline.steering.neurons import setup, sweep_sets
 from pipeline.steering.summary import MIN_PARSED, item_rows, matrix, records_from_items
+
+class Config(DirectionRandomConfig):
+    sigma: bool = Field(False, description="Also score every draw at the real strength in activation units (the "
+                        "size the second round reported beside the KL-matched one). Off since the third round: the "
+                        "verdict rests on the KL-matched size, and the second size doubled the control's cost.")
+
 
 CALIBRATION_MULTIPLIERS = 2.0 ** np.arange(-3, 4)  # times the real strength
 CALIBRATION_CHUNK = 4  # draws calibrated together (their multipliers share passes), then checkpointed
