@@ -370,19 +370,25 @@ def test_text_baselines_read_labels_off_planted_words_and_the_partial_removes_th
     assert ranking._half_partial(noisy, "latent", "tfidf") > 0.8  # a latent with signal the text model lacks
 
 
+def planted_latents(rng: np.random.Generator, width: int = 512, n_saes: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Planted SAE activations as real ones are (half the latents dead, the rest heavy-tailed) and 20
+    latents per SAE chosen as a probe chooses them, the most active more often: (activation, chosen)."""
+    activation = np.exp(rng.normal(0.5, 1.2, width * n_saes)) * (rng.random(width * n_saes) < 0.5)
+    chosen = np.concatenate([sae * width + rng.choice(width, 20, replace=False, p=a ** 0.8 / (a ** 0.8).sum())
+                             for sae, a in enumerate(activation.reshape(n_saes, width))])
+    return activation, chosen
+
+
 def test_matched_latents_stay_balanced_where_activity_deciles_did_not():
-    """Planted SAE activations as real ones are: half the latents dead, the rest heavy-tailed, and a
-    probe that keeps the most active more often. Drawing from the same decile leaves the random
-    latents much less active (the first rounds' failure); nearest-activation draws that carry each
-    SAE's shortfall stay within the claim's tolerance of 0.1, in SAE exactly, without replacement."""
+    """On planted activations, drawing from the same decile leaves the random latents much less
+    active (the first rounds' failure); nearest-activation draws that carry each SAE's shortfall stay
+    within the claim's tolerance of 0.1, in SAE exactly, without replacement."""
     from pipeline.hneurons.probing import activity_bins, matched_random_set
     from pipeline.saefeatures.detector_random import balance, matched_latent_set
 
     rng = np.random.default_rng(0)
     width, n_saes = 512, 4
-    activation = np.exp(rng.normal(0.5, 1.2, width * n_saes)) * (rng.random(width * n_saes) < 0.5)
-    chosen = np.concatenate([sae * width + rng.choice(width, 20, replace=False, p=a ** 0.8 / (a ** 0.8).sum())
-                             for sae, a in enumerate(activation.reshape(n_saes, width))])
+    activation, chosen = planted_latents(rng, width, n_saes)
     bins = activity_bins(activation, width, 10)
     deciles = [matched_random_set(chosen, bins, width, rng) for _ in range(20)]
     nearest = [matched_latent_set(chosen, activation, width, rng, pool=5) for _ in range(20)]
@@ -394,3 +400,25 @@ def test_matched_latents_stay_balanced_where_activity_deciles_did_not():
         assert (drawn // width == chosen // width).all()
         assert len(set(drawn.tolist())) == len(chosen) and not set(drawn.tolist()) & set(chosen.tolist())
     assert len({tuple(d) for d in nearest}) == len(nearest)  # random sets, not one nearest set
+
+
+def test_the_steering_control_keeps_activation_balance_through_the_kl_match():
+    """sae-steering's control draws its candidate sets as the detector's control does; on planted
+    activations the sets it keeps stay within the claim's tolerance of 0.1 in activation (SAE
+    exactly) even when the KL they cause rises with their activity and the `seeds` kept are the
+    balanced nearest in KL of all candidates."""
+    from pipeline.saefeatures.steering import Config, candidate_sets, latent_balance
+    from pipeline.steering.neurons_random import balanced_nearest
+
+    rng = np.random.default_rng(1)
+    width, layers = 512, [3, 7, 12, 17]
+    activation, chosen = planted_latents(rng, width, len(layers))
+    cfg = Config(profile="tiny", features="random", seeds=32, candidates=192)
+    sets = candidate_sets(cfg, chosen, activation, width)
+    assert len(sets) == 192 and all((s // width == chosen // width).all() for s in sets)
+    assert all(np.array_equal(a, b) for a, b in zip(sets, candidate_sets(cfg, chosen, activation, width), strict=True))
+    log_ratio = 3 * np.log([activation[s].mean() / activation[chosen].mean() for s in sets]) + rng.normal(0, 0.3, 192)
+    kept = balanced_nearest(log_ratio, cfg.seeds)
+    for subset in (sets, [sets[k] for k in kept]):
+        balance = latent_balance(chosen, subset, activation, layers, width)
+        assert balance["layer"] == 0.0 and abs(balance["activation"]) < 0.1

@@ -11,9 +11,18 @@ features sae     the alpha sweep on the items the model knows (pipeline.steering
                  in points per unit of alpha with a subject-cluster interval, and its paired
                  difference with the H-neuron sweep on the same items and alphas
 features random  the control: random latents matched to the H-features one for one on SAE and on
-                 activation magnitude (decile of mean activation over the detector's training
-                 questions), one set per seed, swept over fewer alphas; the SAE slope's rank among
-                 the seeds' slopes is a p-value (a seed that breaks the answers counts as reaching it)
+                 mean activation over the detector's training questions, one set per seed, swept
+                 over fewer alphas; the SAE slope's rank among the seeds' slopes is a p-value (a seed
+                 that breaks the answers counts as reaching it)
+
+The control's latents are drawn as the detector's control draws them (detector_random.
+matched_latent_set: within the SAE, among the `match_pool` nearest in mean activation to the
+H-feature's own plus the set's running shortfall), not from the same activity decile: SAE
+activations are heavy-tailed and the detector keeps the top of the tail, so decile draws left the
+random latents markedly less active (0bfb447). With `candidates`, the `seeds` sets kept are those
+balanced nearest the H-features in KL (neurons_random.balanced_nearest). Balance is reported as the
+detector's control reports it: standardized mean differences (drawn minus H-features, over the kept
+sets' latents) in layer and mean activation, beside the kept sets' mean log KL ratio.
 """
 
 from __future__ import annotations
@@ -43,7 +52,9 @@ class Config(SweepConfig):
     seeds: int = Field(32, ge=1, description="Random latent sets (features: random).")
     random_alphas: tuple[float, ...] = Field((0.0, 1.0, 2.0, 3.0), description="Alphas of each random set (alpha "
                                              "1 adds exact zeros: its column is the H-feature sweep's).")
-    activity_bins: int = Field(10, ge=1)
+    match_pool: int = Field(5, ge=1, description="A random latent is drawn among this many latents of its SAE "
+                            "nearest the activation it must match (features: random; detector_random."
+                            "matched_latent_set).")
     candidates: int = Field(0, ge=0, description="SAE- and activation-matched candidate sets drawn to match on KL: "
                             "the `seeds` nearest the H-features in the KL divergence they cause at the random "
                             "alphas' ends are kept, balanced above and below it (neurons_random."
@@ -70,7 +81,7 @@ def requires(config: dict[str, Any]) -> dict[str, Any]:
            "neurons": ("pipeline.steering.neurons", SweepConfig(**tasks, alphas=cfg.alphas, level=cfg.level)
                        .model_dump(mode="json"))}
     if cfg.features == "random":
-        random_only = ("features", "seeds", "random_alphas", "candidates", "n_calibration", "activity_bins")
+        random_only = ("features", "seeds", "random_alphas", "candidates", "n_calibration", "match_pool")
         out["sae_steering"] = ("pipeline.saefeatures.steering",
                                {**{k: v for k, v in config.items() if k not in random_only}, "features": "sae"})
     return out
@@ -257,12 +268,28 @@ def latent_kl(lm: Any, prompts: list[str], saes: Mapping[int, Any], sets: list[d
     return mean_kl(lm, prompts, family).reshape(len(sets), len(alphas))
 
 
+def candidate_sets(cfg: Config, chosen: np.ndarray, activation: np.ndarray, width: int) -> list[np.ndarray]:
+    """The control's candidate latent sets (flat indices, SAE = index // width), max(seeds, candidates)
+    of them, each matched to the H-features `chosen` one for one on SAE and mean activation."""
+    from pipeline.saefeatures.detector_random import matched_latent_set
+
+    return [matched_latent_set(chosen, activation, width, np.random.default_rng([cfg.seed, 3000 + s]), cfg.match_pool)
+            for s in range(max(cfg.seeds, cfg.candidates))]
+
+
+def latent_balance(chosen: np.ndarray, sets: list[np.ndarray], activation: np.ndarray, layers: Sequence[int],
+                   width: int) -> dict[str, float]:
+    """The detector control's balance of the kept sets against the H-features: standardized mean
+    differences in layer and mean activation (drawn minus chosen)."""
+    from pipeline.saefeatures.detector_random import balance
+
+    return balance(chosen, sets, {"layer": np.repeat(np.asarray(layers, float), width), "activation": activation})
+
+
 def run_random(cfg: Config, ctx: Any, lm: Any, taskset: Any, saes: dict[int, Any], h_features: list[dict[str, Any]],
                clusters: list[np.ndarray]) -> Result:
-    from pipeline.hneurons.probing import activity_bins, matched_random_set
     from pipeline.steering.evaluate import TaskSet
     from pipeline.steering.neurons import sweep_sets
-    from pipeline.steering.neurons_random import smd
     from pipeline.steering.summary import _slope, cut_off, item_rows, matrix
 
     det = ctx.upstream("detector")
@@ -271,10 +298,8 @@ def run_random(cfg: Config, ctx: Any, lm: Any, taskset: Any, saes: dict[int, Any
     train = np.array([row[q] for q in det.result.values["first_train_ids"]])  # as for the H-neurons
     width = widths[0]
     activation = X[train].mean(axis=0)
-    bins = activity_bins(activation, width, cfg.activity_bins)
     chosen = np.array([f["flat"] for f in h_features])
-    flat = [matched_random_set(chosen, bins, width, np.random.default_rng([cfg.seed, 3000 + s]))
-            for s in range(max(cfg.seeds, cfg.candidates))]
+    flat = candidate_sets(cfg, chosen, activation, width)
     as_sets = [by_layer([{"layer": layers[i // width], "index": i % width} for i in idx.tolist()]) for idx in flat]
     balance: dict[str, float] = {}
     kl_info: dict[str, Any] = {}
@@ -292,9 +317,7 @@ def run_random(cfg: Config, ctx: Any, lm: Any, taskset: Any, saes: dict[int, Any
         flat, as_sets = [flat[k] for k in kept], [as_sets[k] for k in kept]
         balance["kl"] = float(log_kl[kept].mean() - log_h)
         kl_info = {"alphas": list(ends), "h_features": h_kl.tolist(), "candidates": kl.tolist(), "kept": kept}
-    random_idx = np.concatenate(flat)
-    balance["activation"] = smd(activation[chosen], activation[random_idx])
-    balance["layer"] = smd(chosen // width, random_idx // width)
+    balance.update(latent_balance(chosen, flat, activation, layers, width))
     steered = [float(x) for x in cfg.random_alphas if float(x) != 1.0]  # alpha 1 adds exact zeros
     pairs = [(s, x) for s in range(cfg.seeds) for x in steered]
     records = sweep_sets(ctx, cfg, lm, taskset, LatentSets(saes, [as_sets[s] for s, _ in pairs], [x for _, x in pairs]),
@@ -320,6 +343,8 @@ def run_random(cfg: Config, ctx: Any, lm: Any, taskset: Any, saes: dict[int, Any
     return Result(estimates=estimates, values={
         "method": "random latents matched on SAE and activation" + (" and KL" if cfg.candidates else ""),
         "seeds": cfg.seeds, "candidates": cfg.candidates, "sided": "one", "balance": balance, "kl": kl_info,
+        "match_pool": cfg.match_pool, "activity_h_features": float(activation[chosen].mean()),
+        "activity_random": float(np.mean([activation[idx].mean() for idx in flat])),
         "alphas": grid, "sae_slope_same_alphas": real,
         "seed_slopes_pp": [None if np.isnan(x) else float(x) for x in seed_slopes],
         "seed_slope_min": min(valid, default=None), "seed_slope_max": max(valid, default=None),
