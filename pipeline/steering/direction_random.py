@@ -24,11 +24,17 @@ from pydantic import Field
 
 from claims import Result
 from pipeline import stats
-from pipeline.steering.config import DirectionRandomConfig
-from pipeline.steering.config import DirectionSweepConfig, TasksConfig, detection, detection_split
+from pipeline.steering.config import (
+    DirectionRandomConfig,
+    DirectionSweepConfig,
+    TasksConfig,
+    detection,
+    detection_split,
+)
 from pipeline.steering.evaluate import TaskSet
 from pipeline.steering.neurons import setup, sweep_sets
 from pipeline.steering.summary import MIN_PARSED, item_rows, matrix, records_from_items
+
 
 class Config(DirectionRandomConfig):
     sigma: bool = Field(False, description="Also score every draw at the real strength in activation units (the "
