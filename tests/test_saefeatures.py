@@ -407,7 +407,8 @@ def test_the_steering_control_keeps_activation_balance_through_the_kl_match():
     activations the sets it keeps stay within the claim's tolerance of 0.1 in activation (SAE
     exactly) even when the KL they cause rises with their activity and the `seeds` kept are the
     balanced nearest in KL of all candidates."""
-    from pipeline.saefeatures.steering import Config, candidate_sets, latent_balance
+    from pipeline.saefeatures.detector_random import latent_balance
+    from pipeline.saefeatures.steering import Config, candidate_sets
     from pipeline.steering.neurons_random import balanced_nearest
 
     rng = np.random.default_rng(1)

@@ -62,9 +62,20 @@ def balance(chosen: np.ndarray, sets: list[np.ndarray], covariates: dict[str, np
     return {name: smd(values[chosen], values[drawn]) for name, values in covariates.items()}
 
 
+def latent_balance(chosen: np.ndarray, sets: list[np.ndarray], activation: np.ndarray, layers: Any, width: int,
+                   **more: np.ndarray) -> dict[str, float]:
+    """`balance` in layer (the SAE of each flat index) and mean activation, and any `more` covariates."""
+    return balance(chosen, sets, {"layer": np.repeat(np.asarray(layers, float), width), "activation": activation,
+                                  **more})
+
+
+def set_aurocs(split: dict[str, np.ndarray]) -> np.ndarray:
+    """Each set's AUROC on one split: `s` holds one column of test scores per set."""
+    return np.array([stats._auc_1d(split["y"], split["s"][:, j]) for j in range(split["s"].shape[1])])
+
+
 def mean_set_auroc(split: dict[str, np.ndarray]) -> float:
-    """The sets' mean AUROC on one split: `s` holds one column of test scores per set."""
-    return float(np.mean([stats._auc_1d(split["y"], split["s"][:, j]) for j in range(split["s"].shape[1])]))
+    return float(set_aurocs(split).mean())
 
 
 def score_splits(rows: list[dict[str, Any]], n_sets: int) -> list[dict[str, np.ndarray]]:
@@ -115,15 +126,14 @@ def run_random(cfg: Any, ctx: Any) -> Result:
                 for idx in sets)
             ckpt[seed] = {"seed": seed, "scores": set_scores, "activity_probe": float(activation[chosen].mean()),
                           "activity_sets": [float(activation[idx].mean()) for idx in sets],
-                          "balance": balance(chosen, sets, {
-                              "layer": np.repeat(np.asarray(layers, float), width), "activation": activation,
-                              "firing": (X[train] > 0).mean(axis=0)})}
+                          "balance": latent_balance(chosen, sets, activation, layers, width,
+                                                    firing=(X[train] > 0).mean(axis=0))}
         records.append(ckpt[seed])
     scores = [{"split": r["seed"], "id": q, "label": "hallucinated" if probe[r["seed"]]["y"][i] else "faithful",
                "sae": probe[r["seed"]]["scores"][i], **{f"set_{j:03d}": s[i] for j, s in enumerate(r["scores"])}}
               for r in records for i, q in enumerate(probe[r["seed"]]["test_ids"])]
     splits = score_splits(scores, cfg.n_sets)
-    split_auroc = np.array([[stats._auc_1d(d["y"], d["s"][:, j]) for j in range(cfg.n_sets)] for d in splits])
+    split_auroc = np.array([set_aurocs(d) for d in splits])  # (splits, sets)
     ctx.save_items("scores", scores)
     ctx.save_items("sets", [{"split": r["seed"], "set": j, "auroc": float(split_auroc[k, j]),
                              "activation": r["activity_sets"][j]}

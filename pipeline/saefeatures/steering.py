@@ -277,17 +277,9 @@ def candidate_sets(cfg: Config, chosen: np.ndarray, activation: np.ndarray, widt
             for s in range(max(cfg.seeds, cfg.candidates))]
 
 
-def latent_balance(chosen: np.ndarray, sets: list[np.ndarray], activation: np.ndarray, layers: Sequence[int],
-                   width: int) -> dict[str, float]:
-    """The detector control's balance of the kept sets against the H-features: standardized mean
-    differences in layer and mean activation (drawn minus chosen)."""
-    from pipeline.saefeatures.detector_random import balance
-
-    return balance(chosen, sets, {"layer": np.repeat(np.asarray(layers, float), width), "activation": activation})
-
-
 def run_random(cfg: Config, ctx: Any, lm: Any, taskset: Any, saes: dict[int, Any], h_features: list[dict[str, Any]],
                clusters: list[np.ndarray]) -> Result:
+    from pipeline.saefeatures.detector_random import latent_balance
     from pipeline.steering.evaluate import TaskSet
     from pipeline.steering.neurons import sweep_sets
     from pipeline.steering.summary import _slope, cut_off, item_rows, matrix
