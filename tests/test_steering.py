@@ -10,7 +10,7 @@ import pytest
 from pipeline import stats
 from pipeline.data import QAItem
 from pipeline.steering import judges
-from pipeline.steering.direction_random import matched_multiplier
+from pipeline.steering.direction_random import calibrate, matched_multiplier
 from pipeline.steering.direction_sweep import choose
 from pipeline.steering.summary import effect_pp, indicator, minimum_detectable, slope_pp
 
@@ -108,6 +108,40 @@ def test_kl_matching_interpolates_on_log_scales():
     kl = 0.01 * multipliers**2  # KL grows with the square of a small push
     assert matched_multiplier(kl, multipliers, 0.04) == pytest.approx(2.0)
     assert matched_multiplier(kl, -multipliers, 0.01) == pytest.approx(-1.0)
+
+
+def test_kl_calibration_extends_until_the_target_is_bracketed():
+    gains = {0: 0.01, 1: 0.0001, 2: 100.0, 3: 1e-9}  # seed 1 needs 16x, seed 2 below 1/8x, seed 3 never
+    calls = []
+
+    def measure(pairs):
+        calls.append(len(pairs))
+        return np.array([gains[s] * m**2 for s, m in pairs])
+
+    out = calibrate(measure, [0, 1, 2, 3], 0.04)
+    assert out[0]["bracketed"] and out[0]["multiplier"] == pytest.approx(2.0)
+    assert out[1]["bracketed"] and max(out[1]["multipliers"]) == 32.0 and out[1]["multiplier"] == pytest.approx(20.0)
+    assert out[2]["bracketed"] and out[2]["multiplier"] == pytest.approx(0.02)
+    assert not out[3]["bracketed"] and out[3]["multiplier"] == pytest.approx(512.0)  # the nearest end, flagged
+    assert calls[0] == 4 * 7 and all(c <= 3 for c in calls[1:5])  # later rounds measure only the open seeds
+    assert len(out[0]["multipliers"]) == 7  # an exact hit (0.04 at 2x) needs no refinement
+
+    def saturating(pairs):  # log KL not linear in log multiplier: the refinement pulls the match onto the target
+        return np.array([0.04 * (1 - np.exp(-(m / 4) ** 2)) / (1 - np.exp(-1.0)) for _, m in pairs])
+
+    curve = calibrate(saturating, [0], 0.03)[0]
+    assert len(curve["multipliers"]) == 9
+    once = matched_multiplier(saturating([(0, m) for m in 2.0 ** np.arange(-3, 4)]),
+                              2.0 ** np.arange(-3, 4), 0.03)
+    miss = abs(np.log(saturating([(0, once)])[0] / 0.03))
+    assert abs(np.log(saturating([(0, curve["multiplier"])])[0] / 0.03)) < min(0.01, miss / 10)
+
+
+def test_kl_match_does_not_extrapolate_past_the_calibration():
+    multipliers = 2.0 ** np.arange(-3, 4)
+    kl = 0.01 * multipliers**2
+    assert matched_multiplier(kl, multipliers, 100.0) == pytest.approx(8.0)
+    assert matched_multiplier(kl, multipliers, 1e-9) == pytest.approx(0.125)
 
 
 def test_kl_match_keeps_the_nearest_on_each_side_so_the_mean_balances():

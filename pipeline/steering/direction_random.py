@@ -5,7 +5,10 @@ real one (by the std of the training activations projected onto it), then sized:
   kl     the multiplier at which the random direction moves the model's next-token distributions as
          much as the real direction does at its chosen strength (the mean KL divergence from the
          unsteered distributions over calibration prompts of the selection split, matched): the
-         same downstream size, the control the verdict rests on;
+         same downstream size, the control the verdict rests on. The calibration tries 1/8x to 8x
+         the real strength, then doubles (or halves) per draw until the target KL is bracketed
+         (to 512x); a draw never bracketed keeps the nearest end and is counted in
+         `seeds_unbracketed`, and the measured KL each draw reaches is the balance the engine checks;
   sigma  (with `sigma: true` only) the real direction's strength itself (the same size in
          activation units, which can be a far smaller or larger push downstream).
 
@@ -44,6 +47,8 @@ class Config(DirectionRandomConfig):
 
 CALIBRATION_MULTIPLIERS = 2.0 ** np.arange(-3, 4)  # times the real strength
 CALIBRATION_CHUNK = 4  # draws calibrated together (their multipliers share passes), then checkpointed
+MAX_DOUBLINGS = 6  # further multipliers tried, per draw, when the first ones do not bracket the target KL (to 512x)
+REFINE_STEPS = 2  # then the KL measured at the interpolated multiplier and the interpolation redone, twice
 
 
 def requires(config: dict[str, Any]) -> dict[str, Any]:
@@ -96,10 +101,57 @@ def mean_kl(lm: Any, prompts: list[str], sets: Any, rows_per_pass: int = 128) ->
 
 
 def matched_multiplier(kl: np.ndarray, multipliers: np.ndarray, target: float) -> float:
-    """The multiplier whose KL is `target`, by linear interpolation of log KL against log multiplier."""
-    logm, logk = np.log(np.abs(multipliers)), np.log(np.maximum(kl, 1e-12))
-    order = np.argsort(logm)
-    return float(np.sign(multipliers[0]) * np.exp(np.interp(np.log(target), logk[order], logm[order])))
+    """The multiplier whose KL is `target`, by linear interpolation of log KL against log multiplier
+    between the first two neighbouring multipliers (by size) whose KLs bracket it; at the nearer end
+    of the calibration when none do (`bracketed` says whether any do)."""
+    m, k = np.abs(np.asarray(multipliers, dtype=float)), np.maximum(np.asarray(kl, dtype=float), 1e-12)
+    order = np.argsort(m)
+    logm, logk, logt = np.log(m[order]), np.log(k[order]), np.log(target)
+    sign = float(np.sign(np.asarray(multipliers)[0]))
+    for i in range(len(logm) - 1):
+        lo, hi = sorted((logk[i], logk[i + 1]))
+        if lo <= logt <= hi:
+            frac = 0.0 if hi == lo else (logt - logk[i]) / (logk[i + 1] - logk[i])
+            return sign * float(np.exp(logm[i] + frac * (logm[i + 1] - logm[i])))
+    return sign * float(np.exp(logm[-1] if logt > logk[-1] else logm[0]))
+
+
+def bracketed(kl: list[float], target: float) -> bool:
+    return bool(min(kl) <= target <= max(kl))
+
+
+def calibrate(measure: Any, seeds: list[int], target: float) -> dict[int, dict[str, Any]]:
+    """Each seed's KL curve over CALIBRATION_MULTIPLIERS, then, for seeds whose curve does not
+    bracket the target KL, one more multiplier per round (twice the largest when the curve stays
+    below the target, half the smallest when above) until it does or MAX_DOUBLINGS rounds have run;
+    then REFINE_STEPS rounds measure each bracketed curve at its interpolated multiplier (a secant
+    step on log scales), so the matched multiplier hits the target more closely than one
+    interpolation across a factor of two.
+    measure(pairs) -> the KL of each (seed, multiplier) pair, measured in one batch."""
+    curves = {s: dict(zip(CALIBRATION_MULTIPLIERS.tolist(), kl, strict=True)) for s, kl in zip(
+        seeds, np.asarray(measure([(s, m) for s in seeds for m in CALIBRATION_MULTIPLIERS])).reshape(
+            len(seeds), len(CALIBRATION_MULTIPLIERS)), strict=True)}
+    for _ in range(MAX_DOUBLINGS):
+        open_ = [s for s in seeds if not bracketed(list(curves[s].values()), target)]
+        if not open_:
+            break
+        nxt = [(s, 2 * max(curves[s]) if max(curves[s].values()) < target else min(curves[s]) / 2) for s in open_]
+        for (s, m), kl in zip(nxt, measure(nxt), strict=True):
+            curves[s][m] = float(kl)
+    for _ in range(REFINE_STEPS):  # the KL at each bracketed draw's interpolated multiplier, added to its curve
+        done = [s for s in seeds if bracketed(list(curves[s].values()), target)]
+        at = [(s, matched_multiplier(np.array(list(curves[s].values())), np.array(list(curves[s])), target))
+              for s in done]
+        at = [(s, m) for s, m in at if m not in curves[s]]
+        if at:
+            for (s, m), kl in zip(at, measure(at), strict=True):
+                curves[s][m] = float(kl)
+    out = {}
+    for s in seeds:
+        mults, kls = zip(*sorted(curves[s].items()), strict=True)
+        out[s] = {"multipliers": list(mults), "kl": [float(k) for k in kls], "bracketed": bracketed(kls, target),
+                  "multiplier": matched_multiplier(np.array(kls), np.array(mults), target)}
+    return out
 
 
 def run(config: dict[str, Any], ctx: Any) -> Result:
@@ -127,15 +179,15 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
             return DirectionSets([layer] * len(vectors), [v[0] for v in vectors], strengths)
         return HeadSets([_shifts(meta, v, None) for v in vectors], strengths)
 
-    def calibrating(vectors: list[np.ndarray], multipliers: np.ndarray) -> Any:
-        """Unsteered (multiplier 0), then each draw at each multiplier, all at the real strength."""
-        scaled = [0.0 * vectors[0]] + [m * v for v in vectors for m in multipliers]
+    def calibrating(vectors: list[np.ndarray], multipliers: list[float]) -> Any:
+        """Unsteered (multiplier 0), then each vector at its multiplier, all at the real strength."""
+        scaled = [0.0 * vectors[0]] + [m * v for v, m in zip(vectors, multipliers, strict=True)]
         return family(scaled, [strength] * len(scaled))
 
     select = TaskSet(ctx, "select", ("compliance",), cfg.n_shots, cfg.seed)
     calibration = select.prompts["compliance"][: cfg.n_calibration]
     real_vectors = arrays["diffmean"][[layer]] if cfg.method == "diffmean" else arrays["iti"]
-    target_kl = float(mean_kl(lm, calibration, calibrating([real_vectors], np.array([1.0])))[0])
+    target_kl = float(mean_kl(lm, calibration, calibrating([real_vectors], [1.0]))[0])
     sweep_rows = ctx.upstream("sweep").json("generations")["rows"]["compliance"]
     if [r["item"]["id"] for r in sweep_rows] != [r["item"]["id"] for r in taskset.rows["compliance"]]:
         raise RuntimeError("the direction sweep was scored on other compliance items")
@@ -144,10 +196,12 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     draws = [random_scaled(sites, np.random.default_rng([cfg.seed, 2000 + s])) for s in range(cfg.seeds)]
     todo = [s for s in range(cfg.seeds) if s not in ckpt]
     chunks = [todo[i: i + CALIBRATION_CHUNK] for i in range(0, len(todo), CALIBRATION_CHUNK)]
+    def measure(pairs: list[tuple[int, float]]) -> np.ndarray:
+        return mean_kl(lm, calibration, calibrating([draws[s] for s, _ in pairs], [m for _, m in pairs]))
+
     for chunk in ctx.progress(chunks, total=len(chunks), desc=f"calibrating random {cfg.method} directions"):
-        kls = mean_kl(lm, calibration, calibrating([draws[s] for s in chunk], CALIBRATION_MULTIPLIERS))
-        for s, kl in zip(chunk, kls.reshape(len(chunk), len(CALIBRATION_MULTIPLIERS)), strict=True):
-            ckpt[s] = {"kl": kl.tolist(), "multiplier": matched_multiplier(kl, CALIBRATION_MULTIPLIERS, target_kl)}
+        for s, curve in calibrate(measure, chunk, target_kl).items():
+            ckpt[s] = curve
     # every seed at each size (KL-matched, then with `sigma` the real strength) is one set; they
     # share generation passes (rows = set x item)
     sizes = sizes_of(cfg)
@@ -170,9 +224,9 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
                    "target_kl": target_kl, "kl_reached": kl_reached.tolist(), "sided": "one",
                    "balance": {"kl": float(np.mean(np.log(np.maximum(kl_reached, 1e-12)) - np.log(target_kl)))},
                    "multipliers": [ckpt[s]["multiplier"] for s in range(cfg.seeds)],
-                   "kl_at_multiplier": [float(np.interp(np.log(abs(ckpt[s]["multiplier"])),
-                                                        np.log(CALIBRATION_MULTIPLIERS), ckpt[s]["kl"]))
-                                        for s in range(cfg.seeds)]})
+                   "calibration": [{k: ckpt[s][k] for k in ("multipliers", "kl", "bracketed")}
+                                   for s in range(cfg.seeds)],
+                   "seeds_unbracketed": sum(not ckpt[s]["bracketed"] for s in range(cfg.seeds))})
     return Result(estimates=estimates, values=values)
 
 
