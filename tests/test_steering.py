@@ -335,3 +335,14 @@ def test_a_method_is_called_no_lever_only_when_a_lever_sized_effect_is_excluded(
 
     method = {"steering_ci_low": low, "steering_ci_high": high, "rank_p": rank_p}
     assert verdict(method, 6.0) == expected
+
+
+def test_the_thesis_reads_every_detector_the_best_cannot_be_told_apart_from():
+    from pipeline.steering.comparison import best_detectors
+
+    methods = [{"method": "H-neurons", "detection": 0.97, "detection_ci_low": 0.93, "detection_ci_high": 0.99},
+               {"method": "ITI heads", "detection": 0.95, "detection_ci_low": 0.90, "detection_ci_high": 0.98},
+               {"method": "DiffMean", "detection": 0.79, "detection_ci_low": 0.72, "detection_ci_high": 0.85}]
+    assert [m["method"] for m in best_detectors(methods)] == ["H-neurons", "ITI heads"]
+    methods[1]["detection_ci_high"] = 0.92  # now clearly below the best's lower bound
+    assert [m["method"] for m in best_detectors(methods)] == ["H-neurons"]

@@ -86,6 +86,13 @@ def verdict(method: dict[str, Any], margin: float) -> str:
     return "undetermined"
 
 
+def best_detectors(methods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every method the best detector cannot be told apart from: its AUROC interval reaches the
+    best's lower bound (the argmax of noisy AUROCs alone could name the wrong method)."""
+    best = max(methods, key=lambda m: m["detection"])
+    return [m for m in methods if m["detection_ci_high"] >= best["detection_ci_low"]]
+
+
 def by_family(data: dict[str, Any], neutral: int, target: int) -> dict[str, dict[str, Any]]:
     """Compliance (context / (context + memory), strict judge) per item family at the unsteered and
     the steered setting of one arm's generations, with the number of items parsed at each."""
@@ -143,6 +150,7 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     steers = [m["method"] for m in methods if m["verdict"] == "a lever"]
     not_levers = [m["method"] for m in methods if m["verdict"] == "not a lever"]
     best = max(methods, key=lambda m: m["detection"])
+    contenders = best_detectors(methods)
     values = {"methods": methods, "steering_methods": steers, "n_steering": len(steers), "n_methods": len(methods),
               "steering_methods_text": ", ".join(steers) if steers else "none",
               "not_lever_methods_text": ", ".join(not_levers) if not_levers else "none", "n_not_lever": len(not_levers),
@@ -150,6 +158,10 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
               "best_detector": best["method"], "best_detector_verdict": best["verdict"],
               "best_detector_steers": int(best["verdict"] == "a lever"),
               "best_detector_not_lever": int(best["verdict"] == "not a lever"),
+              "best_detectors": [m["method"] for m in contenders],
+              "best_detectors_text": ", ".join(f"{m['method']} ({m['verdict']})" for m in contenders),
+              "n_best_detectors": len(contenders),
+              "best_detectors_not_lever": int(all(m["verdict"] == "not a lever" for m in contenders)),
               **{f"{key}_rank_p": m["rank_p"] for key, m in zip(("hneuron", "diffmean", "iti", "sae")[: len(methods)], methods,
                                                                 strict=True)},
               "diffmean_layer": up["diffmean"].values["chosen_layer"],
