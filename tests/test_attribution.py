@@ -1,7 +1,8 @@
 """The attribution study on the tiny model: the game's data, adapters that leave the shared model
 unchanged, the cached top-layer forward, Bergson's scores against a plain per-example backward, a
-planted helpful example ranked first, a Bergson failure failing its claim loudly, selections of
-equal size, the interval helpers, and the whole chain through the engine."""
+planted helpful example ranked first, a Bergson failure failing its claim loudly, the interval
+helpers, and the scores and fingerprint through the engine (the selection comparisons are in
+tests/test_attribution_selection.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {"n_base": 24, "n_candidate": 40, "n_query": 8, "n_eval": 24}
-TINY = {"profile": "tiny", **SIZES, "lora_layers": 1, "epochs": 1, "k": 8, "n_subsets": 2, "eval_batch_size": 8,
+TINY = {"profile": "tiny", **SIZES, "n_select": 8, "readings": ["mean-p16", "nearest-p16-query"], "lora_layers": 1,
+        "epochs": 1, "k": 8, "n_subsets": 2, "eval_batch_size": 8,
         "sae_layer": 0, "sae_config": {"layer": 0, "d_sae": 64, "k": 8, "steps": 30, "batch_size": 64,
                                        "max_texts": 48},
         "n_shuffles": 3, "alphas": [1.0, 100.0]}
@@ -198,37 +200,6 @@ def test_a_bergson_failure_raises_with_its_cause(lm, examples, trained, monkeypa
         bergson_scores(lm, model, enc.subset([70]), enc.subset(range(8)), projection_dim=16, seed=0)
 
 
-# ---- selection ------------------------------------------------------------------------------------
-def test_top_and_random_subsets_have_the_same_size():
-    from pipeline.attribution.config import ContinuationConfig
-    from pipeline.attribution.continuation import subsets
-
-    order = np.arange(100, 160)
-    top = subsets(ContinuationConfig(arm="top", k=16, train_seeds=(0, 1, 2)), order)
-    rand = subsets(ContinuationConfig(arm="random", k=16, n_subsets=8), order)
-    window = subsets(ContinuationConfig(arm="top", k=8, rank_from=8), order)
-    below = subsets(ContinuationConfig(arm="random", k=8, random_from=16), order)
-    assert [len(s) for s in top + rand + window + below] == [16] * 11 + [8] * 9
-    assert all(np.array_equal(s, order[:16]) for s in top) and np.array_equal(window[0], order[8:16])
-    assert len({tuple(s) for s in rand}) == 8 and all(len(set(s)) == 16 for s in rand)
-    assert all(set(s) <= set(order[16:]) for s in below)
-    with pytest.raises(ValueError, match="cannot draw 16 examples from the 12 at ranks >= 48"):
-        subsets(ContinuationConfig(arm="random", k=16, random_from=48), order)
-    with pytest.raises(ValueError, match="rank_from is for the top arm"):
-        ContinuationConfig(arm="random", rank_from=4)
-
-
-def test_a_comparison_gives_each_arm_only_its_own_fields():
-    from pipeline.attribution.config import ComparisonConfig, ContinuationConfig
-
-    top, rand = ComparisonConfig(k=32, rank_from=32, random_from=64, train_seeds=(0, 1)).arms()
-    assert ContinuationConfig(**top).model_dump() == ContinuationConfig(arm="top", k=32, rank_from=32,
-                                                                        train_seeds=(0, 1)).model_dump()
-    assert ContinuationConfig(**rand).runs()[:3] == [{"run": 0, "train_seed": 0, "subset": 0},
-                                                     {"run": 1, "train_seed": 1, "subset": 1},
-                                                     {"run": 2, "train_seed": 0, "subset": 2}]
-
-
 # ---- intervals ------------------------------------------------------------------------------------
 def test_arm_gain_is_paired_and_resamples_runs():
     from pipeline.attribution.estimates import arm_gain
@@ -307,12 +278,6 @@ def test_the_attribution_chain_runs_on_the_tiny_model(project):
     assert tuned.values["n_base"] == 24 and tuned.values["steps"] == 3 and len(tuned.values["eval_success"]) == 24
     scores = run_node(project, "pipeline.attribution.scores")
     assert len(scores.values["scores"]) == 64 and np.isfinite(scores.values["scores"]).all()
-    comparison = run_node(project, "pipeline.attribution.comparison", train_seeds=[0, 1])
-    assert comparison.values["n_subsets"] == 2 and comparison.values["n_top_runs"] == 2
-    assert comparison.estimates["gain"].ci is not None and 0 < comparison.values["rank_p"] <= 1
-    top = run_node(project, "pipeline.attribution.continuation", train_seeds=[0, 1])
-    assert all(r["n_train"] == 8 and r["steps"] == 3 for r in top.values["runs"])
-    assert top.values["runs"][0]["ids"] == top.values["runs"][1]["ids"]
     shuffled = run_node(project, "pipeline.attribution.fingerprint_shuffled")
     fingerprint = run_node(project, "pipeline.attribution.fingerprint")
     assert fingerprint.values["n_examples"] == 64 and fingerprint.values["d_sae"] == 64
@@ -329,8 +294,8 @@ def test_a_bergson_failure_fails_the_claim_with_a_clear_message(project, monkeyp
         raise RuntimeError("no kernel for this op")
 
     monkeypatch.setattr(bergson.CollectorComputer, "run_with_collector_hooks", broken)
-    with pytest.raises(ExperimentError, match=r"Bergson failed while scoring \(RuntimeError: no kernel for this "
-                                              r"op\); the attribution has no fallback"):
+    with pytest.raises(ExperimentError, match=r"Bergson failed while collecting gradients \(RuntimeError: no kernel "
+                                              r"for this op\); the attribution has no fallback"):
         run_node(project, "pipeline.attribution.scores")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from pipeline.hneurons.config import Step
 
@@ -21,6 +21,8 @@ class GameConfig(Step):
     p_noisy: float = Field(0.2, ge=0, le=1, description="Share of pool examples with another entity's answer.")
     p_off_format: float = Field(0.2, ge=0, le=1, description="Share of pool examples with the right answer "
                                 "in another format.")
+    n_select: int = Field(100, ge=0, description="Selection set: clean examples of entities trained on nowhere, "
+                          "on which the reported reading of the ranking is chosen before any comparison.")
 
 
 class FinetuneConfig(GameConfig):
@@ -34,58 +36,138 @@ class FinetuneConfig(GameConfig):
     level: float = Field(0.95, gt=0, lt=1, description="Coverage of every interval.")
 
 
+READINGS = ("mean-p32", "nearest-p32", "mean-p32-query", "nearest-p32-query", "mean-p16")
+FILTERS = ("format", "shortest", "longest", "lowest_loss")
+Arm = Literal["top", "random", "format", "shortest", "longest", "lowest_loss"]
+
+
+def parse_reading(name: str) -> tuple[str, int, str]:
+    """A reading's name -> (score mode, projection dim, preconditioning): "nearest-p32-query" ->
+    ("nearest", 32, "query"); "mean-p0" scores the unprojected gradients."""
+    parts = name.split("-")
+    if len(parts) not in (2, 3) or parts[0] not in ("mean", "nearest") or not parts[1].startswith("p") \
+            or not parts[1][1:].isdigit() or (len(parts) == 3 and parts[2] != "query"):
+        raise ValueError(f"reading {name!r}: write <mean|nearest>-p<projection dim>[-query], e.g. mean-p32-query")
+    return parts[0], int(parts[1][1:]), parts[2] if len(parts) == 3 else "none"
+
+
 class ScoresConfig(FinetuneConfig):
-    projection_dim: int = Field(16, ge=0, description="Bergson's per-module random projection (0: none).")
+    readings: tuple[str, ...] = Field(READINGS, min_length=1, description="Readings of the ranking Bergson "
+                                      "scores (all from one gradient pass per projection): score mode mean (cosine "
+                                      "with the normalised mean unit query gradient) or nearest (the largest "
+                                      "cosine with any query), projection p<dim> per module, and -query for "
+                                      "preconditioning both sides with the query gradients' second moment "
+                                      "(H^-1/2). The first is the one `values.scores` holds.")
     score_batch_size: int = Field(8, ge=1, description="Examples per Bergson forward/backward.")
     tail_logits: bool = Field(True, description="Compute logits only at the tail positions Bergson's loss "
                               "reads (equal-length batches; identical scores, faster).")
 
+    @field_validator("readings")
+    @classmethod
+    def _readings(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            parse_reading(name)
+        if len(set(value)) != len(value):
+            raise ValueError("a reading is listed twice")
+        return value
 
-class SelectionConfig(ScoresConfig):
-    """What a comparison of selections fixes: the budget, the pool selected from, the runs."""
 
-    k: int = Field(64, ge=1, description="Examples per continuation finetune (the budget).")
+class ReadingsConfig(ScoresConfig):
+    """Which reading the comparisons report, chosen before them on the selection split: each
+    reading's top select_k candidates finetune the shipped model (the base finetune's schedule) and
+    the reading with the highest success on the selection split is chosen."""
+
+    select_k: int = Field(264, ge=1, description="Examples per reading's finetune (the headline's budget).")
+
+
+class SelectionConfig(ReadingsConfig):
+    """What a comparison of selections fixes: the budget, the pool selected from, where the
+    finetunes start, the reading of the ranking, the runs."""
+
+    start: Literal["adapter", "base"] = Field("adapter", description="adapter: continue the base adapter "
+                                              "(continuation_lr, continuation_epochs); base: a fresh adapter on "
+                                              "the shipped model (the base finetune's lr and epochs), the seed's "
+                                              "design.")
+    reading: str = Field("chosen", description="The ranking's reading: `chosen` (the readings node's choice on "
+                         "the selection split) or a reading's name.")
+    k: int = Field(64, ge=1, description="Examples per finetune (the budget).")
     overlap: bool = Field(False, description="Select from the base and candidate pools (True) or from the "
                           "candidate pool only, which the base adapter never saw (False).")
-    rank_from: int = Field(0, ge=0, description="top arm: first rank of the window (0: the top k).")
+    rank_from: int = Field(0, ge=0, description="First rank of the top arm's window (0: the top k); the random "
+                           "arm is matched to that window's composition.")
     random_from: int = Field(0, ge=0, description="random arm: draw only from ranks at or after this one.")
-    train_seeds: tuple[int, ...] = Field((0,), min_length=1, description="top arm: one continuation per "
-                                         "seed (data order); random arm: subset r trains with seed r mod len.")
-    n_subsets: int = Field(8, ge=1, description="random arm: random subsets, one continuation each.")
+    train_seeds: tuple[int, ...] = Field((0, 1, 2), min_length=1, description="top and filter arms: one finetune "
+                                         "per seed (data order); random arm: subset r trains with seed r mod len.")
+    n_subsets: int = Field(32, ge=1, description="random arm: random subsets, one finetune each.")
+    matched: bool = Field(True, description="random arm: draw within strata (variant x family x length bin) "
+                          "so that every subset has the top window's composition in each stratum.")
+    length_bins: int = Field(4, ge=1, description="Quantile bins of token length over the selectable pool "
+                             "(strata of the matched draw).")
     continuation_lr: float = Field(1e-3, gt=0)
     continuation_epochs: int = Field(3, ge=1)
+    parallel_adapters: int = Field(1, ge=1, description="Finetunes trained together in one batched pass, each "
+                                   "batch row with its own adapter (pipeline/attribution/batched.py): the same "
+                                   "adapters as one at a time up to float rounding, so it enters the key.")
 
-
-class ContinuationConfig(SelectionConfig):
-    arm: Literal["top", "random"] = Field("top", description="top: the examples at attribution ranks "
-                                          "[rank_from, rank_from + k); random: k examples drawn at random "
-                                          "from ranks >= random_from, one draw per subset.")
+    @field_validator("reading")
+    @classmethod
+    def _reading(cls, value: str) -> str:
+        if value != "chosen":
+            parse_reading(value)
+        return value
 
     @model_validator(mode="after")
-    def _one_arm(self) -> ContinuationConfig:
-        if self.arm == "top" and self.random_from:
+    def _reading_scored(self) -> SelectionConfig:
+        if self.reading != "chosen" and self.reading not in self.readings:
+            raise ValueError(f"reading {self.reading!r} is not among the scored readings {list(self.readings)}")
+        return self
+
+
+#: What each arm ignores, reset to its default so that equal arms get equal configs (one node).
+_RANDOM_ONLY = ("random_from", "n_subsets", "matched", "length_bins")
+
+
+class ArmConfig(SelectionConfig):
+    arm: Arm = Field("top", description="top: the examples at ranks [rank_from, rank_from + k); random: k "
+                     "examples drawn from ranks >= random_from, one draw per subset (matched: within strata, to "
+                     "the top window's composition); format, shortest, longest, lowest_loss: trivial filters at "
+                     "the same k (pipeline/attribution/subsets.py).")
+
+    @model_validator(mode="after")
+    def _one_arm(self) -> ArmConfig:
+        if self.arm != "random" and self.random_from:
             raise ValueError("random_from is for the random arm")
-        if self.arm == "random" and self.rank_from:
-            raise ValueError("rank_from is for the top arm")
+        if self.arm not in ("top", "random") and self.rank_from:
+            raise ValueError("rank_from is for the top arm (and the random arm matched to it)")
         return self
 
     def runs(self) -> list[dict[str, int]]:
-        """One entry per continuation finetune: its index, training seed and subset draw."""
-        if self.arm == "top":
+        """One entry per finetune: its index, training seed and subset draw."""
+        if self.arm != "random":
             return [{"run": i, "train_seed": s, "subset": -1} for i, s in enumerate(self.train_seeds)]
         return [{"run": r, "train_seed": self.train_seeds[r % len(self.train_seeds)], "subset": r}
                 for r in range(self.n_subsets)]
 
+    def schedule(self) -> tuple[float, int]:
+        """(learning rate, epochs) of this arm's finetunes."""
+        return (self.lr, self.epochs) if self.start == "base" else (self.continuation_lr, self.continuation_epochs)
+
 
 class ComparisonConfig(SelectionConfig):
     """The top arm (ranks [rank_from, rank_from + k)) against the random arm (k drawn from ranks >=
-    random_from, n_subsets times); each arm's node gets only the fields that concern it."""
+    random_from, n_subsets times, matched to the top window) and against trivial filters at the same
+    k; each arm's node gets only the fields that concern it."""
 
-    def arms(self) -> tuple[dict[str, Any], dict[str, Any]]:
+    filters: tuple[Literal["format", "shortest", "longest", "lowest_loss"], ...] = Field(
+        (), description="Trivial filters scored at the same k as baselines (each an arm of its own).")
+
+    def arms(self) -> dict[str, dict[str, Any]]:
         shared = self.upstream(SelectionConfig)
-        default = SelectionConfig.model_fields["n_subsets"].default
-        return ({**shared, "arm": "top", "random_from": 0, "n_subsets": default},
-                {**shared, "arm": "random", "rank_from": 0})
+        fixed = {name: SelectionConfig.model_fields[name].default for name in _RANDOM_ONLY}
+        out = {"top": {**shared, **fixed, "arm": "top"}, "random": {**shared, "arm": "random"}}
+        for name in self.filters:
+            out[name] = {**shared, **fixed, "arm": name, "rank_from": 0}
+        return out
 
 
 class SAEConfig(Step):

@@ -1,7 +1,8 @@
 """Step 2: the base adapter. LoRA (peft) on the top decoder layers, finetuned on the base pool with
 the loss on the completion only; success on the evaluation set before (a fresh adapter is the
 model as shipped: LoRA's B matrices start at zero) and after. Saves the adapter and the cached
-residual stream for the steps downstream."""
+residual stream for the steps downstream, and the shipped model's mean completion loss per token
+of every pool example (what the lowest-loss filter of the selection comparisons ranks by)."""
 
 from __future__ import annotations
 
@@ -43,10 +44,11 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     cfg = Config(**config)
     study = Study.open(ctx, cfg)
     lm, enc = study.lm, study.encoded
-    base, ev = study.where("base"), study.where("eval")
+    base, ev, pool = study.where("base"), study.where("eval"), study.where("base", "candidate")
     with adapter(lm, lora_spec(cfg), seed=cfg.seed) as model:
         with study.timed("evaluate"):
             before = evaluate(lm, study.residuals, enc, ev, cfg.eval_batch_size)
+            shipped = evaluate(lm, study.residuals, enc, pool, cfg.eval_batch_size)
         with study.timed("finetune"):
             losses = train(lm, model, study.residuals, enc, base,
                            Schedule(cfg.lr, cfg.epochs, cfg.batch_size, cfg.seed), ctx.progress)
@@ -65,6 +67,10 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
                 "nll_zero_shot": round(float(before.nll.mean()), 4), "nll": round(float(after.nll.mean()), 4),
                 "success_by_family": by_family(study.examples, ev, after.success),
                 "eval_success": after.success.astype(int).tolist(),
+                "eval_success_zero_shot": before.success.astype(int).tolist(),
+                "pool_index": pool.tolist(),
+                "pool_loss_zero_shot": [round(float(x) / enc.n_completion(i), 5)
+                                        for i, x in zip(pool, shipped.nll, strict=True)],
                 "n_adapter_params": int(sum(v.size for v in state.values())),
                 "seconds": study.seconds},
     )

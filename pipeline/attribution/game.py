@@ -39,7 +39,7 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "state_capital": ("US state", ("capital",)),
     "state_abbreviation": ("US state", ("abbreviation",)),
 }
-SPLITS = ("base", "candidate", "query", "eval")
+SPLITS = ("base", "candidate", "query", "eval", "select")
 OFF_FORMAT_STYLES = ("sentence", "lowercase", "prefixed")
 
 
@@ -178,13 +178,16 @@ def families_of(entity: Entity) -> list[str]:
 
 def build(seed: int, n_base: int, n_candidate: int, n_query: int, n_eval: int, p_noisy: float,
           p_off_format: float, eval_fraction: float = 0.3, query_fraction: float = 0.1,
-          pool: tuple[Entity, ...] | None = None) -> list[Example]:
-    """The base pool, candidate pool, query set and evaluation set, in that order.
+          pool: tuple[Entity, ...] | None = None, n_select: int = 0, select_fraction: float = 0.1) -> list[Example]:
+    """The base pool, candidate pool, query set, evaluation set and selection set, in that order.
 
-    Entities go to eval / query / pool by a hash (fractions as given); every (entity, family) pair
-    of a split is a candidate example, taken in hash order up to the split's size. Query and
-    evaluation examples are clean; pool examples are noisy with probability p_noisy and off-format
-    with probability p_off_format (by hash), and the first n_base of them form the base pool."""
+    Entities go to eval / query / select / pool by a hash (fractions as given; with n_select 0 there
+    is no selection split and its entities stay in the pool, so the build is the one without it);
+    every (entity, family) pair of a split is a candidate example, taken in hash order up to the
+    split's size. Query, evaluation and selection examples are clean; pool examples are noisy with
+    probability p_noisy and off-format with probability p_off_format (by hash), and the first
+    n_base of them form the base pool. The selection split is held out like the evaluation set: a
+    choice made before the comparison (which ranking to report) is made on it."""
     pool = entities() if pool is None else pool
     if p_noisy + p_off_format > 1:
         raise ValueError(f"p_noisy + p_off_format = {p_noisy + p_off_format} exceeds 1")
@@ -192,15 +195,17 @@ def build(seed: int, n_base: int, n_candidate: int, n_query: int, n_eval: int, p
     for entity in pool:
         by_kind.setdefault(entity.kind, []).append(entity)
     shared = _shared_clues(pool)
-    groups: dict[str, list[tuple[Entity, str]]] = {"pool": [], "query": [], "eval": []}
+    groups: dict[str, list[tuple[Entity, str]]] = {"pool": [], "query": [], "eval": [], "select": []}
+    held = eval_fraction + query_fraction + (select_fraction if n_select else 0.0)
     for entity in pool:
         u = _unit(seed, "split", entity.id)
-        group = "eval" if u < eval_fraction else "query" if u < eval_fraction + query_fraction else "pool"
+        group = ("eval" if u < eval_fraction else "query" if u < eval_fraction + query_fraction
+                 else "select" if u < held else "pool")
         groups[group].extend((entity, family) for family in families_of(entity)
                              if group == "pool" or (family, _clue_values(entity, family)) not in shared)
     for group in groups.values():
         group.sort(key=lambda pair: _hash(seed, "order", pair[0].id, pair[1]))
-    sizes = {"pool": n_base + n_candidate, "query": n_query, "eval": n_eval}
+    sizes = {"pool": n_base + n_candidate, "query": n_query, "eval": n_eval, "select": n_select}
     for name, size in sizes.items():
         if len(groups[name]) < size:
             raise ValueError(f"the {name} split has {len(groups[name])} (entity, family) pairs, fewer than the "
@@ -211,7 +216,7 @@ def build(seed: int, n_base: int, n_candidate: int, n_query: int, n_eval: int, p
         u = _unit(seed, "variant", entity.id, family)
         variant = "noisy" if u < p_noisy else "off_format" if u < p_noisy + p_off_format else "clean"
         examples.append(_example(seed, entity, family, split, variant, by_kind[entity.kind], shared))
-    for split in ("query", "eval"):
+    for split in ("query", "eval", "select"):
         examples += [_example(seed, e, f, split, "clean", by_kind[e.kind], shared) for e, f in groups[split][: sizes[split]]]
     return examples
 

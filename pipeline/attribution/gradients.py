@@ -88,46 +88,56 @@ def _check_tail(encoded: Encoded, tail: int) -> None:
         raise ValueError(f"a completion of {worst} tokens needs a logit tail of {worst + 1}, not {tail}")
 
 
-def bergson_scores(lm: Any, peft_model: Any, query: Encoded, train: Encoded, *, projection_dim: int, seed: int,
-                   batch_size: int = 8, tail: bool = True, progress: Any = None) -> np.ndarray:
-    """Cosine of each training example's (projected) gradient with the normalised mean of the unit
-    query gradients: (len(train),). Raises BergsonError if Bergson cannot run."""
+def _bergson() -> Any:
+    """Bergson's in-process pieces, or a BergsonError that names why they cannot be imported."""
     try:
-        import torch
-        from bergson import (
-            CollectorComputer,
-            GradientProcessor,
-            IndexConfig,
-            InMemoryCollector,
-            PreprocessConfig,
-            Scorer,
-        )
+        import bergson
         from bergson.process_grads import normalize_and_aggregate_grads
         from bergson.score.score_writer import InMemorySequenceScoreWriter
         from bergson.utils.worker_utils import extract_peft_target_modules
     except Exception as exc:  # an import error is the commonest way Bergson cannot run
         raise BergsonError(f"Bergson cannot be imported ({type(exc).__name__}: {exc}); the attribution has no "
                            "fallback: install it with `make setup` (pip install --no-deps bergson==2.5.1)") from None
+    return bergson, normalize_and_aggregate_grads, InMemorySequenceScoreWriter, extract_peft_target_modules
 
+
+def _collector(peft_model: Any, query: Encoded, train: Encoded, *, projection_dim: int, seed: int, batch_size: int,
+               tail: bool) -> Any:
+    """collect(encoded, folder, scorer=None) -> Bergson's InMemoryCollector after one pass over `encoded`."""
+    bergson, _, _, extract_peft_target_modules = _bergson()
     n_tail = max(max(e.n_completion(i) for i in range(len(e))) for e in (query, train)) + 1
     for e in (query, train):
         _check_tail(e, n_tail)
     model = tail_model(peft_model, n_tail) if tail else peft_model
-    processor = GradientProcessor(projection_dim=projection_dim or None, projection_seed=seed)
+    processor = bergson.GradientProcessor(projection_dim=projection_dim or None, projection_seed=seed)
     targets = extract_peft_target_modules(peft_model)
-    device = next(peft_model.parameters()).device
 
     def collect(encoded: Encoded, folder: Path, scorer: Any = None) -> Any:
-        cfg = IndexConfig(run_path=str(folder), projection_dim=projection_dim, projection_seed=seed)
+        cfg = bergson.IndexConfig(run_path=str(folder), projection_dim=projection_dim, projection_seed=seed)
         Path(cfg.partial_run_path).mkdir(parents=True, exist_ok=True)
         data = encoded.dataset()
-        collector = InMemoryCollector(model=peft_model.base_model, data=data, cfg=cfg, processor=processor,
-                                      target_modules=targets, preprocess_cfg=PreprocessConfig(), scorer=scorer)
-        batches = length_batches(encoded, batch_size)
-        computer = CollectorComputer(model, data, collector=collector, cfg=cfg, batches=batches)
+        collector = bergson.InMemoryCollector(model=peft_model.base_model, data=data, cfg=cfg, processor=processor,
+                                              target_modules=targets, preprocess_cfg=bergson.PreprocessConfig(),
+                                              scorer=scorer)
+        computer = bergson.CollectorComputer(model, data, collector=collector, cfg=cfg,
+                                             batches=length_batches(encoded, batch_size))
         computer.run_with_collector_hooks(desc=f"bergson {folder.name}")
         return collector
 
+    return collect
+
+
+def bergson_scores(lm: Any, peft_model: Any, query: Encoded, train: Encoded, *, projection_dim: int, seed: int,
+                   batch_size: int = 8, tail: bool = True, progress: Any = None) -> np.ndarray:
+    """Cosine of each training example's (projected) gradient with the normalised mean of the unit
+    query gradients: (len(train),), scored by Bergson as the gradients stream in (nothing kept).
+    Raises BergsonError if Bergson cannot run."""
+    import torch
+
+    bergson, normalize_and_aggregate_grads, InMemorySequenceScoreWriter, _ = _bergson()
+    device = next(peft_model.parameters()).device
+    collect = _collector(peft_model, query, train, projection_dim=projection_dim, seed=seed,
+                         batch_size=batch_size, tail=tail)
     try:
         with tempfile.TemporaryDirectory(prefix="bergson-") as tmp:
             query_grads = collect(query, Path(tmp) / "query").gradients
@@ -135,17 +145,79 @@ def bergson_scores(lm: Any, peft_model: Any, query: Encoded, train: Encoded, *, 
             mean = normalize_and_aggregate_grads(query_grads, modules, unit_normalize=True, device=device,
                                                  aggregate_grads="mean", normalize_aggregated_grad=True)
             writer = InMemorySequenceScoreWriter(len(train), 1)
-            scorer = Scorer(mean, modules, writer, device, torch.float32, unit_normalize=True)
+            scorer = bergson.Scorer(mean, modules, writer, device, torch.float32, unit_normalize=True)
             scores = collect(train, Path(tmp) / "train", scorer).scores
     except BergsonError:
         raise
     except Exception as exc:
         raise BergsonError(f"Bergson failed while scoring ({type(exc).__name__}: {exc}); the attribution has no "
                            "fallback") from None
-    out = np.asarray(scores, dtype=np.float64).reshape(len(train))
+    return _finite(np.asarray(scores, dtype=np.float64).reshape(len(train)))
+
+
+def _finite(out: np.ndarray) -> np.ndarray:
     if not np.isfinite(out).all():
         raise BergsonError(f"Bergson returned {int((~np.isfinite(out)).sum())} non-finite scores")
     return out
+
+
+def bergson_gradients(lm: Any, peft_model: Any, query: Encoded, train: Encoded, *, projection_dim: int, seed: int,
+                      batch_size: int = 8, tail: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Bergson's per-example (projected) adapter gradients of the query and training examples, kept
+    in memory ({module: (n, dim)} each), so that every reading of the ranking at this projection
+    comes from one pass (`reading_scores`)."""
+    collect = _collector(peft_model, query, train, projection_dim=projection_dim, seed=seed,
+                         batch_size=batch_size, tail=tail)
+    try:
+        with tempfile.TemporaryDirectory(prefix="bergson-") as tmp:
+            query_grads = dict(collect(query, Path(tmp) / "query").gradients)
+            train_grads = dict(collect(train, Path(tmp) / "train").gradients)
+    except BergsonError:
+        raise
+    except Exception as exc:
+        raise BergsonError(f"Bergson failed while collecting gradients ({type(exc).__name__}: {exc}); the "
+                           "attribution has no fallback") from None
+    return query_grads, train_grads
+
+
+def reading_scores(query_grads: dict[str, Any], train_grads: dict[str, Any], mode: str, precondition: str,
+                   batch_size: int = 256) -> np.ndarray:
+    """One reading of the ranking, scored by Bergson's Scorer on kept gradients: (n_train,).
+
+      mean      cosine with the normalised mean of the unit query gradients (Bergson's `mean`)
+      nearest   the largest cosine with any single query gradient (Bergson's `nearest`)
+      query     both sides preconditioned by H^-1/2, H the query gradients' second moment per module
+                (Bergson's dense preconditioner, damped inverse), as Bergson's split mode does
+    """
+    import torch
+
+    bergson, normalize_and_aggregate_grads, InMemorySequenceScoreWriter, _ = _bergson()
+    from bergson.hessians.inversion import invert_psd_matrix
+    from bergson.hessians.preconditioner import DensePreconditioner
+
+    modules = sorted(query_grads)
+    device = torch.device("cpu")
+    query = {m: query_grads[m].float() for m in modules}
+    transform = None
+    if precondition == "query":
+        h = {m: invert_psd_matrix(query[m].T @ query[m], power=-0.5).float() for m in modules}
+        transform = DensePreconditioner(h).apply
+        query = transform(query)
+    elif precondition != "none":
+        raise ValueError(f"unknown preconditioning {precondition!r}")
+    if mode not in ("mean", "nearest"):
+        raise ValueError(f"unknown score mode {mode!r}")
+    query = normalize_and_aggregate_grads(query, modules, unit_normalize=True, device=device,
+                                          aggregate_grads="mean" if mode == "mean" else "none",
+                                          normalize_aggregated_grad=mode == "mean")
+    n = len(train_grads[modules[0]])
+    writer = InMemorySequenceScoreWriter(n, 1)
+    scorer = bergson.Scorer(query, modules, writer, device, torch.float32, unit_normalize=True,
+                            score_mode="nearest" if mode == "nearest" else "individual", index_transform=transform)
+    for start in range(0, n, batch_size):
+        rows = list(range(start, min(start + batch_size, n)))
+        scorer(rows, {m: train_grads[m][rows].float() for m in modules})
+    return _finite(writer.scores.numpy().astype(np.float64).reshape(n))
 
 
 def plain_gradients(lm: Any, peft_model: Any, encoded: Encoded) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Step 1: the word game's examples: base pool, candidate pool, query set, evaluation set."""
+"""Step 1: the word game's examples: base pool, candidate pool, query set, evaluation set, selection set."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def build(cfg: Config) -> list[dict[str, Any]]:
     from pipeline.attribution import game
 
     return [e.to_dict() for e in game.build(cfg.seed, cfg.n_base, cfg.n_candidate, cfg.n_query, cfg.n_eval,
-                                            cfg.p_noisy, cfg.p_off_format)]
+                                            cfg.p_noisy, cfg.p_off_format, n_select=cfg.n_select)]
 
 
 def run(config: dict[str, Any], ctx: Any) -> Result:

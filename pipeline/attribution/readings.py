@@ -1,0 +1,93 @@
+"""Which reading of the ranking the comparisons report, chosen before any of them on held-out data.
+
+Each reading (mean or nearest scoring, a projection, with or without query preconditioning; see
+pipeline/attribution/scores.py) ranks the candidate pool; its top `select_k` examples finetune a
+fresh adapter on the shipped model (the base finetune's learning rate and epochs, one seed), scored
+on the selection split (entities in no other split). The rule, fixed here before any comparison:
+
+    the reading with the highest success on the selection split; ties go to the lower mean
+    completion loss there, then to the reading listed first.
+
+Only this node looks at the selection split, and no comparison looks at it. Reported with the
+choice: how the chosen reading sorts the pool's variants (AUROC of clean against the rest), the
+claim attribution-ranking-variants.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from claims import Result
+from pipeline.attribution.config import FinetuneConfig, GameConfig, ScoresConfig
+from pipeline.attribution.config import ReadingsConfig as Config
+
+PACKAGES = ("bergson", "peft")
+RULE = ("highest success on the selection split; ties: lower mean completion loss there, then the reading "
+        "listed first")
+
+
+def requires(config: dict[str, Any]) -> dict[str, Any]:
+    cfg = Config(**config)
+    return {"pool": ("pipeline.attribution.pool", cfg.upstream(GameConfig)),
+            "finetune": ("pipeline.attribution.finetune", cfg.upstream(FinetuneConfig)),
+            "scores": ("pipeline.attribution.scores", cfg.upstream(ScoresConfig))}
+
+
+def inputs(config: dict[str, Any]) -> dict[str, Any]:
+    from pipeline.models import fingerprint
+
+    return {"model": fingerprint(config["profile"])}
+
+
+def choose(rows: dict[str, dict[str, float]], readings: tuple[str, ...] | list[str]) -> str:
+    """The rule: highest selection success, then lowest mean loss, then the first listed."""
+    return min(readings, key=lambda r: (-rows[r]["success"], rows[r]["nll"], list(readings).index(r)))
+
+
+def chosen(ctx: Any, reading: str) -> str:
+    """The reading a selection node uses: its own `reading`, or the readings node's choice."""
+    return ctx.upstream("readings").result.values["chosen"] if reading == "chosen" else reading
+
+
+def run(config: dict[str, Any], ctx: Any) -> Result:
+    from pipeline.attribution.estimates import arm_success, composition
+    from pipeline.attribution.runs import Job, finetune_jobs
+    from pipeline.attribution.scores import ranking, variant_aurocs
+    from pipeline.attribution.study import Study, lora_spec
+
+    cfg = Config(**config)
+    study, _ = Study.from_finetune(ctx, cfg)
+    values = ctx.upstream("scores").result.values
+    select = study.where("select")
+    if not len(select):
+        raise ValueError("the pool has no selection split (n_select is 0): the reading cannot be chosen on "
+                         "held-out data")
+    jobs = []
+    for name in cfg.readings:
+        top = ranking(values, study.examples, False, name)[: cfg.select_k]
+        if len(top) < cfg.select_k:
+            raise ValueError(f"select_k = {cfg.select_k} exceeds the {len(top)} candidates")
+        jobs.append(Job(name, np.sort(top), cfg.seed, cfg.lr, cfg.epochs, cfg.seed, {"reading": name}))
+    rows = finetune_jobs(study, lora_spec(cfg), jobs, select, ctx.checkpoint("readings"), batch_size=cfg.batch_size,
+                         eval_batch_size=cfg.eval_batch_size, parallel=1, progress=ctx.progress, desc="readings")
+    by = {r["reading"]: {"success": round(float(np.mean(r["success"])), 4), "nll": r["nll"]} for r in rows}
+    pick = choose(by, cfg.readings)
+    pool = np.asarray(values["pool_index"])
+    variant = np.array([study.examples[i]["variant"] for i in pool])
+    kw = {"level": cfg.level, "seed": cfg.seed}
+    picked = np.array([r["success"] for r in rows if r["reading"] == pick], dtype=float)
+    estimates = {**variant_aurocs(variant, np.asarray(values["reading_scores"][pick], dtype=float),
+                                  unit="pool examples", **kw),
+                 "select_success": arm_success(picked, study.entities(select), **kw)}
+    return Result(estimates=estimates, values={
+        "chosen": pick, "rule": RULE, "readings": list(cfg.readings), "select_k": cfg.select_k,
+        "n_select": len(select), "n_query": values["n_query"],
+        "selection": {r["reading"]: {**by[r["reading"]], "composition": r["composition"], "steps": r["steps"]}
+                      for r in rows},
+        "reading_aurocs": values["reading_aurocs"], "chosen_composition": composition(
+            [study.examples[i] for i in ranking(values, study.examples, False, pick)[: cfg.select_k]]),
+        "projection_dim": int(pick.split("-")[1][1:]), "score_mode": pick.split("-")[0],
+        "preconditioning": "query" if pick.endswith("-query") else "none",
+        "seconds": {r["reading"]: r["seconds"] for r in rows}})

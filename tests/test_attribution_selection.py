@@ -1,0 +1,308 @@
+"""Selection comparisons of the attribution study: matched random draws reproduce the top window's
+composition in every stratum, trivial filters keep what they say, the rule that chooses a reading,
+readings scored from kept gradients against Bergson's own and a plain backward, a planted ranking
+that beats matched random where a variant-only ranking does not, a filter that is perfect on planted
+data winning against the ranking as the claim's spec reads it, and the arms through the engine."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.test_attribution import SIZES, TINY, _spec
+
+ROOT = Path(__file__).resolve().parents[1]
+FAMILIES = ("a", "b", "c")
+
+
+def synthetic_pool(n: int = 150, seed: int = 0) -> tuple[list[dict], np.ndarray, np.ndarray]:
+    """Examples with a variant, a family, a length and a hidden `useful` flag independent of them."""
+    rng = np.random.default_rng(seed)
+    examples = []
+    for i in range(n):
+        variant = ("clean", "clean", "noisy", "off_format")[rng.integers(4)]
+        completion = {"clean": " Laos\n", "noisy": " Peru\n", "off_format": " It is Laos."}[variant]
+        examples.append({"id": f"x{i}", "entity": f"e{i}", "variant": variant, "family": FAMILIES[rng.integers(3)],
+                         "completion": completion, "difficulty": float(rng.random()), "n_clues": 1,
+                         "ambiguous": False})
+    return examples, rng.integers(10, 30, size=n), rng.random(n) < 0.5
+
+
+def _keys(examples, lengths, order):
+    from pipeline.attribution import subsets
+
+    return subsets.strata(examples, lengths, order, 4)
+
+
+# ---- matched draws --------------------------------------------------------------------------------
+def test_a_matched_draw_reproduces_the_top_windows_composition_in_every_stratum():
+    from pipeline.attribution import subsets
+
+    examples, lengths, _ = synthetic_pool()
+    rng = np.random.default_rng(1)
+    order = np.array(sorted(range(150), key=lambda i: (examples[i]["variant"] != "clean", rng.random())))
+    keys = _keys(examples, lengths, order)
+    target = order[:40]
+    draws = subsets.random_draws(order, 40, 0, 0, 32, seed=0, matched=True, keys=keys)
+    want = Counter(keys[int(i)] for i in target)
+    for draw, borrowed in draws:
+        assert len(set(draw)) == 40 and borrowed == 0
+        assert Counter(keys[int(i)] for i in draw) == want
+    assert len({tuple(d) for d, _ in draws}) == 32  # distinct draws: the matched control has room
+    cov = subsets.covariates(examples, lengths)
+    bal = subsets.balance(target, [d for d, _ in draws], cov)
+    assert bal["clean"] == bal["noisy"] == bal["off_format"] == bal["family"] == 0.0
+    assert abs(bal["length"]) < 0.1
+    room = subsets.overlap(target, [d for d, _ in draws])
+    assert 0 < room["mean"] < 1
+    unmatched = subsets.random_draws(order, 40, 0, 0, 32, seed=0, matched=False)
+    assert subsets.balance(target, [d for d, _ in unmatched], cov)["clean"] < -0.5  # what matching removes
+
+
+def test_a_stratum_short_of_eligible_examples_borrows_from_a_coarser_one():
+    from pipeline.attribution import subsets
+
+    examples, lengths, _ = synthetic_pool()
+    order = np.array(sorted(range(150), key=lambda i: (examples[i]["variant"] != "clean", i)))
+    keys = _keys(examples, lengths, order)
+    n_clean = sum(e["variant"] == "clean" for e in examples)
+    draw, borrowed = subsets.random_draws(order, 20, 0, n_clean - 10, 1, seed=0, matched=True, keys=keys)[0]
+    assert len(set(draw)) == 20 and set(draw) <= set(order[n_clean - 10:])
+    assert sum(examples[i]["variant"] == "clean" for i in draw) == 10  # every eligible clean example
+    assert borrowed == 10
+    with pytest.raises(ValueError, match="cannot draw 20 examples from the 10 at ranks >= 140"):
+        subsets.random_draws(order, 20, 0, 140, 1, seed=0, matched=True, keys=keys)
+
+
+def test_arms_get_only_their_own_fields():
+    from pipeline.attribution.config import ArmConfig, ComparisonConfig
+
+    arms = ComparisonConfig(k=32, rank_from=32, random_from=64, filters=("format", "lowest_loss")).arms()
+    assert set(arms) == {"top", "random", "format", "lowest_loss"}
+    assert ArmConfig(**arms["top"]) == ArmConfig(arm="top", k=32, rank_from=32)
+    assert ArmConfig(**arms["format"]) == ArmConfig(arm="format", k=32)
+    assert ArmConfig(**arms["random"]).runs()[:4] == [{"run": r, "train_seed": r % 3, "subset": r} for r in range(4)]
+    assert ArmConfig(start="base").schedule() == (1e-3, 2) and ArmConfig().schedule() == (1e-3, 3)
+    with pytest.raises(ValueError, match="random_from is for the random arm"):
+        ArmConfig(arm="top", random_from=4)
+    with pytest.raises(ValueError, match="reading 'nearest-p8' is not among the scored readings"):
+        ArmConfig(reading="nearest-p8")
+
+
+# ---- trivial filters ------------------------------------------------------------------------------
+def test_the_format_regex_keeps_every_clean_and_noisy_example_and_no_off_format_one():
+    from pipeline.attribution import game, subsets
+
+    pool = [e.to_dict() for e in game.build(42, 256, 448, 8, 8, 0.2, 0.2) if e.split in ("base", "candidate")]
+    fits = {v: [bool(subsets.FORMAT.match(e["completion"])) for e in pool if e["variant"] == v]
+            for v in subsets.VARIANTS}
+    assert all(fits["clean"]) and all(fits["noisy"]) and not any(fits["off_format"])
+    assert {e["style"] for e in pool if e["variant"] == "off_format"} == {"sentence", "lowercase", "prefixed"}
+
+
+def test_filters_keep_what_they_say():
+    from pipeline.attribution import subsets
+
+    examples, lengths, _ = synthetic_pool()
+    loss = np.random.default_rng(2).random(150)
+    order = np.arange(150)[::-1]
+    kept = {name: subsets.filtered(name, order, 30, examples, lengths, loss, seed=0) for name in subsets_names()}
+    assert all(subsets.FORMAT.match(examples[i]["completion"]) for i in kept["format"])
+    rest = np.setdiff1d(order, kept["shortest"])
+    assert lengths[kept["shortest"]].max() <= lengths[rest].min()
+    rest = np.setdiff1d(order, kept["longest"])
+    assert lengths[kept["longest"]].min() >= lengths[rest].max()
+    rest = np.setdiff1d(order, kept["lowest_loss"])
+    assert loss[kept["lowest_loss"]].max() <= loss[rest].min()
+    assert all(len(set(v)) == 30 for v in kept.values())
+
+
+def subsets_names():
+    from pipeline.attribution.config import FILTERS
+
+    return FILTERS
+
+
+# ---- the reading rule and the readings ------------------------------------------------------------
+def test_the_reading_rule_takes_selection_success_then_loss_then_the_order():
+    from pipeline.attribution.readings import choose
+
+    rows = {"mean-p32": {"success": 0.4, "nll": 2.0}, "nearest-p32": {"success": 0.5, "nll": 3.0},
+            "mean-p16": {"success": 0.5, "nll": 2.5}, "mean-p32-query": {"success": 0.5, "nll": 2.5}}
+    assert choose(rows, ["mean-p32", "nearest-p32", "mean-p16", "mean-p32-query"]) == "mean-p16"
+    assert choose(rows, ["mean-p32-query", "mean-p16"]) == "mean-p32-query"
+    assert choose(rows, ["mean-p32", "nearest-p32"]) == "nearest-p32"
+
+
+@pytest.fixture(scope="module")
+def lm():
+    from pipeline.models import load
+
+    return load("tiny")
+
+
+@pytest.fixture(scope="module")
+def trained(lm):
+    from pipeline.attribution import game
+    from pipeline.attribution.encoding import encode
+    from pipeline.attribution.forward import Residuals
+    from pipeline.attribution.lora import adapter, adapter_state
+    from pipeline.attribution.trainer import Schedule, train
+
+    enc = encode(lm.tokenizer, [e.to_dict() for e in game.build(0, p_noisy=0.2, p_off_format=0.2, **SIZES)])
+    cache = Residuals.capture(lm, enc, start=1)
+    with adapter(lm, _spec(), seed=0) as model:
+        train(lm, model, cache, enc, list(range(24)), Schedule(lr=1e-2, epochs=1, batch_size=8))
+        return enc, adapter_state(model)
+
+
+def test_readings_from_kept_gradients_are_bergsons_and_the_plain_cosines(lm, trained):
+    from pipeline.attribution.gradients import (
+        bergson_gradients,
+        bergson_scores,
+        plain_gradients,
+        reading_scores,
+    )
+    from pipeline.attribution.lora import adapter
+
+    enc, state = trained
+    query, pool = enc.subset(range(64, 72)), enc.subset(range(40))
+    with adapter(lm, _spec(), state=state) as model:
+        q, t = bergson_gradients(lm, model, query, pool, projection_dim=0, seed=0)
+        streamed = bergson_scores(lm, model, query, pool, projection_dim=0, seed=0)
+        plain_q, plain_t = plain_gradients(lm, model, query), plain_gradients(lm, model, pool)
+    np.testing.assert_allclose(reading_scores(q, t, "mean", "none"), streamed, atol=1e-6)
+    unit = lambda g: g / np.linalg.norm(g, axis=1, keepdims=True)  # noqa: E731
+    np.testing.assert_allclose(reading_scores(q, t, "nearest", "none"), (unit(plain_t) @ unit(plain_q).T).max(1),
+                               atol=1e-5)
+    pre = reading_scores(q, t, "mean", "query")
+    assert np.isfinite(pre).all() and np.abs(pre).max() <= 1 + 1e-6
+    assert not np.allclose(pre, streamed, atol=1e-3)  # preconditioning changes the reading
+
+
+@pytest.mark.parametrize("reading", ["nearest-p0", "nearest-p16-query", "mean-p16-query"])
+def test_every_reading_ranks_a_planted_copy_of_the_query_first(lm, trained, reading):
+    from pipeline.attribution.config import parse_reading
+    from pipeline.attribution.encoding import Encoded
+    from pipeline.attribution.gradients import bergson_gradients, reading_scores
+    from pipeline.attribution.lora import adapter
+
+    mode, dim, precondition = parse_reading(reading)
+    enc, state = trained
+    query, pool = enc.subset([70]), enc.subset(range(40))
+    planted = Encoded(pool.ids[:17] + query.ids + pool.ids[17:], pool.n_prompt[:17] + query.n_prompt + pool.n_prompt[17:])
+    with adapter(lm, _spec(), state=state) as model:
+        q, t = bergson_gradients(lm, model, query, planted, projection_dim=dim, seed=3)
+    scores = reading_scores(q, t, mode, precondition)
+    assert int(np.argmax(scores)) == 17 and scores[17] == pytest.approx(1.0, abs=1e-4)
+
+
+# ---- planted outcomes through the comparison's estimates -------------------------------------------
+def simulate(subset_sets: dict[str, list[np.ndarray]], examples, useful, seed: int = 0, n_items: int = 200):
+    """Per-item rows as the comparison commits them: success probability rises with the subset's
+    clean share (what a variant-aware filter gets) and its useful share (what only a good ranking gets)."""
+    rng = np.random.default_rng(seed)
+    clean = np.array([e["variant"] == "clean" for e in examples])
+    rows = []
+    for arm, sets in subset_sets.items():
+        for run, s in enumerate(sets):
+            p = 0.1 + 0.3 * clean[s].mean() + 0.4 * useful[s].mean()
+            rows += [{"arm": arm, "run": run, "item": j, "entity": f"e{j // 2}", "success": int(x)}
+                     for j, x in enumerate(rng.random(n_items) < p)]
+    return {"outcomes": rows}
+
+
+def _compare(order, examples, lengths, useful, k=40, filters=(), extra=None, matched=True):
+    from pipeline.attribution import comparison, subsets
+    from pipeline.attribution.estimates import rank_p
+
+    keys = _keys(examples, lengths, order)
+    sets = {"top": [subsets.top_window(order, k)] * 3,
+            "random": [d for d, _ in subsets.random_draws(order, k, 0, 0, 32, seed=0, matched=matched, keys=keys)]}
+    sets.update(extra or {})
+    items = simulate(sets, examples, useful)
+    est = comparison.recompute(items, {"k": k, "filters": list(filters)})
+    by, _ = comparison.matrices(items["outcomes"])
+    return est, rank_p(float(by["top"].mean()), by["random"].mean(axis=1))
+
+
+def test_a_planted_ranking_beats_matched_random_and_a_variant_only_ranking_does_not():
+    examples, lengths, useful = synthetic_pool(300)
+    rng = np.random.default_rng(3)
+    clean = np.array([e["variant"] == "clean" for e in examples])
+    planted = np.array(sorted(range(300), key=lambda i: (not useful[i], not clean[i], rng.random())))
+    est, p = _compare(planted, examples, lengths, useful)
+    assert est["gain"].ci[0] > 0 and p == pytest.approx(1 / 33)
+    variant_only = np.array(sorted(range(300), key=lambda i: (not clean[i], rng.random())))
+    est, p = _compare(variant_only, examples, lengths, useful)
+    assert est["gain"].ci[0] < 0 < est["gain"].ci[1] and p > 0.05  # matching removes the variant confound
+    est, _ = _compare(variant_only, examples, lengths, useful, matched=False)
+    assert est["gain"].ci[0] > 0  # unmatched random subsets would have credited it
+
+
+def test_a_filter_perfect_on_planted_data_beats_the_ranking_as_the_spec_reads_it():
+    from claims.referee import check_baselines
+    from claims.result import Result
+    from claims.spec import load_spec
+    from claims.verify import Outcome
+    from pipeline.attribution import subsets
+
+    examples, lengths, _ = synthetic_pool(300)
+    useful = np.array([bool(subsets.FORMAT.match(e["completion"])) for e in examples])  # the format is all
+    loss = np.random.default_rng(4).random(300)
+    ranking = np.random.default_rng(5).permutation(300)  # a ranking that knows nothing
+    extra = {f: [subsets.filtered(f, ranking, 40, examples, lengths, loss, seed=0)] * 3 for f in subsets_names()}
+    est, _ = _compare(ranking, examples, lengths, useful, filters=subsets_names(), extra=extra)
+    assert est["gain_over_format"].ci[1] < 0
+    assert est["gain_over_best_filter"].value == est["gain_over_format"].value
+    spec = load_spec(ROOT / "claims" / "specs" / "attribution-topk-vs-random.yaml", ROOT)
+    out = Outcome(id=spec.id, title=spec.title, kind=spec.kind, status="", headline=True, section="")
+    control = Result(estimates=est).namespace()
+    check_baselines(spec, {"control": control}, {}, out)
+    assert out.baseline_verdict == "does not beat the strongest baseline (format-regex filter at the same k)"
+    assert any("does not beat the strongest baseline" in p for p in out.problems)
+
+
+# ---- through the engine ----------------------------------------------------------------------------
+@pytest.fixture
+def project(tmp_path):
+    from claims.project import Project
+
+    project = replace(Project.at(ROOT), artifacts_dir=tmp_path / "artifacts", build_dir=tmp_path / "build")
+    project.activate()
+    return project
+
+
+def run_node(project, experiment, **config):
+    import importlib
+
+    from claims.experiment import make_node
+    from claims.runner import Runner
+
+    fields = importlib.import_module(experiment).Config.model_fields
+    chosen = {k: v for k, v in {**TINY, "train_seeds": [0], "select_k": 8, **config}.items() if k in fields}
+    return Runner(project).ensure(make_node(experiment, chosen, "test")).result
+
+
+def test_the_seed_design_runs_through_the_engine_on_the_tiny_model(project):
+    comparison = run_node(project, "pipeline.attribution.comparison", start="base", filters=list(subsets_names()))
+    v = comparison.values
+    readings = run_node(project, "pipeline.attribution.readings")
+    assert readings.values["chosen"] in TINY["readings"] and v["reading"] == readings.values["chosen"]
+    assert set(readings.values["selection"]) == set(TINY["readings"]) and readings.values["n_select"] == 8
+    assert v["start"] == "base" and v["n_subsets"] == 2 and v["n_top_runs"] == 1 and v["sided"] == "one"
+    assert v["balance"]["clean"] == v["balance"]["noisy"] == v["balance"]["off_format"] == v["balance"]["family"] == 0
+    assert v["random_composition"] == v["top_composition"]
+    assert set(v["filter_success"]) == set(subsets_names()) and v["best_filter"] in subsets_names()
+    assert {"gain", "gain_over_best_filter", "gain_over_lowest_loss"} <= set(comparison.estimates)
+    assert 0 < v["rank_p"] <= 1 and v["gain_mde"] >= 0
+    top = run_node(project, "pipeline.attribution.arm", start="base", n_subsets=32)  # the comparison's top arm
+    assert {"success", "gain_over_zero_shot"} == set(top.estimates)
+    assert all(r["n_train"] == 8 and r["steps"] == 1 for r in top.values["runs"])  # 8 examples, 1 epoch, batch 8
+    continued = run_node(project, "pipeline.attribution.arm", start="adapter", n_subsets=32, continuation_epochs=1)
+    assert {"success", "gain_over_base"} == set(continued.estimates)
+    assert continued.values["runs"][0]["ids"] == top.values["runs"][0]["ids"]  # the same window, another start
