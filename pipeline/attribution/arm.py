@@ -137,6 +137,7 @@ def subsets_composition(study: Any, indices: np.ndarray) -> dict[str, float]:
 
 
 def run(config: dict[str, Any], ctx: Any) -> Result:
+    from pipeline.attribution.estimates import mde
     from pipeline.attribution.runs import Job, finetune_jobs
     from pipeline.attribution.study import Study, lora_spec
 
@@ -156,7 +157,10 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     ctx.save_items("outcomes", item_rows(study, ev, runs, reference))
     estimates = recompute(ctx.item_rows, config)
     rates = np.array([np.mean(r["success"]) for r in runs])
+    gain = estimates[gain_name(cfg.start)]
     return Result(estimates=estimates, values={
+        f"{gain_name(cfg.start)}_mde": mde(gain),
+        "steps": runs[0]["steps"], "epochs": epochs, "lr": lr,
         **info, "start": cfg.start, "start_success": float(reference.mean()),
         **({"base_success": float(reference.mean())} if cfg.start == "adapter" else {}),
         "arm": cfg.arm, "k": cfg.k, "overlap": cfg.overlap, "n_runs": len(runs), "n_eval": len(ev),

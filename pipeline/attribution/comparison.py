@@ -23,6 +23,9 @@ import numpy as np
 from claims import Result
 from pipeline.attribution.config import ComparisonConfig as Config
 
+#: The covariates the matched draw holds fixed (strata), whose largest |SMD| the statements print.
+MATCHED = ("clean", "noisy", "off_format", "family", "length")
+
 
 def requires(config: dict[str, Any]) -> dict[str, Any]:
     return {name: ("pipeline.attribution.arm", arm) for name, arm in Config(**config).arms().items()}
@@ -63,7 +66,7 @@ def best_filter(filters: tuple[str, ...], by: dict[str, np.ndarray]) -> str:
 
 
 def run(config: dict[str, Any], ctx: Any) -> Result:
-    from pipeline.attribution.estimates import rank_p
+    from pipeline.attribution.estimates import mde, rank_p
 
     cfg = Config(**config)
     results = {name: ctx.upstream(name).result for name in cfg.arms()}
@@ -91,10 +94,12 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
               "n_subsets_at_or_above": int((rates >= top_rate).sum()), "rank_p": rank_p(top_rate, rates),
               "top_composition": results["top"].values["composition"], "random_composition": rand["composition"],
               "balance": rand.get("balance", {}), "overlap_with_top": rand.get("overlap_with_top"),
-              "matched": rand.get("matched", False), "borrowed": rand.get("borrowed"),
+              "balance_max": max((abs(rand["balance"][c]) for c in MATCHED if c in rand.get("balance", {})),
+                                 default=None),
+              "matched": rand.get("matched", False), "n_borrowed": int(sum(rand.get("borrowed") or [])),
               "reading": results["top"].values["reading"], "start": cfg.start,
               "start_success": results["top"].values["start_success"],
-              "gain_mde": round(2.8 * (gain.ci[1] - gain.ci[0]) / 3.92, 4),
+              "gain_mde": mde(gain),
               "filter_success": filters, "n_filter_runs": {n: len(results[n].values["success_matrix"]) for n in filters},
               "filter_overlap_with_top": {n: results[n].values.get("filter_overlap_with_top") for n in filters},
               "filter_composition": {n: results[n].values["composition"] for n in filters},

@@ -82,7 +82,8 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
                                   unit="pool examples", **kw),
                  "select_success": arm_success(picked, study.entities(select), **kw)}
     return Result(estimates=estimates, values={
-        "chosen": pick, "rule": RULE, "readings": list(cfg.readings), "select_k": cfg.select_k,
+        "chosen": pick, "rule": RULE, "readings": list(cfg.readings), "n_readings": len(cfg.readings),
+        "select_k": cfg.select_k,
         "n_select": len(select), "n_query": values["n_query"],
         "selection": {r["reading"]: {**by[r["reading"]], "composition": r["composition"], "steps": r["steps"]}
                       for r in rows},
