@@ -306,3 +306,30 @@ def test_the_seed_design_runs_through_the_engine_on_the_tiny_model(project):
     continued = run_node(project, "pipeline.attribution.arm", start="adapter", n_subsets=32, continuation_epochs=1)
     assert {"success", "gain_over_base"} == set(continued.estimates)
     assert continued.values["runs"][0]["ids"] == top.values["runs"][0]["ids"]  # the same window, another start
+    versus = run_node(project, "pipeline.attribution.comparison", start="adapter", continuation_epochs=1)
+    render_the_specs({"base": (top, comparison), "adapter": (continued, versus), "readings": (readings, None)})
+
+
+def render_the_specs(results):
+    """Every attribution selection spec's statement renders from the tiny results of its kind, and
+    the engine reads the control's balance in the form the spec declares (all within tolerance)."""
+    from claims.numbers import render_statement
+    from claims.referee import check_control
+    from claims.spec import load_spec
+    from claims.verify import Outcome
+
+    for claim, kind in [("attribution-topk-vs-random", "base"), ("attribution-topk-continuation", "adapter"),
+                        ("attribution-continuation-over-base", "adapter"), ("attribution-topk-scale", "adapter"),
+                        ("attribution-topk-overlap", "adapter"), ("attribution-rank-window", "adapter"),
+                        ("attribution-ranking-variants", "readings")]:
+        spec = load_spec(ROOT / "claims" / "specs" / f"{claim}.yaml", ROOT)
+        main, control = results[kind]
+        namespace = {**main.namespace(), "level": 0.95}
+        if control is not None:
+            namespace["control"] = control.namespace()
+        assert render_statement(spec.statement, namespace, claim)
+        if spec.control_spec is not None and spec.control_spec.matched_on:
+            out = Outcome(id=claim, title="", kind="estimate", status="", headline=False, section="")
+            check_control(spec, namespace["control"], out, True)
+            assert set(out.balance) == set(spec.control_spec.matched_on) and all(b["ok"] for b in out.balance.values())
+            assert out.rank["draws"] == 2 and any("fewer than the 32" in p for p in out.problems)
