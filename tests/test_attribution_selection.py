@@ -161,9 +161,11 @@ def trained(lm):
 
 
 def test_readings_from_kept_gradients_are_bergsons_and_the_plain_cosines(lm, trained):
+    from pipeline.attribution.forward import Residuals
     from pipeline.attribution.gradients import (
         bergson_gradients,
         bergson_scores,
+        cached_lower,
         plain_gradients,
         reading_scores,
     )
@@ -171,11 +173,16 @@ def test_readings_from_kept_gradients_are_bergsons_and_the_plain_cosines(lm, tra
 
     enc, state = trained
     query, pool = enc.subset(range(64, 72)), enc.subset(range(40))
+    lower = cached_lower(enc, range(72), Residuals.capture(lm, enc, start=1))
     with adapter(lm, _spec(), state=state) as model:
         q, t = bergson_gradients(lm, model, query, pool, projection_dim=0, seed=0)
+        q_cached, t_cached = bergson_gradients(lm, model, query, pool, projection_dim=0, seed=0, lower=lower)
         streamed = bergson_scores(lm, model, query, pool, projection_dim=0, seed=0)
         plain_q, plain_t = plain_gradients(lm, model, query), plain_gradients(lm, model, pool)
     np.testing.assert_allclose(reading_scores(q, t, "mean", "none"), streamed, atol=1e-6)
+    for m in q:  # the cached lower layers give Bergson the same gradients
+        np.testing.assert_allclose(t_cached[m].numpy(), t[m].numpy(), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(q_cached[m].numpy(), q[m].numpy(), rtol=1e-4, atol=1e-6)
     unit = lambda g: g / np.linalg.norm(g, axis=1, keepdims=True)  # noqa: E731
     np.testing.assert_allclose(reading_scores(q, t, "nearest", "none"), (unit(plain_t) @ unit(plain_q).T).max(1),
                                atol=1e-5)

@@ -61,6 +61,9 @@ class ScoresConfig(FinetuneConfig):
     score_batch_size: int = Field(8, ge=1, description="Examples per Bergson forward/backward.")
     tail_logits: bool = Field(True, description="Compute logits only at the tail positions Bergson's loss "
                               "reads (equal-length batches; identical scores, faster).")
+    cached_lower: bool = Field(True, description="Bergson's forward starts from the cached residual stream "
+                               "entering the first adapted layer (the layers below carry no adapter); the same "
+                               "scores up to float rounding, faster. Needs tail_logits.")
 
     @field_validator("readings")
     @classmethod
@@ -78,6 +81,9 @@ class ReadingsConfig(ScoresConfig):
     the reading with the highest success on the selection split is chosen."""
 
     select_k: int = Field(264, ge=1, description="Examples per reading's finetune (the headline's budget).")
+    parallel_adapters: int = Field(4, ge=1, description="Finetunes trained together in one batched pass, each "
+                                   "batch row with its own adapter (pipeline/attribution/batched.py): the same "
+                                   "adapters as one at a time up to float rounding, so it enters the key.")
 
 
 class SelectionConfig(ReadingsConfig):
@@ -105,9 +111,6 @@ class SelectionConfig(ReadingsConfig):
                              "(strata of the matched draw).")
     continuation_lr: float = Field(1e-3, gt=0)
     continuation_epochs: int = Field(3, ge=1)
-    parallel_adapters: int = Field(1, ge=1, description="Finetunes trained together in one batched pass, each "
-                                   "batch row with its own adapter (pipeline/attribution/batched.py): the same "
-                                   "adapters as one at a time up to float rounding, so it enters the key.")
 
     @field_validator("reading")
     @classmethod

@@ -48,7 +48,13 @@ def lower_layers_skipped(lm: Any, start: int) -> Iterator[Any]:
     """The text model with layers below `start` replaced by identities, so that
     `model(inputs_embeds=residual)` runs layers start.. on a cached residual stream (Gemma scales
     token embeddings inside the embedding module, which inputs_embeds bypasses)."""
-    model = text_model(lm)
+    with layers_skipped(text_model(lm), start) as model:
+        yield model
+
+
+@contextmanager
+def layers_skipped(model: Any, start: int) -> Iterator[Any]:
+    """`model` (a decoder with .layers) with layers below `start` replaced by identities."""
     saved = [model.layers[i] for i in range(start)]
     try:
         for i in range(start):

@@ -42,12 +42,18 @@ def length_batches(encoded: Encoded, batch_size: int) -> list[list[int]]:
             for i in range(0, len(group), batch_size)]
 
 
-def tail_model(model: Any, tail: int) -> Any:
+def tail_model(model: Any, tail: int, lower: tuple[int, dict[tuple[int, ...], np.ndarray]] | None = None) -> Any:
     """`model` (a causal LM, or a peft model around one) whose forward(input_ids) computes logits for
     the last `tail` positions only, earlier positions getting zero logits (constant, no gradient).
     The unembedding runs on a contiguous (rows, d_model) matrix: a strided 3-D slice sends torch to
-    a batched-matmul path several times slower. Exposes .device and .dtype as Bergson reads them."""
+    a batched-matmul path several times slower. Exposes .device and .dtype as Bergson reads them.
+
+    With `lower` = (start, {token ids: residual stream entering layer start}), the layers below
+    `start` (which carry no adapter, so no gradient Bergson reads) are not run: each row's cached
+    residual stream enters layer `start` directly, as the finetunes do (forward.Residuals)."""
     import torch
+
+    from pipeline.attribution.forward import layers_skipped
 
     causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
     body, head = causal_lm.get_decoder(), causal_lm.get_output_embeddings()
@@ -69,7 +75,13 @@ def tail_model(model: Any, tail: int) -> Any:
         def forward(self, input_ids: Any) -> Any:
             from transformers.modeling_outputs import CausalLMOutput
 
-            hidden = body(input_ids=input_ids).last_hidden_state  # (n, s, d), final norm applied
+            if lower is None:
+                hidden = body(input_ids=input_ids).last_hidden_state  # (n, s, d), final norm applied
+            else:
+                start, rows = lower
+                cached = torch.from_numpy(np.stack([rows[tuple(r)] for r in input_ids.tolist()]))
+                with layers_skipped(body, start):
+                    hidden = body(inputs_embeds=cached.to(input_ids.device, self.dtype)).last_hidden_state
             n, s, d = hidden.shape
             keep = min(tail, s)
             logits = head(hidden[:, s - keep:].reshape(n * keep, d)).view(n, keep, -1)
@@ -80,6 +92,12 @@ def tail_model(model: Any, tail: int) -> Any:
             return CausalLMOutput(logits=logits)
 
     return TailLogits()
+
+
+def cached_lower(encoded: Encoded, indices: Any, cache: Any) -> tuple[int, dict[tuple[int, ...], np.ndarray]]:
+    """`lower` for tail_model from a forward.Residuals cache: example `indices` of the study's
+    encoding, keyed by their token ids (Bergson hands the model token ids only)."""
+    return cache.start, {encoded.ids[i]: cache.example(i) for i in indices}
 
 
 def _check_tail(encoded: Encoded, tail: int) -> None:
@@ -102,13 +120,15 @@ def _bergson() -> Any:
 
 
 def _collector(peft_model: Any, query: Encoded, train: Encoded, *, projection_dim: int, seed: int, batch_size: int,
-               tail: bool) -> Any:
+               tail: bool, lower: Any = None) -> Any:
     """collect(encoded, folder, scorer=None) -> Bergson's InMemoryCollector after one pass over `encoded`."""
     bergson, _, _, extract_peft_target_modules = _bergson()
     n_tail = max(max(e.n_completion(i) for i in range(len(e))) for e in (query, train)) + 1
     for e in (query, train):
         _check_tail(e, n_tail)
-    model = tail_model(peft_model, n_tail) if tail else peft_model
+    if lower is not None and not tail:
+        raise ValueError("cached lower layers need the tail model (tail=True)")
+    model = tail_model(peft_model, n_tail, lower) if tail else peft_model
     processor = bergson.GradientProcessor(projection_dim=projection_dim or None, projection_seed=seed)
     targets = extract_peft_target_modules(peft_model)
 
@@ -162,12 +182,13 @@ def _finite(out: np.ndarray) -> np.ndarray:
 
 
 def bergson_gradients(lm: Any, peft_model: Any, query: Encoded, train: Encoded, *, projection_dim: int, seed: int,
-                      batch_size: int = 8, tail: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+                      batch_size: int = 8, tail: bool = True, lower: Any = None
+                      ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Bergson's per-example (projected) adapter gradients of the query and training examples, kept
     in memory ({module: (n, dim)} each), so that every reading of the ranking at this projection
-    comes from one pass (`reading_scores`)."""
+    comes from one pass (`reading_scores`). `lower`: see `tail_model` (`cached_lower` builds it)."""
     collect = _collector(peft_model, query, train, projection_dim=projection_dim, seed=seed,
-                         batch_size=batch_size, tail=tail)
+                         batch_size=batch_size, tail=tail, lower=lower)
     try:
         with tempfile.TemporaryDirectory(prefix="bergson-") as tmp:
             query_grads = dict(collect(query, Path(tmp) / "query").gradients)

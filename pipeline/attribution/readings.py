@@ -71,7 +71,7 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
             raise ValueError(f"select_k = {cfg.select_k} exceeds the {len(top)} candidates")
         jobs.append(Job(name, np.sort(top), cfg.seed, cfg.lr, cfg.epochs, cfg.seed, {"reading": name}))
     rows = finetune_jobs(study, lora_spec(cfg), jobs, select, ctx.checkpoint("readings"), batch_size=cfg.batch_size,
-                         eval_batch_size=cfg.eval_batch_size, parallel=1, progress=ctx.progress, desc="readings")
+                         eval_batch_size=cfg.eval_batch_size, parallel=cfg.parallel_adapters, progress=ctx.progress, desc="readings")
     by = {r["reading"]: {"success": round(float(np.mean(r["success"])), 4), "nll": r["nll"]} for r in rows}
     pick = choose(by, cfg.readings)
     pool = np.asarray(values["pool_index"])

@@ -75,7 +75,7 @@ def point_aurocs(variant: np.ndarray, scores: np.ndarray) -> dict[str, float]:
 def run(config: dict[str, Any], ctx: Any) -> Result:
     from pipeline.attribution.config import parse_reading
     from pipeline.attribution.estimates import composition
-    from pipeline.attribution.gradients import bergson_gradients, reading_scores
+    from pipeline.attribution.gradients import bergson_gradients, cached_lower, reading_scores
     from pipeline.attribution.lora import adapter
     from pipeline.attribution.study import Study, lora_spec
 
@@ -84,12 +84,13 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     pool, query = study.where("base", "candidate"), study.where("query")
     parsed = {name: parse_reading(name) for name in cfg.readings}
     scores: dict[str, np.ndarray] = {}
+    lower = cached_lower(study.encoded, np.concatenate([query, pool]), study.residuals) if cfg.cached_lower else None
     with adapter(study.lm, lora_spec(cfg), state=state) as model:
         for dim in sorted({p for _, p, _ in parsed.values()}):
             with study.timed(f"bergson_p{dim}"):
                 q, t = bergson_gradients(study.lm, model, study.encoded.subset(query), study.encoded.subset(pool),
                                          projection_dim=dim, seed=cfg.seed, batch_size=cfg.score_batch_size,
-                                         tail=cfg.tail_logits)
+                                         tail=cfg.tail_logits, lower=lower)
             with study.timed("readings"):
                 for name, (mode, p, precondition) in parsed.items():
                     if p == dim:
