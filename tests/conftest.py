@@ -19,6 +19,20 @@ os.environ.setdefault(
 )
 
 
+@pytest.fixture
+def project(tmp_path):
+    """The repository's own project with its artifacts and build in tmp_path (the chain tests on the
+    tiny model); tests that build a project of their own override it."""
+    from dataclasses import replace
+
+    from claims.project import Project
+
+    project = replace(Project.at(Path(__file__).resolve().parents[1]), artifacts_dir=tmp_path / "artifacts",
+                      build_dir=tmp_path / "build")
+    project.activate()
+    return project
+
+
 @contextlib.contextmanager
 def shared_project(tmp: Path) -> Iterator[None]:
     """For a module-scoped fixture that builds one project for several tests: its own cache, and

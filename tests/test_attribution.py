@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -253,15 +252,6 @@ def test_grouped_ridge_finds_a_planted_signal_and_not_a_shuffled_one():
 
 
 # ---- the chain through the engine -------------------------------------------------------------------
-@pytest.fixture
-def project(tmp_path):
-    from claims.project import Project
-
-    project = replace(Project.at(ROOT), artifacts_dir=tmp_path / "artifacts", build_dir=tmp_path / "build")
-    project.activate()
-    return project
-
-
 def run_node(project, experiment, **config):
     import importlib
 

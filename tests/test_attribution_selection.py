@@ -7,7 +7,6 @@ data winning against the ranking as the claim's spec reads it, and the arms thro
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -275,24 +274,11 @@ def test_a_filter_perfect_on_planted_data_beats_the_ranking_as_the_spec_reads_it
 
 
 # ---- through the engine ----------------------------------------------------------------------------
-@pytest.fixture
-def project(tmp_path):
-    from claims.project import Project
-
-    project = replace(Project.at(ROOT), artifacts_dir=tmp_path / "artifacts", build_dir=tmp_path / "build")
-    project.activate()
-    return project
-
-
 def run_node(project, experiment, **config):
-    import importlib
+    """test_attribution's run_node with one training seed and an 8-example selection window."""
+    from tests.test_attribution import run_node as run
 
-    from claims.experiment import make_node
-    from claims.runner import Runner
-
-    fields = importlib.import_module(experiment).Config.model_fields
-    chosen = {k: v for k, v in {**TINY, "train_seeds": [0], "select_k": 8, **config}.items() if k in fields}
-    return Runner(project).ensure(make_node(experiment, chosen, "test")).result
+    return run(project, experiment, **{"train_seeds": [0], "select_k": 8, **config})
 
 
 def test_the_seed_design_runs_through_the_engine_on_the_tiny_model(project):

@@ -14,7 +14,6 @@ import pytest
 
 from claims.errors import ExperimentError
 from claims.experiment import make_node
-from claims.project import Project
 from claims.runner import Runner
 from tests.saecorpus import write_tree
 
@@ -24,13 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def tree(tmp_path) -> Path:
     return write_tree(tmp_path / "debian")
-
-
-@pytest.fixture
-def project(tmp_path):
-    project = replace(Project.at(ROOT), artifacts_dir=tmp_path / "artifacts", build_dir=tmp_path / "build")
-    project.activate()
-    return project
 
 
 def small(tree: Path, **extra) -> dict:
