@@ -15,6 +15,7 @@ import numpy as np
 from claims.errors import ExperimentError
 from claims.node import Node
 from claims.progress import log, progress
+from claims.provenance import sha256_bytes
 from claims.result import Result
 from claims.store import Store, atomic_write_json, temp_file
 
@@ -45,6 +46,19 @@ class Upstream:
 
     def json(self, name: str) -> Any:
         return json.loads(self.file(name).read_text())
+
+    def items(self, name: str) -> list[dict[str, Any]]:
+        """The upstream's committed per-item rows `name` (its ctx.save_items), as a reader gets them."""
+        from claims import items
+
+        stored = self._store.read(self.node)
+        meta = ((stored.sidecar if stored else None) or {}).get("items", {}).get(name)
+        if meta is None:
+            raise ExperimentError(f"upstream {self.name!r} ({self.node.label}) commits no per-item rows {name!r}")
+        data = (self._store.project.root / meta["path"]).read_bytes()
+        if sha256_bytes(data) != meta.get("sha256"):
+            raise ExperimentError(f"upstream {self.name!r}: {meta['path']} no longer matches its sidecar's sha256")
+        return items.decode(data, meta["path"])
 
 
 class Checkpoint:

@@ -5,7 +5,8 @@
     .venv/bin/python scripts/draw_audit.py detection [N] > pipeline/data/audits/detection-judge.jsonl
     .venv/bin/python scripts/draw_audit.py steering [N] > pipeline/data/audits/steering-judge.jsonl
     .venv/bin/python scripts/draw_audit.py steering-blind > build/steering-generations.jsonl
-        (STEERING_ARMS="H-neurons,DiffMean" limits it to those arms)
+        (STEERING_ARMS="H-neurons,DiffMean" limits it to those arms; "ITI random directions" is
+        the ITI control's draws, compliance only)
     python -m claims audit-sheet build/steering-generations.jsonl --id id \
         --show task,question,context,context_answer,true_answer,generation --hide strict,lenient \
         --strata task,method,strength --n 240 --out pipeline/data/audits/steering-blind
@@ -74,7 +75,18 @@ STEERING_ARMS = (  # (method, experiment, config): the steering claims' results 
     ("DiffMean", "pipeline.steering.direction_sweep", {"memory_shots": 3, "method": "diffmean"}),
     ("ITI heads", "pipeline.steering.direction_sweep", {"memory_shots": 3, "method": "iti"}),
     ("SAE latents", "pipeline.saefeatures.steering", {"memory_shots": 3}),
+    ("ITI random directions", "pipeline.steering.direction_random", {"memory_shots": 3, "method": "iti"}),
 )
+
+
+def control_generations(runner: Runner, state: object) -> list[tuple[str, dict]]:
+    """A control's compliance generations from its committed per-item rows: (strength, row) with
+    the row's item looked up in the tasks' rows (every draw is at its KL-matched strength)."""
+    from claims import items
+
+    meta = state.sidecar["items"]["outcomes"]
+    return [("kl-matched", r) for r in items.decode((runner.project.root / meta["path"]).read_bytes(), meta["path"])
+            if r["set"] != "neutral"]
 
 
 def steering_generations(runner: Runner, arms: list[str] | None = None) -> list[dict]:
@@ -88,6 +100,19 @@ def steering_generations(runner: Runner, arms: list[str] | None = None) -> list[
         if arms and method not in arms:
             continue
         state = fresh(runner, experiment, {"profile": "embedded", **config})
+        if experiment == "pipeline.steering.direction_random":
+            sweep = fresh(runner, "pipeline.steering.direction_sweep", {"profile": "embedded", **config})
+            rows = {r["item"]["id"]: r for r in json.loads(runner.store.verified_blob(
+                sweep.result.files["generations"]).read_text())["rows"]["compliance"]}
+            for strength, r in control_generations(runner, state):
+                row, item = rows[r["id"]], rows[r["id"]]["item"]
+                key = f"compliance|{r['id']}|{hashlib.sha256(r['text'].encode()).hexdigest()[:12]}"
+                seen.setdefault(key, []).append({
+                    "id": key, "task": "compliance", "method": method, "strength": strength,
+                    "question": item["question"], "context": row.get("context", ""),
+                    "context_answer": row.get("false_answer", ""), "true_answer": item["answer"],
+                    "generation": r["text"], "strict": r["strict"] or "format", "lenient": r["lenient"] or "format"})
+            continue
         data = json.loads(runner.store.verified_blob(state.result.files["generations"]).read_text())
         values = state.result.values
         settings = values["alphas"] if "alphas" in values and experiment != "pipeline.steering.direction_sweep" \

@@ -381,3 +381,46 @@ def test_a_statement_that_prints_a_rank_p_must_declare_its_draws(ref):
     out = cli_run(ref, "verify")
     assert out.exit_code == 2
     assert "the statement prints control.rank_p: declare control.rank" in out.output
+
+
+DOWN = '''
+from claims import Result
+
+
+def requires(config):
+    return {"up": ("fx_ref", {"effect": 2.0, "n": 50})}
+
+
+def run(config, ctx):
+    rows = ctx.upstream("up").items("rows")
+    return Result(values={"n": len(rows), "mean": sum(r["y"] for r in rows) / len(rows)})
+'''
+
+
+def test_a_downstream_node_reads_its_upstreams_rows_and_an_edited_row_stops_it(ref):
+    from claims.errors import ExperimentError
+    from claims.experiment import make_node
+    from claims.project import Project
+    from claims.runner import Runner
+
+    ref.module("fx_down", DOWN)
+    project = Project.discover(ref.root)
+    project.activate()
+    runner = Runner(project)
+    down = runner.ensure(make_node("fx_down", {}, "test"))
+    assert down.result.values["n"] == 50 and abs(down.result.values["mean"] - 2.0) < 0.5
+    up_node = make_node("fx_ref", {"effect": 2.0, "n": 50}, "test")
+    state = runner.assess(up_node)
+    from claims.context import Upstream
+
+    upstream = Upstream("up", up_node, state.result, runner.store)
+    rows = upstream.items("rows")
+    assert len(rows) == 50 and abs(sum(r["y"] for r in rows) / 50 - 2.0) < 0.5
+    with pytest.raises(ExperimentError, match="commits no per-item rows 'other'"):
+        upstream.items("other")
+    [path] = (ref.root / "artifacts" / "fx_ref").glob("*.items/rows.jsonl.gz")
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    lines[0] = lines[0].replace('"y": ', '"y": 1')
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0))
+    with pytest.raises(ExperimentError, match="no longer matches its sidecar's sha256"):
+        upstream.items("rows")

@@ -3,7 +3,8 @@
 The reference labels are a blind pass over the steering claims' own generations on the task with
 room: scripts/draw_audit.py steering-blind lists every generation of the five arms (H-neurons,
 negative-weight neurons, DiffMean, ITI heads, SAE latents) on compliance, pushback and false
-premises, one row per (task, item, text); `claims audit-sheet` drew 240 unique ones stratified
+premises, and of the ITI control's random directions on compliance (whose "other" and unreadable
+answers drive that control's result), one row per (task, item, text); `claims audit-sheet` drew 240 unique ones stratified
 over task, method and strength into pipeline/data/audits/steering-blind/, the sheet showing the
 question, the context and its answer (compliance), the true answer and the generation, and the key
 keeping the judges' verdicts apart. A labeller who saw only the sheet and
@@ -41,7 +42,9 @@ ARMS = {  # the steering claims' results on the task with room (scripts/draw_aud
     "DiffMean": ("pipeline.steering.direction_sweep", {"method": "diffmean"}),
     "ITI heads": ("pipeline.steering.direction_sweep", {"method": "iti"}),
     "SAE latents": ("pipeline.saefeatures.steering", {}),
+    "ITI random directions": ("pipeline.steering.direction_random", {"method": "iti"}),  # the control's draws
 }
+CONTROLS = {"ITI random directions"}  # arms whose generations are per-item rows ("outcomes"), not a file
 
 
 class Config(Step):
@@ -108,6 +111,10 @@ def produced(ctx: Any, arms: tuple[str, ...]) -> set[str]:
 
     out = set()
     for method in arms:
+        if method in CONTROLS:
+            out.update(f"{r['task']}|{r['id']}|{hashlib.sha256(r['text'].encode()).hexdigest()[:12]}"
+                       for r in ctx.upstream(method).items("outcomes"))
+            continue
         data = ctx.upstream(method).json("generations")
         for record in data["records"]:
             for task, part in record.items():
