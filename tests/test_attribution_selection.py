@@ -137,6 +137,24 @@ def test_the_reading_rule_takes_selection_success_then_loss_then_the_order():
     assert choose(rows, ["mean-p32", "nearest-p32"]) == "nearest-p32"
 
 
+def test_the_ranking_is_compared_with_trivial_scores_of_cleanliness_on_the_same_examples():
+    from pipeline.attribution.readings import baseline_aurocs, trivial_scores
+
+    rng = np.random.default_rng(0)
+    variants = np.array(["clean"] * 60 + ["noisy"] * 20 + ["off_format"] * 20)
+    examples = [{"variant": v, "completion": " Paris\n" if v != "off_format" else " It is Paris.\n"} for v in variants]
+    pool = np.arange(100)
+    lengths = np.where(variants == "clean", 5, 9) + rng.integers(0, 3, size=100)  # clean examples are shorter
+    loss = rng.normal(size=100)  # the shipped model's loss says nothing here
+    scores = trivial_scores(examples, pool, lengths, loss)
+    assert scores["format"].tolist() == [1.0] * 80 + [0.0] * 20 and (scores["length"] == -lengths).all()
+    planted = (variants == "clean") + rng.normal(0, 0.3, size=100)  # a ranking that sees cleanliness
+    out = baseline_aurocs(variants, planted, scores, level=0.95, seed=0, unit="pool examples")
+    assert out["length_clean_auroc"].value == 1.0  # length, oriented, separates perfectly: the ranking cannot beat it
+    assert out["gain_over_length"].ci[1] <= 0.0 + 1e-9 < out["gain_over_loss"].ci[0]
+    assert abs(out["format_clean_auroc"].value - (60 * (20 * 0.5 + 20)) / (60 * 40)) < 1e-9
+
+
 @pytest.fixture(scope="module")
 def lm():
     from pipeline.models import load
@@ -287,6 +305,8 @@ def test_the_seed_design_runs_through_the_engine_on_the_tiny_model(project):
     readings = run_node(project, "pipeline.attribution.readings")
     assert readings.values["chosen"] in TINY["readings"] and v["reading"] == readings.values["chosen"]
     assert set(readings.values["selection"]) == set(TINY["readings"]) and readings.values["n_select"] == 8
+    assert {f"{b}_clean_auroc" for b in ("format", "loss", "length")} <= set(readings.estimates)
+    assert {f"gain_over_{b}" for b in ("format", "loss", "length")} <= set(readings.estimates)
     assert v["start"] == "base" and v["n_subsets"] == 2 and v["n_top_runs"] == 1 and v["sided"] == "one"
     assert v["balance"]["clean"] == v["balance"]["noisy"] == v["balance"]["off_format"] == v["balance"]["family"] == 0
     assert v["random_composition"] == v["top_composition"]

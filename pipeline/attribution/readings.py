@@ -10,7 +10,8 @@ on the selection split (entities in no other split). The rule, fixed here before
 
 Only this node looks at the selection split, and no comparison looks at it. Reported with the
 choice: how the chosen reading sorts the pool's variants (AUROC of clean against the rest), the
-claim attribution-ranking-variants.
+claim attribution-ranking-variants, beside the same AUROC of three trivial scores (the format
+regex, the shipped model's completion loss, token count) and the ranking's paired gain over each.
 """
 
 from __future__ import annotations
@@ -51,6 +52,37 @@ def chosen(ctx: Any, reading: str) -> str:
     return ctx.upstream("readings").result.values["chosen"] if reading == "chosen" else reading
 
 
+def baseline_aurocs(variant: np.ndarray, scores: np.ndarray, baselines: dict[str, np.ndarray],
+                    **kw: Any) -> dict[str, Any]:
+    """Each trivial score's AUROC of clean against the other variants, and the ranking's paired AUROC
+    gain over it on the same pool examples (what the ranking sees beyond a format regex, the
+    shipped model's loss, or length)."""
+    from pipeline import stats
+
+    clean = variant == "clean"
+    out = {}
+    for name, base in baselines.items():
+        out[f"{name}_clean_auroc"] = stats.auroc(clean, base, **kw)
+        out[f"gain_over_{name}"] = stats.auroc_difference(clean, scores, base, **kw)
+    return out
+
+
+def trivial_scores(examples: list[dict[str, Any]], pool: np.ndarray, lengths: np.ndarray,
+                   loss: np.ndarray) -> dict[str, np.ndarray]:
+    """Trivial scores of the pool examples, higher meaning clean: the format regex the `format` filter
+    uses (1 or 0), the shipped model's completion loss (negated), and token count in whichever
+    direction separates clean from the rest better on these examples (the baseline's best case)."""
+    from sklearn.metrics import roc_auc_score
+
+    from pipeline.attribution.subsets import FORMAT
+
+    clean = np.array([examples[i]["variant"] == "clean" for i in pool])
+    length = np.asarray(lengths, dtype=float)[pool]
+    sign = 1.0 if roc_auc_score(clean, length) >= 0.5 else -1.0
+    return {"format": np.array([float(bool(FORMAT.match(examples[i]["completion"]))) for i in pool]),
+            "loss": -np.asarray(loss, dtype=float)[pool], "length": sign * length}
+
+
 def run(config: dict[str, Any], ctx: Any) -> Result:
     from pipeline.attribution.estimates import arm_success, composition
     from pipeline.attribution.runs import Job, finetune_jobs
@@ -78,8 +110,14 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     variant = np.array([study.examples[i]["variant"] for i in pool])
     kw = {"level": cfg.level, "seed": cfg.seed}
     picked = np.array([r["success"] for r in rows if r["reading"] == pick], dtype=float)
-    estimates = {**variant_aurocs(variant, np.asarray(values["reading_scores"][pick], dtype=float),
-                                  unit="pool examples", **kw),
+    tuned = ctx.upstream("finetune").result.values
+    loss = np.full(len(study.examples), np.nan)
+    loss[np.asarray(tuned["pool_index"], dtype=int)] = tuned["pool_loss_zero_shot"]
+    lengths = np.array([len(ids) for ids in study.encoded.ids])
+    chosen_scores = np.asarray(values["reading_scores"][pick], dtype=float)
+    estimates = {**variant_aurocs(variant, chosen_scores, unit="pool examples", **kw),
+                 **baseline_aurocs(variant, chosen_scores, trivial_scores(study.examples, pool, lengths, loss),
+                                   unit="pool examples", **kw),
                  "select_success": arm_success(picked, study.entities(select), **kw)}
     return Result(estimates=estimates, values={
         "chosen": pick, "rule": RULE, "readings": list(cfg.readings), "n_readings": len(cfg.readings),
