@@ -346,3 +346,25 @@ def test_the_thesis_reads_every_detector_the_best_cannot_be_told_apart_from():
     assert [m["method"] for m in best_detectors(methods)] == ["H-neurons", "ITI heads"]
     methods[1]["detection_ci_high"] = 0.92  # now clearly below the best's lower bound
     assert [m["method"] for m in best_detectors(methods)] == ["H-neurons"]
+
+
+def test_the_table_reads_a_direction_controls_draws_by_context_answers_over_all_items():
+    from pipeline.steering.comparison import control_answers
+
+    def rows(setting, counts, finish_cut=0):
+        out = [{"setting": setting, "strict": s, "finish": "stop"} for s, n in counts.items() for _ in range(n)]
+        for r in out[:finish_cut]:
+            r["finish"] = "length"
+        return out
+
+    real = rows("unsteered", {"context": 40, "memory": 40, "other": 20}) + \
+        rows("steered", {"context": 30, "memory": 50, "other": 20})  # -10 points of context share
+    control = [{"set": "neutral", "strict": "context", "finish": "stop"}]
+    for k in range(32):  # each draw garbles half the answers, keeping context and memory in proportion
+        garbled = rows("x", {"context": 20, "memory": 20, "other": 10, None: 50}, finish_cut=50 if k % 2 else 0)
+        control += [{**r, "set": f"seed {k}"} for r in garbled]
+    out = control_answers(real, control)
+    assert out["real_readable"] == 0.8 and out["draws_less_readable"] == 32 and out["draw_readable"][0] == 0.4
+    assert out["draw_cut_off"][:2] == [0.0, 0.5]
+    # by context answers over all items every draw moves the rate by -20 points: all 32 are as large as the real -10
+    assert abs(out["real_context_share_change_pp"] + 10.0) < 1e-9 and out["rank_p_context_share"] == 1.0

@@ -2,7 +2,11 @@
 method's detection AUROC on the held-out detection questions beside its steering effect on
 compliance (percentage points, the strongest setting against the unsteered model, on the items the
 model knows), each with its interval, the rank p of the real effect among its matched random draws,
-and its QA accuracy change where the arm measured it. The controls are the claims' own: the
+and its QA accuracy change where the arm measured it. Beside the table: how the direction
+controls' draws were read (readable and cut-off shares, and the rank of the change in context
+answers over all known items, which a draw that garbles answers cannot move by shrinking the
+denominator), and the detection AUROC of the model's own confidence and of the strongest trivial
+detector, which no steering method can be, for reference. The controls are the claims' own: the
 fields below must match the control configs of the steering claims."""
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ def requires(config: dict[str, Any]) -> dict[str, Any]:
         "neurons_random": ("pipeline.steering.neurons_random", RandomSweepConfig(
             **base, seeds=cfg.seeds, candidates=cfg.candidates, tasks=cfg.neuron_tasks).model_dump(mode="json")),
         "directions": ("pipeline.steering.directions", {"profile": cfg.profile, "seed": cfg.seed}),
+        "baselines": ("pipeline.hneurons.baselines", {"profile": cfg.profile}),
         **{method: ("pipeline.steering.direction_sweep", DirectionSweepConfig(**base, method=method).model_dump(mode="json"))
            for method in ("diffmean", "iti")},
         **{f"{method}_random": ("pipeline.steering.direction_random",
@@ -113,6 +118,50 @@ def by_family(data: dict[str, Any], neutral: int, target: int) -> dict[str, dict
     return out
 
 
+def answers(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """How a setting's compliance answers were read: the share the strict judge could score
+    (context or memory), the share stopped at the token limit, and context answers over all known
+    items (a rate whose denominator the intervention cannot move)."""
+    n = len(rows)
+    readable = sum(r["strict"] in ("context", "memory") for r in rows)
+    return {"n": n, "readable": readable / n if n else None,
+            "cut_off": sum(r.get("finish", "stop") != "stop" for r in rows) / n if n else None,
+            "context_share": sum(r["strict"] == "context" for r in rows) / n if n else None}
+
+
+def control_answers(real: list[dict[str, Any]], control: list[dict[str, Any]]) -> dict[str, Any]:
+    """A direction control's draws beside the real setting, read the same way (`answers`): each
+    draw's readable and cut-off shares, and the rank of the real change in the context share among
+    the draws' changes (one-sided on size, as rank_p_kl), which no parse failure can move."""
+    neutral = answers([r for r in real if r["setting"] == "unsteered"])
+    steered = answers([r for r in real if r["setting"] == "steered"])
+    draws = {}
+    for r in control:
+        if r["set"] != "neutral":
+            draws.setdefault(r["set"], []).append(r)
+    per = [answers(rows) for _, rows in sorted(draws.items(), key=lambda kv: int(kv[0].split()[-1]))]
+    real_change = 100 * (steered["context_share"] - neutral["context_share"])
+    changes = [100 * (d["context_share"] - neutral["context_share"]) for d in per]
+    as_large = sum(abs(c) >= abs(real_change) for c in changes)
+    return {"real_readable": steered["readable"], "real_cut_off": steered["cut_off"],
+            "neutral_readable": neutral["readable"], "draw_readable": [d["readable"] for d in per],
+            "draw_cut_off": [d["cut_off"] for d in per],
+            "draws_less_readable": sum(d["readable"] < steered["readable"] for d in per),
+            "real_context_share_change_pp": real_change, "draw_context_share_changes_pp": changes,
+            "rank_p_context_share": (1 + as_large) / (1 + len(per))}
+
+
+def sweep_answers(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """A direction sweep's compliance answers at its two settings (unsteered, the chosen strength)."""
+    rows = data["rows"]["compliance"]
+    out = []
+    for setting, record in zip(("unsteered", "steered"), data["records"], strict=True):
+        finish = record["compliance"].get("finish") or ["stop"] * len(rows)
+        out += [{"setting": setting, "strict": strict, "finish": f}
+                for strict, f in zip(record["compliance"]["strict"], finish, strict=True)]
+    return out
+
+
 def run(config: dict[str, Any], ctx: Any) -> Result:
     cfg = Config(**config)
     names = ["probe", "neurons", "neurons_random", "directions", "diffmean", "iti", "diffmean_random", "iti_random"]
@@ -172,6 +221,13 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
         "H-neurons": by_family(ctx.upstream("neurons").json("generations"), h_alphas.index(1.0), h_alphas.index(3.0)),
         "DiffMean": by_family(ctx.upstream("diffmean").json("generations"), 0, 1),
         "ITI heads": by_family(ctx.upstream("iti").json("generations"), 0, 1)}
+    values["control_answers"] = {
+        label: control_answers(sweep_answers(ctx.upstream(name).json("generations")),
+                               ctx.upstream(f"{name}_random").items("outcomes"))
+        for label, name in (("DiffMean", "diffmean"), ("ITI heads", "iti"))}
+    trivial = ctx.upstream("baselines").result.estimates
+    values["trivial_detectors"] = {name: {"auroc": trivial[f"{name}_auroc"].value, "ci": list(trivial[f"{name}_auroc"].ci)}
+                                   for name in ("logprob", "strongest") if f"{name}_auroc" in trivial}
     if cfg.sae:
         s_alphas = [float(a) for a in up["sae"].values["alphas"]]
         values["by_family"]["SAE latents"] = by_family(ctx.upstream("sae").json("generations"), s_alphas.index(1.0),
