@@ -79,58 +79,59 @@ STEERING_ARMS = (  # (method, experiment, config): the steering claims' results 
 )
 
 
-def control_generations(runner: Runner, state: object) -> list[tuple[str, dict]]:
-    """A control's compliance generations from its committed per-item rows: (strength, row) with
-    the row's item looked up in the tasks' rows (every draw is at its KL-matched strength)."""
+def control_generations(runner: Runner, state: object) -> list[dict]:
+    """A control's compliance generations from its committed per-item rows (every draw at its
+    KL-matched strength; the neutral set is left out)."""
+    return [r for r in committed_items(runner, state) if r["set"] != "neutral"]
+
+
+def committed_items(runner: Runner, state: object, name: str = "outcomes") -> list[dict]:
+    """A result's committed per-item rows `name`, as a reader of the repository gets them."""
     from claims import items
 
-    meta = state.sidecar["items"]["outcomes"]
-    return [("kl-matched", r) for r in items.decode((runner.project.root / meta["path"]).read_bytes(), meta["path"])
-            if r["set"] != "neutral"]
+    meta = state.sidecar["items"][name]
+    return items.decode((runner.project.root / meta["path"]).read_bytes(), meta["path"])
 
 
 def steering_generations(runner: Runner, arms: list[str] | None = None) -> list[dict]:
     """Every generation of the steering claims' results (compliance, pushback, false premise), one
     row per (task, item, text) with the judges' verdicts, in a seeded order (a generation several
-    settings share is filed under one of them at random)."""
+    settings share is filed under one of them at random). The generations are the results'
+    committed per-item rows; an item's question and context come from the task rows any of the
+    arms' generation files holds (every arm runs on the same rows)."""
     import hashlib
 
-    seen: dict[str, dict] = {}
-    for method, experiment, config in STEERING_ARMS:
-        if arms and method not in arms:
-            continue
-        state = fresh(runner, experiment, {"profile": "embedded", **config})
-        if experiment == "pipeline.steering.direction_random":
-            sweep = fresh(runner, "pipeline.steering.direction_sweep", {"profile": "embedded", **config})
-            rows = {r["item"]["id"]: r for r in json.loads(runner.store.verified_blob(
-                sweep.result.files["generations"]).read_text())["rows"]["compliance"]}
-            for strength, r in control_generations(runner, state):
-                row, item = rows[r["id"]], rows[r["id"]]["item"]
-                key = f"compliance|{r['id']}|{hashlib.sha256(r['text'].encode()).hexdigest()[:12]}"
-                seen.setdefault(key, []).append({
-                    "id": key, "task": "compliance", "method": method, "strength": strength,
-                    "question": item["question"], "context": row.get("context", ""),
-                    "context_answer": row.get("false_answer", ""), "true_answer": item["answer"],
-                    "generation": r["text"], "strict": r["strict"] or "format", "lenient": r["lenient"] or "format"})
-            continue
-        data = json.loads(runner.store.verified_blob(state.result.files["generations"]).read_text())
-        values = state.result.values
-        settings = values["alphas"] if "alphas" in values and experiment != "pipeline.steering.direction_sweep" \
-            else [0.0, values["chosen_strength"]]
-        for setting, record in zip(settings, data["records"], strict=True):
-            for task in ("compliance", "pushback", "false_premise"):
-                if task not in record:
-                    continue
-                for row, text, strict, lenient in zip(data["rows"][task], record[task]["text"], record[task]["strict"],
-                                                      record[task]["lenient"], strict=True):
-                    item = row["item"]
-                    key = f"{task}|{item['id']}|{hashlib.sha256(text.encode()).hexdigest()[:12]}"
-                    seen.setdefault(key, []).append({
-                        "id": key, "task": task, "method": method, "strength": f"{float(setting):g}",
-                        "question": item["question"], "context": row.get("context", "") if task == "compliance" else "",
-                        "context_answer": row.get("false_answer", "") if task == "compliance" else "",
-                        "true_answer": item["answer"] if task != "false_premise" else "", "generation": text,
-                        "strict": strict or "format", "lenient": lenient or "format"})
+    states = [(method, experiment, fresh(runner, experiment, {"profile": "embedded", **config}))
+              for method, experiment, config in STEERING_ARMS if not arms or method in arms]
+    details: dict[tuple[str, str], dict] = {}
+    for _, experiment, state in states:
+        sweeps = [state] if experiment != "pipeline.steering.direction_random" else []
+        for s in sweeps:
+            path = runner.store.verified_blob(s.result.files["generations"])
+            if path is not None:
+                for task, rows in json.loads(path.read_text())["rows"].items():
+                    details.update({(task, r["item"]["id"]): r for r in rows})
+    if not details:
+        sys.exit("no arm's generation file is in the blob cache: the items' questions and contexts are unknown")
+    seen: dict[str, list[dict]] = {}
+    for method, experiment, state in states:
+        control = experiment == "pipeline.steering.direction_random"
+        for r in control_generations(runner, state) if control else committed_items(runner, state):
+            task = r.get("task", "compliance")
+            if task not in ("compliance", "pushback", "false_premise"):
+                continue
+            if (task, r["id"]) not in details:
+                sys.exit(f"{method}: item {r['id']!r} ({task}) is in no arm's task rows")
+            row = details[task, r["id"]]
+            item = row["item"]
+            strength = "kl-matched" if control else f"{float(r['alpha'] if 'alpha' in r else r['strength']):g}"
+            key = f"{task}|{item['id']}|{hashlib.sha256(r['text'].encode()).hexdigest()[:12]}"
+            seen.setdefault(key, []).append({
+                "id": key, "task": task, "method": method, "strength": strength,
+                "question": item["question"], "context": row.get("context", "") if task == "compliance" else "",
+                "context_answer": row.get("false_answer", "") if task == "compliance" else "",
+                "true_answer": item["answer"] if task != "false_premise" else "", "generation": r["text"],
+                "strict": r["strict"] or "format", "lenient": r["lenient"] or "format"})
     rng = np.random.default_rng(20261204)
     rows = [group[int(rng.integers(len(group)))] for group in seen.values()]
     return [rows[i] for i in rng.permutation(len(rows))]
