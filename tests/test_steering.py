@@ -368,3 +368,30 @@ def test_the_table_reads_a_direction_controls_draws_by_context_answers_over_all_
     assert out["draw_cut_off"][:2] == [0.0, 0.5]
     # by context answers over all items every draw moves the rate by -20 points: all 32 are as large as the real -10
     assert abs(out["real_context_share_change_pp"] + 10.0) < 1e-9 and out["rank_p_context_share"] == 1.0
+
+
+def test_a_downstream_node_reads_a_sweep_back_from_its_committed_rows():
+    from types import SimpleNamespace
+
+    from claims.items import decode, encode
+    from pipeline.steering.committed import committed_sweep
+    from pipeline.steering.summary import item_rows
+
+    rows = {"compliance": [{"item": {"id": f"q{i}", "family": "capital" if i < 2 else "currency"}, "cluster": f"c{i}"}
+                           for i in range(3)],
+            "qa": [{"item": {"id": "q9", "family": "capital"}}]}
+    records = [{"compliance": {"text": [" A", " B", " C"], "finish": ["stop"] * 3, "strict": ["context", None, "memory"],
+                               "lenient": ["context", "other", "memory"]},
+                "qa": {"text": [" X"], "finish": ["length"], "strict": ["right"], "lenient": ["right"]}},
+               {"compliance": {"text": [" D", " E", " F"], "finish": ["stop"] * 3, "strict": ["memory"] * 3,
+                               "lenient": ["memory"] * 3},
+                "qa": {"text": [" Y"], "finish": ["stop"], "strict": ["wrong"], "lenient": ["wrong"]}}]
+    committed = decode(encode("outcomes", item_rows([{"alpha": 1.0}, {"alpha": 3.0}], records, rows)), "outcomes")
+    upstream = SimpleNamespace(name="neurons", items=lambda name: committed)
+    got = committed_sweep(upstream, "alpha")
+    assert got["settings"] == [1.0, 3.0]
+    assert got["records"] == records  # what the generation file held, judges and finish reasons included
+    assert [r["item"] for r in got["rows"]["compliance"]] == [r["item"] for r in rows["compliance"]]
+    assert got["rows"]["compliance"][2]["cluster"] == "c2"
+    with pytest.raises(ValueError, match="no outcome rows"):
+        committed_sweep(upstream, "alpha", {"set": "h-features"})

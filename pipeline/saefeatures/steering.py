@@ -223,8 +223,16 @@ def recompute(items: dict[str, list[dict[str, Any]]], config: dict[str, Any]) ->
 
 def run(config: dict[str, Any], ctx: Any) -> Result:
     from pipeline.saefeatures.dictionary import load_saes
+    from pipeline.steering.committed import committed_sweep
     from pipeline.steering.neurons import setup, sweep_sets
-    from pipeline.steering.summary import _slope, cut_off, item_rows, matrix, minimum_detectable, summarize
+    from pipeline.steering.summary import (
+        _slope,
+        cut_off,
+        item_rows,
+        matrix,
+        minimum_detectable,
+        summarize,
+    )
 
     cfg = Config(**config)
     lm, taskset = setup(cfg, ctx, ("compliance",))
@@ -240,10 +248,10 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
                          [("h-features", k) for k in range(len(cfg.alphas))], "h-features")
     _, values = summarize(cfg.alphas, records, ("compliance",), {"compliance": clusters}, level=cfg.level,
                           seed=cfg.seed, neutral=list(cfg.alphas).index(1.0), target=int(np.argmax(cfg.alphas)))
-    neurons = ctx.upstream("neurons").json("generations")
+    neurons = committed_sweep(ctx.upstream("neurons"), "alpha")
     if [r["item"]["id"] for r in neurons["rows"]["compliance"]] != [r["item"]["id"] for r in taskset.rows["compliance"]]:
         raise RuntimeError("the H-neuron sweep was scored on other compliance items")
-    n_alphas = [float(x) for x in ctx.upstream("neurons").result.values["alphas"]]
+    n_alphas = [float(x) for x in neurons["settings"]]
     h_records = [{"compliance": neurons["records"][n_alphas.index(float(x))]["compliance"]} for x in cfg.alphas]
     ctx.save_json("generations", {"rows": taskset.rows, "records": records})
     ctx.save_items("outcomes", item_rows(
@@ -280,6 +288,7 @@ def candidate_sets(cfg: Config, chosen: np.ndarray, activation: np.ndarray, widt
 def run_random(cfg: Config, ctx: Any, lm: Any, taskset: Any, saes: dict[int, Any], h_features: list[dict[str, Any]],
                clusters: list[np.ndarray]) -> Result:
     from pipeline.saefeatures.detector_random import latent_balance
+    from pipeline.steering.committed import committed_sweep
     from pipeline.steering.evaluate import TaskSet
     from pipeline.steering.neurons import sweep_sets
     from pipeline.steering.summary import _slope, cut_off, item_rows, matrix
@@ -314,9 +323,9 @@ def run_random(cfg: Config, ctx: Any, lm: Any, taskset: Any, saes: dict[int, Any
     pairs = [(s, x) for s in range(cfg.seeds) for x in steered]
     records = sweep_sets(ctx, cfg, lm, taskset, LatentSets(saes, [as_sets[s] for s, _ in pairs], [x for _, x in pairs]),
                          [(f"seed{s}", k) for s in range(cfg.seeds) for k in range(len(steered))], "random latent sets")
-    main = ctx.upstream("sae_steering")
-    full = [float(x) for x in main.result.values["alphas"]]
-    main_records = main.json("generations")["records"]
+    main = committed_sweep(ctx.upstream("sae_steering"), "alpha", {"set": "h-features"})
+    full = [float(x) for x in main["settings"]]
+    main_records = main["records"]
     grid = sorted({*steered, 1.0})
     ctx.save_items("outcomes", item_rows(
         [{"set": "h-features", "alpha": x} for x in grid] + [{"set": f"seed {s}", "alpha": x} for s, x in pairs],

@@ -44,7 +44,6 @@ ARMS = {  # the steering claims' results on the task with room (scripts/draw_aud
     "SAE latents": ("pipeline.saefeatures.steering", {}),
     "ITI random directions": ("pipeline.steering.direction_random", {"method": "iti"}),  # the control's draws
 }
-CONTROLS = {"ITI random directions"}  # arms whose generations are per-item rows ("outcomes"), not a file
 
 
 class Config(Step):
@@ -110,16 +109,9 @@ def produced(ctx: Any, arms: tuple[str, ...]) -> set[str]:
     import hashlib
 
     out = set()
-    for method in arms:
-        if method in CONTROLS:
-            out.update(f"{r['task']}|{r['id']}|{hashlib.sha256(r['text'].encode()).hexdigest()[:12]}"
-                       for r in ctx.upstream(method).items("outcomes"))
-            continue
-        data = ctx.upstream(method).json("generations")
-        for record in data["records"]:
-            for task, part in record.items():
-                for row, text in zip(data["rows"][task], part["text"], strict=True):
-                    out.add(f"{task}|{row['item']['id']}|{hashlib.sha256(text.encode()).hexdigest()[:12]}")
+    for method in arms:  # the sweeps' and the controls' committed per-item rows (what a reader has)
+        rows = ctx.upstream(method).items("outcomes")
+        out.update(f"{r['task']}|{r['id']}|{hashlib.sha256(r['text'].encode()).hexdigest()[:12]}" for r in rows)
     return out
 
 

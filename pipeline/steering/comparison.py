@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import Field
 
 from claims import Estimate, Result
+from pipeline.steering.committed import committed_sweep
 from pipeline.steering.config import (
     DirectionRandomConfig,
     DirectionSweepConfig,
@@ -216,20 +217,22 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
               "diffmean_layer": up["diffmean"].values["chosen_layer"],
               "diffmean_strength": up["diffmean"].values["chosen_strength"],
               "iti_strength": up["iti"].values["chosen_strength"]}
-    h_alphas = [float(a) for a in up["neurons"].values["alphas"]]
+    # the sweeps' committed per-item rows, as a reader has them
+    sweeps = {name: committed_sweep(ctx.upstream(name), "alpha" if name in ("neurons", "sae") else "strength",
+                                    {"set": "h-features"} if name == "sae" else None)
+              for name in ("neurons", "diffmean", "iti", *(("sae",) if cfg.sae else ()))}
+    h_alphas = [float(a) for a in sweeps["neurons"]["settings"]]
     values["by_family"] = {
-        "H-neurons": by_family(ctx.upstream("neurons").json("generations"), h_alphas.index(1.0), h_alphas.index(3.0)),
-        "DiffMean": by_family(ctx.upstream("diffmean").json("generations"), 0, 1),
-        "ITI heads": by_family(ctx.upstream("iti").json("generations"), 0, 1)}
+        "H-neurons": by_family(sweeps["neurons"], h_alphas.index(1.0), h_alphas.index(3.0)),
+        "DiffMean": by_family(sweeps["diffmean"], 0, 1),
+        "ITI heads": by_family(sweeps["iti"], 0, 1)}
     values["control_answers"] = {
-        label: control_answers(sweep_answers(ctx.upstream(name).json("generations")),
-                               ctx.upstream(f"{name}_random").items("outcomes"))
+        label: control_answers(sweep_answers(sweeps[name]), ctx.upstream(f"{name}_random").items("outcomes"))
         for label, name in (("DiffMean", "diffmean"), ("ITI heads", "iti"))}
     trivial = ctx.upstream("baselines").result.estimates
     values["trivial_detectors"] = {name: {"auroc": trivial[f"{name}_auroc"].value, "ci": list(trivial[f"{name}_auroc"].ci)}
                                    for name in ("logprob", "strongest") if f"{name}_auroc" in trivial}
     if cfg.sae:
-        s_alphas = [float(a) for a in up["sae"].values["alphas"]]
-        values["by_family"]["SAE latents"] = by_family(ctx.upstream("sae").json("generations"), s_alphas.index(1.0),
-                                                       s_alphas.index(3.0))
+        s_alphas = [float(a) for a in sweeps["sae"]["settings"]]
+        values["by_family"]["SAE latents"] = by_family(sweeps["sae"], s_alphas.index(1.0), s_alphas.index(3.0))
     return Result(estimates=estimates, values=values)

@@ -21,6 +21,7 @@ import numpy as np
 
 from claims import Result
 from pipeline import stats
+from pipeline.steering.committed import committed_sweep
 from pipeline.steering.config import RandomSweepConfig as Config
 from pipeline.steering.config import (
     SweepConfig,
@@ -220,12 +221,13 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     lm, taskset = setup(cfg, ctx, tuple(cfg.tasks))
     neurons = arm_neurons(ctx.upstream("probe").result.values, cfg.arm)
     # alpha 1 leaves the model unchanged (exactly: the hook multiplies by 1.0), so every seed's
-    # unsteered column is the H-neuron sweep's: it is read from there, not generated again
-    h_all = ctx.upstream("neurons").json("generations")
+    # unsteered column is the H-neuron sweep's: it is read from the sweep's committed per-item rows
+    # (what a reader has), not generated again
+    h_all = committed_sweep(ctx.upstream("neurons"), "alpha")
     for task in cfg.tasks:
         if [r["item"]["id"] for r in h_all["rows"][task]] != [r["item"]["id"] for r in taskset.rows[task]]:
             raise RuntimeError(f"the H-neuron sweep was scored on other {task} items")
-    h_alphas = [float(x) for x in ctx.upstream("neurons").result.values["alphas"]]
+    h_alphas = [float(x) for x in h_all["settings"]]
     h_records = [{t: r[t] for t in cfg.tasks} for r in h_all["records"]]
     neutral = h_records[h_alphas.index(1.0)]
     sets, matching = matched_sets(ctx, cfg, neurons, lm.d_ffn, lm)
