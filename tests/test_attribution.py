@@ -273,6 +273,67 @@ def test_the_attribution_chain_runs_on_the_tiny_model(project):
     assert fingerprint.values["n_examples"] == 64 and fingerprint.values["d_sae"] == 64
     assert {"spearman", "gain_over_best", "spearman_family"} <= set(fingerprint.estimates)
     assert len(shuffled.values["shuffle_spearman"]) == 3
+    assert set(shuffled.values["balance"]) == {"length", "variant"}
+    assert shuffled.values["balance"]["variant"] == 0.0  # within-variant shuffles keep each variant's ranks
+
+
+def test_the_fingerprint_reads_the_sae_studys_dictionaries_and_chooses_a_layer_on_held_out_families(project):
+    from claims.experiment import make_node
+    from claims.runner import Runner
+    from pipeline.attribution.fingerprint import Config, recompute
+
+    config = {**{k: v for k, v in TINY.items() if k not in ("sae_config", "sae_layer", "n_shuffles")},
+              "sae_experiment": "pipeline.saefeatures.saes", "sae_config": {}, "sae_layers": [0, 1],
+              "n_select_families": 1}
+    runner = Runner(project)
+    node = make_node("pipeline.attribution.fingerprint",
+                     {k: v for k, v in config.items() if k in Config.model_fields}, "test")
+    state = runner.ensure(node)
+    values = state.result.values
+    assert values["candidate_layers"] == [0, 1] and values["sae_layer"] in (0, 1)
+    assert len(values["selection_families"]) == 1 and values["selection_families"][0] not in values["reported_families"]
+    assert set(values["selection_spearman"]) == {"0", "1"}
+    assert values["sae_layer"] == int(max(values["selection_spearman"], key=values["selection_spearman"].get))
+    items = {"examples": state_items(project, node)}
+    assert sum(r["reported"] for r in items["examples"]) == values["n_reported"] < values["n_examples"]
+    again = recompute(items, node.config)
+    assert again["spearman"].value == state.result.estimates["spearman"].value  # rebuilt from committed rows
+
+
+def state_items(project, node):
+    from claims import items as claim_items
+    from claims.store import Store
+
+    meta = Store(project).read(node).sidecar["items"]["examples"]
+    return claim_items.decode((project.root / meta["path"]).read_bytes(), meta["path"])
+
+
+def test_shuffles_within_length_strata_keep_what_length_explains():
+    """A 'fingerprint' that reads only length beats shuffles across the pool but not shuffles
+    within length strata: the stratified control is the one a length reader cannot pass."""
+    from pipeline.attribution.estimates import grouped_predictions, spearman
+    from pipeline.attribution.fingerprint_shuffled import permute_within, strata
+
+    rng = np.random.default_rng(0)
+    n = 300
+    length = rng.integers(5, 60, size=n).astype(float)
+    variant = rng.choice(["clean", "noisy", "off_format"], size=n)
+    y = np.argsort(np.argsort(length + 5 * rng.normal(size=n))) / n
+    X = np.column_stack([length, rng.normal(size=(n, 3))])
+    groups = np.repeat(np.arange(6), n // 6)
+    real = spearman(grouped_predictions(X, y, groups, (1.0, 100.0)), y)
+    stratum = strata(variant, length, 5)
+    assert len(np.unique(stratum)) == 15
+    within = permute_within(y, stratum, rng)
+    for s in np.unique(stratum):  # the same ranks inside each stratum, reordered
+        assert sorted(within[stratum == s]) == sorted(y[stratum == s])
+    across = [spearman(grouped_predictions(X, p, groups, (1.0, 100.0)), p) for p in (rng.permutation(y) for _ in range(5))]
+    held = []
+    for _ in range(5):
+        p = permute_within(y, stratum, rng)
+        held.append(spearman(grouped_predictions(X, p, groups, (1.0, 100.0)), p))
+    assert real > 0.8 and max(across) < 0.3  # unstratified shuffles: the length reader looks like a finding
+    assert min(held) > 0.6  # within length strata the shuffles keep most of what length explains
 
 
 def test_a_bergson_failure_fails_the_claim_with_a_clear_message(project, monkeypatch):

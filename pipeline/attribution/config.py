@@ -200,7 +200,24 @@ class FingerprintConfig(ScoresConfig):
                            "SAE's hook).")
     alphas: tuple[float, ...] = Field((1.0, 10.0, 100.0, 1e3, 1e4, 1e5), description="Ridge strengths, chosen "
                                       "by grouped cross-validation inside each training fold.")
+    sae_layers: tuple[int, ...] = Field((), description="Candidate layers among the SAE study's dictionaries "
+                                        "(files sae_L<layer> of pipeline.saefeatures.saes); the fingerprint's "
+                                        "layer is chosen among them on the selection families. Empty: the one "
+                                        "SAE in sae_file, at sae_layer.")
+    n_select_families: int = Field(0, ge=0, description="Families drawn (seeded) to choose the layer on; every "
+                                   "estimate is reported on the other families only. 0: every family is "
+                                   "reported, and only one SAE may be given.")
+
+    @model_validator(mode="after")
+    def _one_layer_without_selection(self) -> FingerprintConfig:
+        if len(self.sae_layers) > 1 and not self.n_select_families:
+            raise ValueError("several sae_layers need n_select_families > 0 to choose among them on held-out "
+                             "families")
+        return self
 
 
 class ShuffledConfig(FingerprintConfig):
-    n_shuffles: int = Field(20, ge=1, description="Refits on attribution ranks permuted across the pool.")
+    n_shuffles: int = Field(20, ge=1, description="Refits on attribution ranks permuted within strata.")
+    length_bins: int = Field(5, ge=1, description="The shuffles permute ranks within strata of format variant "
+                             "and example-length quantile (this many bins), the two covariates besides the "
+                             "fingerprint that predict the rank; 1 bin: within variant only.")

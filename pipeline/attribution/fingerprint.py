@@ -5,11 +5,19 @@ ridge regression; each family is held out once (leave-one-family-out), the ridge
 by grouped cross-validation inside each training fold. The statistic is the Spearman correlation of
 the out-of-fold predictions with the rank, with an interval that resamples entity clusters.
 
+With the SAE study's dictionaries (`sae_layers`, `n_select_families`), a seeded draw of families
+is set aside to choose the layer (the one whose out-of-fold predictions rank those families'
+examples best); every estimate is then reported on the other families only, whose ranks the choice
+never saw.
+
 The same regression on metadata gives the baselines a fingerprint has to beat: length (tokens),
-family (one-hot) and difficulty (obscurity percentile, number of clues); the pool's variant
-(clean / noisy / off-format), which a real data set would not label, is reported as a ceiling.
-Under a family-held-out split the family alone predicts each held-out family by the other
+family (one-hot), difficulty (obscurity percentile, number of clues) and text (length, completion
+length and the format regex together, what a reader gets from the text without a model); the pool's
+variant (clean / noisy / off-format), which a real data set would not label, is reported as a
+ceiling. Under a family-held-out split the family alone predicts each held-out family by the other
 families' mean rank: it cannot rank examples of a family it has not seen, by construction.
+Per-example rows (family, variant, length, rank, the fingerprint's and each baseline's prediction)
+are committed.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from claims import Result
 from pipeline.attribution.config import FingerprintConfig as Config
 from pipeline.attribution.config import GameConfig, ScoresConfig
 
-BASELINES = ("length", "family", "difficulty")
+BASELINES = ("length", "family", "difficulty", "text")
 
 
 def sae_edge(cfg: Config) -> tuple[str, dict[str, Any]]:
@@ -31,6 +39,10 @@ def sae_edge(cfg: Config) -> tuple[str, dict[str, Any]]:
     sae_config = dict(cfg.sae_config)
     if sae_config.setdefault("profile", cfg.profile) != cfg.profile:
         raise ValueError(f"sae_config.profile is {sae_config['profile']!r} but this config's profile is {cfg.profile!r}")
+    if cfg.sae_experiment == "pipeline.saefeatures.saes":  # the SAE study's own node, as its claims name it
+        from pipeline.saefeatures.config import SAEConfig
+
+        sae_config = SAEConfig(**sae_config).model_dump(mode="json")
     return cfg.sae_experiment, sae_config
 
 
@@ -48,14 +60,55 @@ def inputs(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def metadata_features(rows: list[dict[str, Any]], n_tokens: np.ndarray) -> dict[str, np.ndarray]:
+    from pipeline.attribution.subsets import FORMAT
+
     families = sorted({r["family"] for r in rows})
     variants = ("clean", "noisy", "off_format")
+    length = n_tokens[:, None].astype(float)
     return {
-        "length": n_tokens[:, None].astype(float),
+        "length": length,
         "family": np.array([[r["family"] == f for f in families] for r in rows], dtype=float),
         "difficulty": np.array([[r["difficulty"], r["n_clues"]] for r in rows], dtype=float),
+        "text": np.hstack([length, np.array([[len(r["completion"]), bool(FORMAT.match(r["completion"]))]
+                                             for r in rows], dtype=float)]),
         "variant": np.array([[r["variant"] == v for v in variants] for r in rows], dtype=float),
     }
+
+
+def split_families(groups: np.ndarray, n_select: int, seed: int) -> tuple[list[str], np.ndarray]:
+    """The families drawn (seeded) to choose the layer on, and the mask of the examples every
+    estimate is reported on (all of them when none is drawn)."""
+    families = sorted(set(groups.tolist()))
+    if n_select >= len(families) - 1:
+        raise ValueError(f"n_select_families {n_select} leaves fewer than two of the {len(families)} families "
+                         "to report on")
+    chosen = sorted(np.random.default_rng([seed, 17]).permutation(families)[:n_select].tolist())
+    return chosen, ~np.isin(groups, chosen)
+
+
+def candidate_saes(cfg: Config, upstream: Any) -> list[tuple[int, Any]]:
+    """(layer, SAE) for every candidate: the SAE study's dictionaries at `sae_layers`, or the one SAE
+    in `sae_file` at `sae_layer`."""
+    from pipeline.attribution.sae import hook_layer, load_sae
+
+    if not cfg.sae_layers:
+        sae = load_sae(upstream, cfg.sae_file)
+        layer = hook_layer(sae)
+        if layer is not None and layer != cfg.sae_layer:
+            raise ValueError(f"the SAE reads block {layer} ({sae.cfg.metadata.hook_name}) but sae_layer is "
+                             f"{cfg.sae_layer}")
+        return [(cfg.sae_layer, sae)]
+    offered = [int(e["layer"]) for e in upstream.result.values.get("saes", [])]
+    missing = [layer for layer in cfg.sae_layers if layer not in offered]
+    if missing:
+        raise ValueError(f"sae_layers {missing} are not among the SAE study's dictionaries (layers {offered})")
+    out = []
+    for layer in cfg.sae_layers:
+        sae = load_sae(upstream, f"sae_L{layer}")
+        if hook_layer(sae) not in (None, layer):
+            raise ValueError(f"the SAE study's sae_L{layer} reads {sae.cfg.metadata.hook_name}, not block {layer}")
+        out.append((layer, sae))
+    return out
 
 
 def target(scores: np.ndarray) -> np.ndarray:
@@ -67,8 +120,8 @@ def target(scores: np.ndarray) -> np.ndarray:
 
 def run(config: dict[str, Any], ctx: Any) -> Result:
     from pipeline.attribution.encoding import encode
-    from pipeline.attribution.estimates import grouped_predictions, spearman_estimate, spearman_gain
-    from pipeline.attribution.sae import feature_means, hook_layer, load_sae, residual_tokens
+    from pipeline.attribution.estimates import grouped_predictions, spearman
+    from pipeline.attribution.sae import feature_means, residual_tokens
     from pipeline.models import load
 
     cfg = Config(**config)
@@ -78,37 +131,66 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     index = np.asarray(values["pool_index"])
     rows = [examples[i] for i in index]
     y = target(np.asarray(values["scores"], dtype=float))
-    sae = load_sae(ctx.upstream("sae"), cfg.sae_file)
-    layer = hook_layer(sae)
-    if layer is not None and layer != cfg.sae_layer:
-        raise ValueError(f"the SAE reads block {layer} ({sae.cfg.metadata.hook_name}) but sae_layer is {cfg.sae_layer}")
+    groups = np.array([r["family"] for r in rows])
+    select, report = split_families(groups, cfg.n_select_families, cfg.seed)
+    candidates = candidate_saes(cfg, ctx.upstream("sae"))
     lm = load(cfg.profile)
     encoded = encode(lm.tokenizer, rows)
-    tokens = residual_tokens(lm, encoded, cfg.sae_layer, cfg.eval_batch_size, ctx.progress)
-    X = feature_means(sae, tokens)
+    features, layer_preds = {}, {}
+    for layer, sae in candidates:
+        tokens = residual_tokens(lm, encoded, layer, cfg.eval_batch_size, ctx.progress)
+        features[layer] = feature_means(sae, tokens)
+        layer_preds[layer] = grouped_predictions(features[layer], y, groups, cfg.alphas, cfg.seed)
     seconds = {"features_cpu": round(time.process_time() - cpu, 2)}
     cpu = time.process_time()
+    on_select = {layer: spearman(p[~report], y[~report]) for layer, p in layer_preds.items()} if select else {}
+    layer = max(on_select, key=on_select.get) if on_select else candidates[0][0]
+    sae = dict(candidates)[layer]
+    X = features[layer]
     ctx.save_arrays("features", features=X.astype(np.float32), target=y, index=index)
-    groups = np.array([r["family"] for r in rows])
-    entities = [r["entity"] for r in rows]
-    meta = metadata_features(rows, np.array([len(ids) for ids in encoded.ids]))
-    preds = {"sae": grouped_predictions(X, y, groups, cfg.alphas, cfg.seed)}
+    n_tokens = np.array([len(ids) for ids in encoded.ids])
+    meta = metadata_features(rows, n_tokens)
+    preds = {"sae": layer_preds[layer]}
     for name, feats in meta.items():
         preds[name] = grouped_predictions(feats, y, groups, cfg.alphas, cfg.seed)
     preds["metadata"] = grouped_predictions(np.hstack([meta[b] for b in BASELINES]), y, groups, cfg.alphas, cfg.seed)
-    kw = {"level": cfg.level, "seed": cfg.seed}
-    estimates = {"spearman": spearman_estimate(preds["sae"], y, entities, **kw)}
-    for name in (*BASELINES, "metadata", "variant"):
-        estimates[f"spearman_{name}"] = spearman_estimate(preds[name], y, entities, **kw)
-    best = max(BASELINES, key=lambda b: estimates[f"spearman_{b}"].value)
-    for name in (*BASELINES, "metadata"):
-        estimates[f"gain_over_{name}"] = spearman_gain(preds["sae"], preds[name], y, entities, **kw)
-    estimates["gain_over_best"] = estimates[f"gain_over_{best}"]
+    ctx.save_items("examples", [
+        {"id": r["id"], "pool_index": int(index[j]), "family": r["family"], "entity": r["entity"],
+         "variant": r["variant"], "n_tokens": int(n_tokens[j]), "reported": bool(report[j]), "rank": float(y[j]),
+         **{f"pred_{name}": round(float(p[j]), 6) for name, p in preds.items()}}
+        for j, r in enumerate(rows)])
+    estimates = recompute(ctx.item_rows, cfg.model_dump(mode="json"))
     seconds["regressions_cpu"] = round(time.process_time() - cpu, 2)
+    best = max(BASELINES, key=lambda b: estimates[f"spearman_{b}"].value)
     alive = int((X > 0).any(axis=0).sum())
     return Result(estimates=estimates, values={
-        "best_baseline": best, "n_examples": len(rows), "n_families": len(set(groups)), "d_sae": int(X.shape[1]),
-        "alive_features": alive, "sae_layer": cfg.sae_layer, "hook_name": str(sae.cfg.metadata.hook_name or ""),
+        "best_baseline": best, "n_examples": len(rows), "n_reported": int(report.sum()),
+        "n_families": len(set(groups)), "selection_families": select, "n_select_families": len(select),
+        "reported_families": sorted(set(groups[report].tolist())), "candidate_layers": [c[0] for c in candidates],
+        "selection_spearman": {str(k): round(v, 4) for k, v in on_select.items()}, "d_sae": int(X.shape[1]),
+        "alive_features": alive, "sae_layer": layer, "hook_name": str(sae.cfg.metadata.hook_name or ""),
         "mean_active_per_example": round(float((X > 0).sum(axis=1).mean()), 2),
         "predictions": np.round(preds["sae"], 5).tolist(), "seconds": seconds,
     })
+
+
+def recompute(items: dict[str, list[dict[str, Any]]], config: dict[str, Any]) -> dict[str, Any]:
+    """The estimates from the committed per-example rows: each prediction's Spearman with the rank
+    on the reported families (entity clusters resampled), and the fingerprint's paired gain over
+    each baseline; gain_over_best is the gain over the strongest single baseline."""
+    from pipeline.attribution.estimates import spearman_estimate, spearman_gain
+
+    cfg = Config(**config)
+    rows = [r for r in items["examples"] if r["reported"]]
+    y = np.array([r["rank"] for r in rows])
+    entities = [r["entity"] for r in rows]
+    pred = {name: np.array([r[f"pred_{name}"] for r in rows]) for name in ("sae", *BASELINES, "metadata", "variant")}
+    kw = {"level": cfg.level, "seed": cfg.seed}
+    estimates = {"spearman": spearman_estimate(pred["sae"], y, entities, **kw)}
+    for name in (*BASELINES, "metadata", "variant"):
+        estimates[f"spearman_{name}"] = spearman_estimate(pred[name], y, entities, **kw)
+    for name in (*BASELINES, "metadata"):
+        estimates[f"gain_over_{name}"] = spearman_gain(pred["sae"], pred[name], y, entities, **kw)
+    best = max(BASELINES, key=lambda b: estimates[f"spearman_{b}"].value)
+    estimates["gain_over_best"] = estimates[f"gain_over_{best}"]
+    return estimates

@@ -1,7 +1,10 @@
-"""The control of the fingerprint: the same features and the same grouped ridge regression, fit to
-attribution ranks permuted at random across the pool (n_shuffles permutations). A fingerprint that
-only fits noise reaches the same out-of-fold Spearman as these; the real one's rank among them is
-p = (1 + #{shuffles at least as high}) / (1 + n_shuffles)."""
+"""The control of the fingerprint: the same features (the fingerprint's chosen layer) and the same
+family-held-out ridge regression, fit to attribution ranks permuted within strata of what predicts
+the rank besides the fingerprint (format variant x example-length quantile), n_shuffles times, and
+scored on the same reported families. A shuffle keeps each variant's ranks exactly and length's
+association with the rank nearly so (the balance reports both), so a fingerprint that only reads
+length or format does no better than these; the real one's rank among them is
+p = (1 + #{shuffles at least as high}) / (1 + n_shuffles). One row per shuffle is committed."""
 
 from __future__ import annotations
 
@@ -20,33 +23,85 @@ def requires(config: dict[str, Any]) -> dict[str, Any]:
             "fingerprint": ("pipeline.attribution.fingerprint", cfg.upstream(FingerprintConfig))}
 
 
+def strata(variant: np.ndarray, length: np.ndarray, bins: int) -> np.ndarray:
+    """A stratum id per example: its variant crossed with its length quantile bin."""
+    edges = np.quantile(length, np.linspace(0, 1, bins + 1)[1:-1]) if bins > 1 else np.array([])
+    length_bin = np.searchsorted(edges, length, side="right")
+    _, ids = np.unique(np.stack([np.unique(variant, return_inverse=True)[1], length_bin]), axis=1,
+                       return_inverse=True)
+    return ids.ravel()
+
+
+def permute_within(y: np.ndarray, stratum: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """y with its entries permuted at random inside each stratum."""
+    out = y.copy()
+    for s in np.unique(stratum):
+        idx = np.flatnonzero(stratum == s)
+        out[idx] = y[rng.permutation(idx)]
+    return out
+
+
 def run(config: dict[str, Any], ctx: Any) -> Result:
-    from pipeline.attribution.estimates import grouped_predictions, rank_p, spearman
+    from pipeline.attribution.estimates import grouped_predictions, spearman
 
     cfg = Config(**config)
     up = ctx.upstream("fingerprint")
-    data = up.arrays("features")
-    X, y, index = data["features"], data["target"], data["index"]
-    examples = ctx.upstream("pool").json("examples")
-    groups = np.array([examples[i]["family"] for i in index])
+    X = up.arrays("features")["features"]
+    rows = up.items("examples")
+    y = np.array([r["rank"] for r in rows])
+    groups = np.array([r["family"] for r in rows])
+    variant = np.array([r["variant"] for r in rows])
+    length = np.array([r["n_tokens"] for r in rows], dtype=float)
+    report = np.array([r["reported"] for r in rows])
+    stratum = strata(variant, length, cfg.length_bins)
     rng = np.random.default_rng([cfg.seed, 13])
     ckpt = ctx.checkpoint("shuffles")
-    rhos = []
+    out = []
     for s in ctx.progress(range(cfg.n_shuffles), total=cfg.n_shuffles, desc="shuffled ranks"):
-        perm = rng.permutation(len(y))  # drawn every step, so a resumed run draws the same ones
+        y_s = permute_within(y, stratum, rng)  # drawn every step, so a resumed run draws the same ones
         if str(s) not in ckpt:
-            ckpt[str(s)] = spearman(grouped_predictions(X, y[perm], groups, cfg.alphas, cfg.seed), y[perm])
-        rhos.append(float(ckpt[str(s)]))
-    rhos_arr = np.array(rhos)
-    real = float(up.result.estimates["spearman"].value)
+            pred = grouped_predictions(X, y_s, groups, cfg.alphas, cfg.seed)
+            ckpt[str(s)] = {"spearman": spearman(pred[report], y_s[report]),
+                            "length_spearman": spearman(length[report], y_s[report]),
+                            "variant_gap": max(abs(y_s[report & (variant == v)].mean() - y[report & (variant == v)].mean())
+                                               for v in np.unique(variant[report]))}
+        out.append({"shuffle": s, "n": int(report.sum()), "n_strata": int(len(np.unique(stratum))),
+                    **{k: round(float(v), 6) for k, v in ckpt[str(s)].items()}})
+    ctx.save_items("shuffles", out)
+    return summarize(ctx.item_rows["shuffles"], cfg, float(up.result.estimates["spearman"].value),
+                     spearman(length[report], y[report]))
+
+
+def shuffle_estimate(rows: list[dict[str, Any]], cfg: Config, n: int, n_strata: int) -> Estimate:
+    """The shuffles' mean Spearman on the reported families, with their central interval."""
+    rhos = np.array([r["spearman"] for r in rows])
     alpha = (1 - cfg.level) / 2
-    low, high = np.quantile(rhos_arr, [alpha, 1 - alpha])
-    mean = float(rhos_arr.mean())
+    low, high = np.quantile(rhos, [alpha, 1 - alpha])
+    mean = float(rhos.mean())
+    return Estimate(value=mean, ci=(min(float(low), mean), max(float(high), mean)), level=cfg.level, n=n,
+                    method="permutation-percentile",
+                    unit=f"reported pool examples; {len(rhos)} shuffles within {n_strata} strata")
+
+
+def recompute(items: dict[str, list[dict[str, Any]]], config: dict[str, Any]) -> dict[str, Any]:
+    """The control's estimate from its committed rows (one per shuffle, each with the number of
+    reported examples and strata it was scored on)."""
+    rows = items["shuffles"]
+    return {"spearman": shuffle_estimate(rows, Config(**config), rows[0]["n"], rows[0]["n_strata"])}
+
+
+def summarize(rows: list[dict[str, Any]], cfg: Config, real: float, real_length: float) -> Result:
+    from pipeline.attribution.estimates import rank_p
+
+    rhos = np.array([r["spearman"] for r in rows])
+    length_shift = float(np.mean([r["length_spearman"] for r in rows]) - real_length)
     return Result(
-        estimates={"spearman": Estimate(value=mean, ci=(min(float(low), mean), max(float(high), mean)),
-                                        level=cfg.level, n=len(y), method="permutation-percentile",
-                                        unit=f"pool examples; {cfg.n_shuffles} shuffles")},
-        values={"n_shuffles": cfg.n_shuffles, "shuffle_spearman": np.round(rhos_arr, 4).tolist(),
-                "shuffle_max": float(rhos_arr.max()), "real_spearman": real, "rank_p": rank_p(real, rhos_arr),
-                "n_at_or_above": int((rhos_arr >= real).sum())},
+        estimates={"spearman": shuffle_estimate(rows, cfg, rows[0]["n"], rows[0]["n_strata"])},
+        values={"n_shuffles": cfg.n_shuffles, "n_strata": rows[0]["n_strata"],
+                "shuffle_spearman": np.round(rhos, 4).tolist(), "shuffle_max": float(rhos.max()),
+                "real_spearman": real, "rank_p": rank_p(real, rhos), "n_at_or_above": int((rhos >= real).sum()),
+                # how far the shuffled ranks drift from the real ones on the covariates they are held to
+                "balance": {"length": round(length_shift, 4),
+                            "variant": round(float(max(r["variant_gap"] for r in rows)), 4)},
+                "length_spearman_real": round(real_length, 4)},
     )

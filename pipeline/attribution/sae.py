@@ -11,6 +11,9 @@ through `save_inference_model`); `load_sae(upstream, name)` writes the two files
 folder and returns `SAE.load_from_disk(folder)`. The SAE reads the output residual stream of one
 block (hook_resid_post, TransformerLens `blocks.<layer>.hook_resid_post`), i.e. transformers'
 hidden_states[layer + 1]; if its cfg names a hook, the layer in it must be the fingerprint's.
+
+The SAE study's dictionaries (pipeline.saefeatures.saes, files sae_L<layer>, each a packed sae-lens
+folder) are read as well: the fingerprint then takes its candidate layers from there.
 """
 
 from __future__ import annotations
@@ -42,10 +45,16 @@ def save_sae(ctx: Any, name: str, sae: Any) -> None:
 
 
 def load_sae(upstream: Any, name: str) -> Any:
-    """The SAE an upstream result stored under `name` (see the contract above)."""
+    """The SAE an upstream result stored under `name` (see the contract above), or, where the
+    upstream has no `<name>_cfg` file, one of the SAE study's dictionaries (pipeline.saefeatures.saes
+    stores each layer's sae-lens folder packed under sae_L<layer>)."""
     from sae_lens import SAE
     from safetensors.numpy import save_file
 
+    if f"{name}_cfg" not in upstream.result.files:
+        from pipeline.saefeatures.dictionary import load_sae as load_packed
+
+        return load_packed(upstream.arrays(name))
     tensors = {k: np.ascontiguousarray(v) for k, v in upstream.arrays(name).items()}
     cfg = upstream.json(f"{name}_cfg")
     with tempfile.TemporaryDirectory(prefix="sae-") as tmp:
