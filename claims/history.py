@@ -3,8 +3,9 @@
 A claim's criterion is what decides whether it stands: its assert, its control's assert, its
 metric, its expectation and power, its uncertainty, the configs of its experiment and control,
 which experiment and control measure it, its baselines, what its control is matched on, its
-range and reference, and its status and preregistration (relabelling a failing claim `blocked`,
-or dropping `preregistered: true`, is a change of its criterion like any other).
+range and reference, the claims it depends on, and its status and preregistration (relabelling a
+failing claim `blocked`, dropping a dependency that blocks it, or dropping `preregistered: true`,
+is a change of its criterion like any other).
 For every claim, the history lists each change of one of those fields between consecutive
 committed versions of its spec (and the work tree), with the commit, its date, and whether
 results of the claim's experiment had been committed by then (`after_results`: a change made
@@ -33,7 +34,7 @@ from claims.project import Project
 from claims.spec import ClaimSpec
 
 TOP_FIELDS = ("assert", "metric", "expect", "uncertainty", "power", "status", "preregistered", "experiment",
-              "baselines", "versus_baseline", "range", "reference", "headroom", "audit")
+              "baselines", "versus_baseline", "range", "reference", "headroom", "audit", "depends_on")
 CONTROL_FIELDS = ("assert", "experiment", "matched_on", "rank", "role")
 CONFIG_FIELDS = ("config",)
 #: What an absent field means, so that writing a default out is no change.

@@ -319,6 +319,20 @@ def test_swapping_the_experiment_is_a_criterion_change(repo):
     assert out.exit_code == 1 and "experiment changed in" in out.output
 
 
+def test_dropping_a_dependency_that_blocks_is_a_criterion_change(repo):
+    repo.spec("d", spec("d"))
+    repo.spec("c", spec() + "preregistered: true\ndepends_on: [d]\n")
+    commit(repo)
+    path = repo.root / "specs" / "c.yaml"
+    path.write_text(path.read_text().replace("depends_on: [d]\n", ""))
+    commit(repo, "unblock quietly")
+    out = coverage(repo)
+    assert out.exit_code == 1 and "depends_on changed in" in out.output
+    path.write_text(path.read_text() + "criterion_changes:\n  - {field: depends_on, why: the dependency measured another thing}\n")
+    commit(repo, "say why")
+    assert coverage(repo).exit_code == 0
+
+
 @pytest.mark.parametrize("note,message", [
     ('{commit: "abcdef1", why: made up}', "commit abcdef1 does not exist in this repository"),
     ("{field: range, why: never changed}", "range never changed in this claim's history"),
