@@ -348,6 +348,17 @@ def test_the_thesis_reads_every_detector_the_best_cannot_be_told_apart_from():
     assert [m["method"] for m in best_detectors(methods)] == ["H-neurons"]
 
 
+def test_the_table_is_unreadable_when_a_control_is_unbalanced_or_reports_no_balance():
+    from pipeline.steering.comparison import control_balance
+
+    balances = {"H-neurons": {"layer": 0.0, "activity": 0.06, "kl": 0.005}, "ITI heads": {"kl": -0.03}}
+    out = control_balance(balances, 0.1)
+    assert out["controls_balanced"] == 1 and out["unbalanced_controls_text"] == "none"
+    assert abs(out["control_balance_worst"]["H-neurons"] - 0.06) < 1e-12
+    out = control_balance({**balances, "DiffMean": {"kl": -0.22}, "SAE latents": None}, 0.1)
+    assert out["controls_balanced"] == 0 and out["unbalanced_controls_text"] == "DiffMean, SAE latents"
+
+
 def test_the_table_reads_a_direction_controls_draws_by_context_answers_over_all_items():
     from pipeline.steering.comparison import control_answers
 

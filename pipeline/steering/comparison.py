@@ -41,6 +41,9 @@ class Config(TasksConfig):
                                    "interval lies inside +-margin is shown not to be a lever (equivalence); one "
                                    "whose interval clears zero and beats its matched draws is a lever; any other is "
                                    "undetermined (the design could not tell).")
+    balance_tolerance: float = Field(0.1, gt=0, description="The largest imbalance a method's control may report "
+                                     "(standardized mean difference, or mean log KL ratio) for its row to be read: "
+                                     "the tolerance of the steering claims' matched_on.")
 
 
 def requires(config: dict[str, Any]) -> dict[str, Any]:
@@ -90,6 +93,18 @@ def verdict(method: dict[str, Any], margin: float) -> str:
     if -margin < low and high < margin:
         return "not a lever"
     return "undetermined"
+
+
+def control_balance(balances: dict[str, dict[str, float] | None], tolerance: float) -> dict[str, Any]:
+    """Each method's control balance as its own result reports it (standardized mean differences of
+    what its draws are matched on, the mean log KL ratio). The table's verdicts rest on every row's
+    control: one that reports no balance, or a balance beyond the tolerance, makes them unreadable
+    (`controls_balanced` 0), whatever the arm's own claim asserts."""
+    worst = {m: max((abs(v) for v in b.values()), default=None) if b else None for m, b in balances.items()}
+    off = [m for m, w in worst.items() if w is None or w > tolerance]
+    return {"control_balance": balances, "control_balance_worst": worst, "balance_tolerance": tolerance,
+            "controls_balanced": int(not off),
+            "unbalanced_controls_text": ", ".join(off) if off else "none"}
 
 
 def best_detectors(methods: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -217,6 +232,11 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
               "diffmean_layer": up["diffmean"].values["chosen_layer"],
               "diffmean_strength": up["diffmean"].values["chosen_strength"],
               "iti_strength": up["iti"].values["chosen_strength"]}
+    values.update(control_balance(
+        {"H-neurons": up["neurons_random"].values.get("balance"),
+         "DiffMean": up["diffmean_random"].values.get("balance"),
+         "ITI heads": up["iti_random"].values.get("balance"),
+         **({"SAE latents": up["sae_random"].values.get("balance")} if cfg.sae else {})}, cfg.balance_tolerance))
     # the sweeps' committed per-item rows, as a reader has them
     sweeps = {name: committed_sweep(ctx.upstream(name), "alpha" if name in ("neurons", "sae") else "strength",
                                     {"set": "h-features"} if name == "sae" else None)
