@@ -314,7 +314,7 @@ def test_the_thesis_table_reads_the_steering_claims_own_results():
     specs = load_specs(root / "claims" / "specs", root)
     table = specs["detection-vs-steering"]
     required = set(upstream_nodes(make_node(table.experiment, table.config, table.id)).values())
-    for claim in table.depends_on:
+    for claim in ("hneuron-steering-slope", "diffmean-steering", "iti-steering", "sae-steering"):  # its rows
         spec = specs[claim]
         assert make_node(spec.experiment, spec.config, claim) in required, claim
         assert make_node(spec.control.experiment, spec.control.config, claim) in required, f"{claim} control"
@@ -357,6 +357,23 @@ def test_the_table_is_unreadable_when_a_control_is_unbalanced_or_reports_no_bala
     assert abs(out["control_balance_worst"]["H-neurons"] - 0.06) < 1e-12
     out = control_balance({**balances, "DiffMean": {"kl": -0.22}, "SAE latents": None}, 0.1)
     assert out["controls_balanced"] == 0 and out["unbalanced_controls_text"] == "DiffMean, SAE latents"
+
+
+def test_the_table_reads_a_scaled_arm_by_its_slope_and_its_control_at_each_end():
+    from claims import Estimate
+    from pipeline.steering.comparison import end_balance, over_two_units
+
+    slope = Estimate(value=-1.2, ci=(-3.1, 0.7), level=0.95, n=188)
+    change = over_two_units(slope)
+    assert (change.value, change.ci) == (-2.4, (-6.2, 1.4))  # past the 6-point margin: undetermined, as the claim
+    kl = {"alphas": [0.0, 3.0], "h_neurons": [0.1, 0.1], "candidates": [[0.05, 0.2], [0.2, 0.05], [1.0, 1.0]],
+          "kept": [0, 1]}
+    ends = end_balance(kl, "h_neurons")
+    assert set(ends) == {"kl_alpha_0", "kl_alpha_3"} and abs(ends["kl_alpha_0"] - ends["kl_alpha_3"]) < 1e-12
+    kl["kept"] = [0]  # less KL at alpha 0, more at alpha 3: the mean over both ends hides it
+    ends = end_balance(kl, "h_neurons")
+    assert ends["kl_alpha_0"] < -0.6 and ends["kl_alpha_3"] > 0.6
+    assert end_balance({}, "h_neurons") == {}
 
 
 def test_the_table_reads_a_direction_controls_draws_by_context_answers_over_all_items():

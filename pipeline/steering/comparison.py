@@ -1,8 +1,12 @@
 """Detection against steering, method by method (H-neurons, DiffMean, ITI heads, SAE latents): each
 method's detection AUROC on the held-out detection questions beside its steering effect on
-compliance (percentage points, the strongest setting against the unsteered model, on the items the
-model knows), each with its interval, the rank p of the real effect among its matched random draws,
-and its QA accuracy change where the arm measured it. Beside the table: how the direction
+compliance (percentage points on the items the model knows, each by the statistic its own claim
+tests and its random draws rank: the scaled arms' slope over the two units of alpha from the no-op
+to alpha 3, the directions' chosen strength against the unsteered model), each with its interval,
+the rank p of the real effect among its matched random draws, the KL divergence the intervention
+causes (methods differ in dose; a weak enough one is never a lever), each control's balance (the
+neuron and latent controls' KL at each end of the sweep as well as on average), and its QA
+accuracy change where the arm measured it. Beside the table: how the direction
 controls' draws were read (readable and cut-off shares, and the rank of the change in context
 answers over all known items, which a draw that garbles answers cannot move by shrinking the
 denominator), and the detection AUROC of the model's own confidence and of the strongest trivial
@@ -11,7 +15,7 @@ fields below must match the control configs of the steering claims."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -41,6 +45,11 @@ class Config(TasksConfig):
                                    "interval lies inside +-margin is shown not to be a lever (equivalence); one "
                                    "whose interval clears zero and beats its matched draws is a lever; any other is "
                                    "undetermined (the design could not tell).")
+    scaled_rows: Literal["slope", "contrast"] = Field("slope", description="How the scaled arms' rows (H-neurons, "
+                                                      "SAE latents) read compliance: 'slope', the slope over the "
+                                                      "two units of alpha from the no-op to alpha 3 (what their "
+                                                      "claims test and their draws rank); 'contrast', alpha 3 "
+                                                      "against alpha 1 (the table's first design).")
     balance_tolerance: float = Field(0.1, gt=0, description="The largest imbalance a method's control may report "
                                      "(standardized mean difference, or mean log KL ratio) for its row to be read: "
                                      "the tolerance of the steering claims' matched_on.")
@@ -75,6 +84,25 @@ def sae_nodes(cfg: Config, base: dict[str, Any]) -> dict[str, Any]:
                 **base, features="random", seeds=cfg.seeds, candidates=cfg.candidates,
                 random_alphas=(0.0, 3.0)).model_dump(mode="json")),
             "sae_detector": ("pipeline.saefeatures.detector", detector_config(main))}
+
+
+def over_two_units(slope: Estimate) -> Estimate:
+    """A sweep's compliance slope (points per unit of alpha, over alphas 0 to 3) as the change over the
+    two units from the no-op (alpha 1) to alpha 3: the statistic the arm's own claim tests against
+    its 3-point-per-unit margin and its random sets' rank p ranks, on the table's one 6-point scale."""
+    return Estimate(value=2 * slope.value, ci=(2 * slope.ci[0], 2 * slope.ci[1]), level=slope.level, n=slope.n,
+                    method=slope.method, unit=slope.unit)
+
+
+def end_balance(kl: dict[str, Any] | None, target: str) -> dict[str, float]:
+    """A neuron or latent control's KL balance at each end of its sweep (mean log KL ratio of the kept
+    sets to the target's): the kept sets are chosen on the mean over both ends, which can balance a
+    deficit at one end against an excess at the other."""
+    if not kl or "kept" not in kl:
+        return {}
+    kept = np.log(np.maximum(np.asarray(kl["candidates"], dtype=float)[kl["kept"]], 1e-12))
+    h = np.log(np.maximum(np.asarray(kl[target], dtype=float), 1e-12))
+    return {f"kl_alpha_{a:g}": float(kept[:, j].mean() - h[j]) for j, a in enumerate(kl["alphas"])}
 
 
 def row(method: str, detection_est: Any, steering_est: Any, rank_p: float, **extra: Any) -> dict[str, Any]:
@@ -178,38 +206,49 @@ def sweep_answers(data: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def scaled(result: Any, how: str) -> Estimate:
+    """A scaled arm's compliance change as the table reads it (Config.scaled_rows)."""
+    if how == "contrast":
+        return result.estimates["compliance_effect_pp"]
+    return over_two_units(result.estimates["compliance_slope_pp"])
+
+
 def run(config: dict[str, Any], ctx: Any) -> Result:
     cfg = Config(**config)
     names = ["probe", "neurons", "neurons_random", "directions", "diffmean", "iti", "diffmean_random", "iti_random"]
     up = {name: ctx.upstream(name).result for name in names + (["sae", "sae_random", "sae_detector"] if cfg.sae else [])}
     diffmean_auroc = Estimate(**up["diffmean"].values["detection_auroc"])
     qa = lambda r, name: r.estimates.get(name).value if r.estimates.get(name) else None  # noqa: E731
+    h_kl = up["neurons_random"].values.get("kl") or {}
     methods = [
-        row("H-neurons", up["probe"].estimates["auroc"], up["neurons"].estimates["compliance_effect_pp"],
-            up["neurons_random"].values["rank_p"], setting="alpha 3 vs 1",
-            qa_change_pp=qa(up["neurons"], "qa_effect_pp")),
+        row("H-neurons", up["probe"].estimates["auroc"], scaled(up["neurons"], cfg.scaled_rows),
+            up["neurons_random"].values["rank_p"], setting="slope x 2 (alpha 1 to 3)" if cfg.scaled_rows == "slope" else "alpha 3 vs 1",
+            kl=(h_kl.get("h_neurons") or [None])[-1], qa_change_pp=qa(up["neurons"], "qa_effect_pp")),
         row("DiffMean", diffmean_auroc, up["diffmean"].estimates["compliance_effect_pp"],
             up["diffmean_random"].values["rank_p_kl"],
             setting=f"layer {up['diffmean'].values['chosen_layer']}, strength {up['diffmean'].values['chosen_strength']:g} vs 0",
-            qa_change_pp=qa(up["diffmean"], "qa_effect_pp")),
+            kl=up["diffmean_random"].values.get("target_kl"), qa_change_pp=qa(up["diffmean"], "qa_effect_pp")),
         row("ITI heads", up["directions"].estimates["iti_auroc"], up["iti"].estimates["compliance_effect_pp"],
             up["iti_random"].values["rank_p_kl"], setting=f"strength {up['iti'].values['chosen_strength']:g} vs 0",
-            qa_change_pp=qa(up["iti"], "qa_effect_pp")),
+            kl=up["iti_random"].values.get("target_kl"), qa_change_pp=qa(up["iti"], "qa_effect_pp")),
     ]
     estimates = {
         "hneuron_auroc": up["probe"].estimates["auroc"],
-        "hneuron_effect_pp": up["neurons"].estimates["compliance_effect_pp"],
+        "hneuron_effect_pp": scaled(up["neurons"], cfg.scaled_rows),
         "diffmean_auroc": diffmean_auroc,
         "diffmean_effect_pp": up["diffmean"].estimates["compliance_effect_pp"],
         "iti_auroc": up["directions"].estimates["iti_auroc"],
         "iti_effect_pp": up["iti"].estimates["compliance_effect_pp"],
     }
     if cfg.sae:
+        s_kl = up["sae_random"].values.get("kl") or {}
         methods.append(row("SAE latents", up["sae_detector"].estimates["sae_auroc"],
-                           up["sae"].estimates["compliance_effect_pp"], up["sae_random"].values["rank_p"],
-                           setting="alpha 3 vs 1 (decoded delta)", qa_change_pp=None))
+                           scaled(up["sae"], cfg.scaled_rows), up["sae_random"].values["rank_p"],
+                           setting=("slope x 2 (alpha 1 to 3" if cfg.scaled_rows == "slope" else "alpha 3 vs 1 (")
+                           + ", decoded delta)", kl=(s_kl.get("h_features") or [None])[-1],
+                           qa_change_pp=None))
         estimates.update(sae_auroc=up["sae_detector"].estimates["sae_auroc"],
-                         sae_effect_pp=up["sae"].estimates["compliance_effect_pp"])
+                         sae_effect_pp=scaled(up["sae"], cfg.scaled_rows))
     for m in methods:
         m["verdict"] = verdict(m, cfg.lever_margin_pp)
     steers = [m["method"] for m in methods if m["verdict"] == "a lever"]
@@ -229,14 +268,17 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
               "best_detectors_not_lever": int(all(m["verdict"] == "not a lever" for m in contenders)),
               **{f"{key}_rank_p": m["rank_p"] for key, m in zip(("hneuron", "diffmean", "iti", "sae")[: len(methods)], methods,
                                                                 strict=True)},
+              "kl_text": ", ".join(f"{m['method']} {m['kl']:.3f}" if m.get("kl") is not None else f"{m['method']} not measured"
+                                   for m in methods),
               "diffmean_layer": up["diffmean"].values["chosen_layer"],
               "diffmean_strength": up["diffmean"].values["chosen_strength"],
               "iti_strength": up["iti"].values["chosen_strength"]}
     values.update(control_balance(
-        {"H-neurons": up["neurons_random"].values.get("balance"),
+        {"H-neurons": {**(up["neurons_random"].values.get("balance") or {}), **end_balance(h_kl, "h_neurons")} or None,
          "DiffMean": up["diffmean_random"].values.get("balance"),
          "ITI heads": up["iti_random"].values.get("balance"),
-         **({"SAE latents": up["sae_random"].values.get("balance")} if cfg.sae else {})}, cfg.balance_tolerance))
+         **({"SAE latents": {**(up["sae_random"].values.get("balance") or {}), **end_balance(s_kl, "h_features")}
+             or None} if cfg.sae else {})}, cfg.balance_tolerance))
     # the sweeps' committed per-item rows, as a reader has them
     sweeps = {name: committed_sweep(ctx.upstream(name), "alpha" if name in ("neurons", "sae") else "strength",
                                     {"set": "h-features"} if name == "sae" else None)
