@@ -145,8 +145,11 @@ class Rank(_Strict):
 
     p: str = Field(default="rank_p", description="Field of the control's result holding the rank p-value.")
     draws: str = Field(default="draws", description="Field of the control's result holding the number of draws.")
-    sided: Literal["one", "two"] = Field(description="one: draws at least as extreme in the claimed direction; "
-                                         "two: in either direction.")
+    sided: Literal["one", "two"] = Field(description="one: draws at least as extreme in the claimed direction, "
+                                         "or at least as large in absolute size when the statistic ranked is a "
+                                         "size (smallest p 1/(draws+1)); two: a one-sided p doubled, either "
+                                         "direction (smallest 2/(draws+1)). A direction taken from the real "
+                                         "effect itself is not a claimed one: say so in the claim.")
     alpha: float = Field(default=0.05, gt=0, lt=1, description="The threshold the rank p is judged against.")
     min_draws: int = Field(default=0, ge=0, description="The fewest draws this kind of control needs "
                            "(e.g. 100 for probes, 32 for sweeps); fewer fails the claim.")
