@@ -415,3 +415,24 @@ def test_the_steering_control_keeps_activation_balance_through_the_kl_match():
     for subset in (sets, [sets[k] for k in kept]):
         balance = latent_balance(chosen, subset, activation, layers, width)
         assert balance["layer"] == 0.0 and abs(balance["activation"]) < 0.1
+
+
+def test_the_latent_control_balances_kl_at_each_end_where_the_mean_rule_offsets_them():
+    """Planted candidates that cause less KL than the target at alpha 0 and more at alpha 3 (the
+    neuron control's case): the mean-of-ends rule keeps a set balanced only on the mean, the
+    each-end rule within 0.05 at both ends, with every kept index a real candidate once."""
+    from pipeline.saefeatures.steering import balanced_each_end
+    from pipeline.steering.neurons_random import balanced_nearest
+
+    rng = np.random.default_rng(3)
+    tilt = rng.normal(0, 0.6, 192)
+    ratio = np.stack([-0.3 + tilt + rng.normal(0, 0.1, 192), 0.3 + tilt + rng.normal(0, 0.1, 192)], axis=1)
+    ratio[:40] += np.array([0.4, -0.4])  # a minority tilted the other way, enough to balance each end
+    by_mean = balanced_nearest(ratio.mean(axis=1), 32)
+    assert abs(ratio[by_mean].mean()) < 0.05 and np.abs(ratio[by_mean].mean(axis=0)).max() > 0.1
+    kept = balanced_each_end(ratio, 32)
+    assert len(set(kept)) == 32 and kept == sorted(kept)
+    assert np.abs(ratio[kept].mean(axis=0)).max() <= 0.05
+    assert balanced_each_end(ratio, 32) == kept  # deterministic
+    with pytest.raises(ValueError, match="cannot give 32"):
+        balanced_each_end(ratio[:10], 32)

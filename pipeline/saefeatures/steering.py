@@ -20,9 +20,11 @@ matched_latent_set: within the SAE, among the `match_pool` nearest in mean activ
 H-feature's own plus the set's running shortfall), not from the same activity decile: SAE
 activations are heavy-tailed and the detector keeps the top of the tail, so decile draws left the
 random latents markedly less active (0bfb447). With `candidates`, the `seeds` sets kept are those
-balanced nearest the H-features in KL (neurons_random.balanced_nearest). Balance is reported as the
-detector's control reports it: standardized mean differences (drawn minus H-features, over the kept
-sets' latents) in layer and mean activation, beside the kept sets' mean log KL ratio.
+balanced nearest the H-features in KL at each end of the sweep (balanced_each_end; the neuron
+control's rule balances only the mean over the ends, which let its sets cause less KL at alpha 0
+and more at alpha 3). Balance is reported as the detector's control reports it: standardized mean
+differences (drawn minus H-features, over the kept sets' latents) in layer and mean activation,
+beside the kept sets' mean log KL ratio, over both ends and at each.
 """
 
 from __future__ import annotations
@@ -60,6 +62,40 @@ class Config(SweepConfig):
                             "alphas' ends are kept, balanced above and below it (neurons_random."
                             "balanced_nearest; 0: the first `seeds` draws).")
     n_calibration: int = Field(8, ge=2, description="Selection-split compliance prompts the KL is measured on.")
+    kl_balance: Literal["mean", "each_end"] = Field("each_end", description="mean: keep the sets balanced on the "
+                                                    "mean of the two ends' log KL ratios (neurons_random."
+                                                    "balanced_nearest), which can offset a deficit at one end by "
+                                                    "an excess at the other; each_end: balanced at each end "
+                                                    "(balanced_each_end).")
+
+
+def balanced_each_end(log_ratio: np.ndarray, n: int, target: float = 0.05) -> list[int]:
+    """The n candidates kept for a KL match at every end of a sweep at once, in candidate order: start
+    from the n nearest the target (Euclidean over the ends' log KL ratios), then swap one kept
+    candidate for one left out, each time the swap that most lowers the largest |mean log ratio|
+    over the ends (ties: the nearer newcomer), until that is at most `target` or no swap lowers it."""
+    log_ratio = np.asarray(log_ratio, dtype=float)
+    if log_ratio.ndim != 2 or len(log_ratio) < n:
+        raise ValueError(f"{len(log_ratio)} candidates cannot give {n} matched sets")
+    dist = np.linalg.norm(log_ratio, axis=1)
+    kept = [int(i) for i in np.argsort(dist, kind="stable")[:n]]
+    while True:
+        mean = log_ratio[kept].mean(axis=0)
+        worst = float(np.abs(mean).max())
+        if worst <= target:
+            break
+        out = np.array([i for i in range(len(log_ratio)) if i not in set(kept)])
+        if not len(out):
+            break
+        # every swap (kept a -> candidate b): the new means, (kept, out, ends)
+        new = mean[None, None, :] + (log_ratio[out][None, :, :] - log_ratio[kept][:, None, :]) / n
+        score = np.abs(new).max(axis=2)
+        best = float(score.min())
+        if best >= worst - 1e-12:
+            break
+        a, b = min(zip(*np.nonzero(score <= best + 1e-12), strict=True), key=lambda ab: (dist[out[ab[1]]], ab))
+        kept[a] = int(out[b])
+    return sorted(kept)
 
 
 def detector_config(cfg: Config) -> dict[str, Any]:
@@ -313,10 +349,12 @@ def run_random(cfg: Config, ctx: Any, lm: Any, taskset: Any, saes: dict[int, Any
         for i in ctx.progress(todo, total=len(todo), desc="KL of candidate latent sets"):
             ckpt[i] = latent_kl(lm, prompts, saes, as_sets[i: i + 8], ends).tolist()
         kl = np.concatenate([np.asarray(ckpt[i]) for i in range(0, len(as_sets), 8)])
-        log_kl, log_h = np.log(np.maximum(kl, 1e-12)).mean(axis=1), np.log(np.maximum(h_kl, 1e-12)).mean()
-        kept = balanced_nearest(log_kl - log_h, cfg.seeds)
+        ratio = np.log(np.maximum(kl, 1e-12)) - np.log(np.maximum(np.asarray(h_kl), 1e-12))[None, :]  # (sets, ends)
+        kept = (balanced_each_end(ratio, cfg.seeds) if cfg.kl_balance == "each_end"
+                else balanced_nearest(ratio.mean(axis=1), cfg.seeds))
         flat, as_sets = [flat[k] for k in kept], [as_sets[k] for k in kept]
-        balance["kl"] = float(log_kl[kept].mean() - log_h)
+        balance["kl"] = float(ratio[kept].mean())
+        balance.update({f"kl_alpha_{a:g}": float(ratio[kept, j].mean()) for j, a in enumerate(ends)})
         kl_info = {"alphas": list(ends), "h_features": h_kl.tolist(), "candidates": kl.tolist(), "kept": kept}
     balance.update(latent_balance(chosen, flat, activation, layers, width))
     steered = [float(x) for x in cfg.random_alphas if float(x) != 1.0]  # alpha 1 adds exact zeros
