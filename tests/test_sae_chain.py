@@ -88,7 +88,7 @@ def test_the_thesis_test_runs_on_the_tiny_model(steering_project, tree, monkeypa
     assert len(rand.values["seed_slopes_pp"]) == 2 and 0 < rand.values["rank_p"] <= 1
     matched = run_node(steering_project, "pipeline.saefeatures.steering", **common, features="random", seeds=2,
                        candidates=4, n_calibration=2, random_alphas=[0.0, 3.0])
-    assert len(matched.values["kl"]["kept"]) == 2 and set(matched.values["balance"]) == {"kl", "activation", "layer"}
+    assert len(matched.values["kl"]["kept"]) == 2 and set(matched.values["balance"]) == {"kl", "kl_alpha_0", "kl_alpha_3", "activation", "layer"}
     assert matched.values["balance"]["layer"] == 0 and matched.values["match_pool"] == 5  # one for one on SAE
     assert matched.values["alphas"] == [0.0, 1.0, 3.0] and 0 < matched.values["rank_p"] <= 1
 
