@@ -324,7 +324,7 @@ def test_the_thesis_table_reads_the_steering_claims_own_results():
     ("low", "high", "rank_p", "expected"),
     [
         (-15.8, -2.7, 0.01, "a lever"),  # clear of zero and beats its draws
-        (-15.8, -2.7, 0.30, "undetermined"),  # clear of zero, but random draws of the same KL do as much
+        (-15.8, -2.7, 0.30, "moves it, not specifically"),  # clear of zero, but random draws of the same KL do as much
         (-4.0, 3.5, 0.50, "not a lever"),  # inside +-6: a lever's size is excluded
         (-9.0, 3.5, 0.50, "undetermined"),  # holds zero but also a lever-sized change: too weak to tell
         (-6.0, 1.0, 0.50, "undetermined"),  # touching the margin is not inside it

@@ -1,8 +1,8 @@
 """Detection against steering, method by method (H-neurons, DiffMean, ITI heads, SAE latents): each
 method's detection AUROC on the held-out detection questions beside its steering effect on
 compliance (percentage points on the items the model knows, each by the statistic its own claim
-tests and its random draws rank: the scaled arms' slope over the two units of alpha from the no-op
-to alpha 3, the directions' chosen strength against the unsteered model), each with its interval,
+tests: the scaled arms' slope over alphas 0 to 3 times the two units from the no-op to alpha 3,
+the directions' chosen strength against the unsteered model), each with its interval,
 the rank p of the real effect among its matched random draws, the KL divergence the intervention
 causes (methods differ in dose; a weak enough one is never a lever), each control's balance (the
 neuron and latent controls' KL at each end of the sweep as well as on average), and its QA
@@ -87,9 +87,10 @@ def sae_nodes(cfg: Config, base: dict[str, Any]) -> dict[str, Any]:
 
 
 def over_two_units(slope: Estimate) -> Estimate:
-    """A sweep's compliance slope (points per unit of alpha, over alphas 0 to 3) as the change over the
-    two units from the no-op (alpha 1) to alpha 3: the statistic the arm's own claim tests against
-    its 3-point-per-unit margin and its random sets' rank p ranks, on the table's one 6-point scale."""
+    """A sweep's compliance slope (points per unit of alpha, fitted over alphas 0 to 3, the statistic
+    the arm's own claim tests against its 3-point-per-unit margin) times the two units from the
+    no-op (alpha 1) to alpha 3, on the table's one 6-point scale. Its rank p ranks the slope fitted
+    over the control's own alphas (0, 1 and 3), which can differ from it."""
     return Estimate(value=2 * slope.value, ci=(2 * slope.ci[0], 2 * slope.ci[1]), level=slope.level, n=slope.n,
                     method=slope.method, unit=slope.unit)
 
@@ -114,12 +115,17 @@ def row(method: str, detection_est: Any, steering_est: Any, rank_p: float, **ext
 def verdict(method: dict[str, Any], margin: float) -> str:
     """'a lever': the effect's interval clears zero and the matched random draws are beaten (rank p <=
     0.05); 'not a lever': the interval lies inside +-margin (equivalence at the interval's level);
-    'undetermined' otherwise, a design too weak to tell, which is not evidence either way."""
+    'moves it, not specifically': the interval clears zero but random draws of the same size do as
+    much (a clear result: an effect of moving the model that far there); 'undetermined' otherwise,
+    a design too weak to tell, which is not evidence either way."""
     low, high = method["steering_ci_low"], method["steering_ci_high"]
-    if (low > 0 or high < 0) and method["rank_p"] <= 0.05:
+    clears = low > 0 or high < 0
+    if clears and method["rank_p"] <= 0.05:
         return "a lever"
     if -margin < low and high < margin:
         return "not a lever"
+    if clears:
+        return "moves it, not specifically"
     return "undetermined"
 
 
@@ -222,7 +228,7 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     h_kl = up["neurons_random"].values.get("kl") or {}
     methods = [
         row("H-neurons", up["probe"].estimates["auroc"], scaled(up["neurons"], cfg.scaled_rows),
-            up["neurons_random"].values["rank_p"], setting="slope x 2 (alpha 1 to 3)" if cfg.scaled_rows == "slope" else "alpha 3 vs 1",
+            up["neurons_random"].values["rank_p"], setting="slope over alphas 0 to 3, x 2" if cfg.scaled_rows == "slope" else "alpha 3 vs 1",
             kl=(h_kl.get("h_neurons") or [None])[-1], qa_change_pp=qa(up["neurons"], "qa_effect_pp")),
         row("DiffMean", diffmean_auroc, up["diffmean"].estimates["compliance_effect_pp"],
             up["diffmean_random"].values["rank_p_kl"],
@@ -244,8 +250,8 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
         s_kl = up["sae_random"].values.get("kl") or {}
         methods.append(row("SAE latents", up["sae_detector"].estimates["sae_auroc"],
                            scaled(up["sae"], cfg.scaled_rows), up["sae_random"].values["rank_p"],
-                           setting=("slope x 2 (alpha 1 to 3" if cfg.scaled_rows == "slope" else "alpha 3 vs 1 (")
-                           + ", decoded delta)", kl=(s_kl.get("h_features") or [None])[-1],
+                           setting=("slope over alphas 0 to 3, x 2 (" if cfg.scaled_rows == "slope" else "alpha 3 vs 1 (")
+                           + "decoded delta)", kl=(s_kl.get("h_features") or [None])[-1],
                            qa_change_pp=None))
         estimates.update(sae_auroc=up["sae_detector"].estimates["sae_auroc"],
                          sae_effect_pp=scaled(up["sae"], cfg.scaled_rows))
@@ -253,12 +259,15 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
         m["verdict"] = verdict(m, cfg.lever_margin_pp)
     steers = [m["method"] for m in methods if m["verdict"] == "a lever"]
     not_levers = [m["method"] for m in methods if m["verdict"] == "not a lever"]
+    unspecific = [m["method"] for m in methods if m["verdict"] == "moves it, not specifically"]
     best = max(methods, key=lambda m: m["detection"])
     contenders = best_detectors(methods)
     values = {"methods": methods, "steering_methods": steers, "n_steering": len(steers), "n_methods": len(methods),
               "steering_methods_text": ", ".join(steers) if steers else "none",
               "not_lever_methods_text": ", ".join(not_levers) if not_levers else "none", "n_not_lever": len(not_levers),
-              "n_undetermined": len(methods) - len(steers) - len(not_levers), "lever_margin_pp": cfg.lever_margin_pp,
+              "unspecific_methods_text": ", ".join(unspecific) if unspecific else "none", "n_unspecific": len(unspecific),
+              "n_undetermined": len(methods) - len(steers) - len(not_levers) - len(unspecific),
+              "lever_margin_pp": cfg.lever_margin_pp,
               "best_detector": best["method"], "best_detector_verdict": best["verdict"],
               "best_detector_steers": int(best["verdict"] == "a lever"),
               "best_detector_not_lever": int(best["verdict"] == "not a lever"),
