@@ -348,6 +348,19 @@ def test_the_thesis_reads_every_detector_the_best_cannot_be_told_apart_from():
     assert [m["method"] for m in best_detectors(methods)] == ["H-neurons"]
 
 
+def test_the_table_commits_one_row_per_method_that_gives_back_its_estimates():
+    from claims import Estimate
+    from pipeline.steering.comparison import recompute, table_rows
+
+    est = {f"{k}_{p}": Estimate(value=v, ci=(v - 1, v + 1), level=0.95, n=10 + i, method="bootstrap", unit="items")
+           for i, (k, v) in enumerate((("hneuron", 0.9), ("diffmean", 0.8))) for p in ("auroc", "effect_pp")}
+    methods = [{"method": "H-neurons", "setting": "s", "rank_p": 0.3, "kl": 0.05, "verdict": "undetermined"},
+               {"method": "DiffMean", "setting": "t", "rank_p": 0.4, "kl": None, "verdict": "moves it, not specifically"}]
+    rows = table_rows(est, methods)
+    assert [r["method"] for r in rows] == ["H-neurons", "DiffMean"] and rows[1]["verdict"].startswith("moves")
+    assert recompute({"methods": rows}, {}) == est
+
+
 def test_the_table_is_unreadable_when_a_control_is_unbalanced_or_reports_no_balance():
     from pipeline.steering.comparison import control_balance
 

@@ -219,6 +219,38 @@ def scaled(result: Any, how: str) -> Estimate:
     return over_two_units(result.estimates["compliance_slope_pp"])
 
 
+KEYS = {"H-neurons": "hneuron", "DiffMean": "diffmean", "ITI heads": "iti", "SAE latents": "sae"}
+
+
+def table_rows(estimates: dict[str, Estimate], methods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The table's per-item rows: one per method, with its detection and steering estimates in full
+    (each recomputable from its own arm's committed rows) and its rank p, KL and verdict."""
+    rows = []
+    for m in methods:
+        key = KEYS[m["method"]]
+        row_ = {"method": m["method"], "setting": m["setting"], "rank_p": m["rank_p"], "kl": m.get("kl"),
+                "verdict": m["verdict"]}
+        for part, name in (("auroc", f"{key}_auroc"), ("effect_pp", f"{key}_effect_pp")):
+            e = estimates[name]
+            row_.update({f"{part}": e.value, f"{part}_ci_low": e.ci[0], f"{part}_ci_high": e.ci[1],
+                         f"{part}_level": e.level, f"{part}_n": e.n, f"{part}_method": e.method,
+                         f"{part}_unit": e.unit})
+        rows.append(row_)
+    return rows
+
+
+def recompute(items: dict[str, list[dict[str, Any]]], config: dict[str, Any]) -> dict[str, Any]:
+    """The table's estimates from its committed rows (one per method)."""
+    out = {}
+    for r in items["methods"]:
+        key = KEYS[r["method"]]
+        for part in ("auroc", "effect_pp"):
+            out[f"{key}_{part}"] = Estimate(value=r[part], ci=(r[f"{part}_ci_low"], r[f"{part}_ci_high"]),
+                                            level=r[f"{part}_level"], n=r[f"{part}_n"], method=r[f"{part}_method"],
+                                            unit=r[f"{part}_unit"])
+    return out
+
+
 def run(config: dict[str, Any], ctx: Any) -> Result:
     cfg = Config(**config)
     names = ["probe", "neurons", "neurons_random", "directions", "diffmean", "iti", "diffmean_random", "iti_random"]
@@ -306,4 +338,5 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     if cfg.sae:
         s_alphas = [float(a) for a in sweeps["sae"]["settings"]]
         values["by_family"]["SAE latents"] = by_family(sweeps["sae"], s_alphas.index(1.0), s_alphas.index(3.0))
+    ctx.save_items("methods", table_rows(estimates, methods))
     return Result(estimates=estimates, values=values)
