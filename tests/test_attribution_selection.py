@@ -323,7 +323,50 @@ def test_the_seed_design_runs_through_the_engine_on_the_tiny_model(project):
     render_the_specs({"base": (top, comparison), "adapter": (continued, versus), "readings": (readings, None)})
 
 
-def render_the_specs(results):
+def test_step_8_selects_by_the_fingerprints_predictions_on_its_reported_families(project):
+    """The seed's step 8 through the engine: every arm ranks the reported families' candidates by
+    the fingerprint's out-of-fold predictions, the top arm trains on the k it predicts best, and
+    the comparison is the attribution comparison's."""
+    from claims.context import Upstream
+    from claims.experiment import make_node
+    from claims.runner import Runner
+    from claims.store import Store
+    from pipeline.attribution.config import FingerprintConfig, GameConfig
+    from tests.test_attribution import TINY, state_items
+
+    fingerprint = {k: v for k, v in TINY.items() if k in FingerprintConfig.model_fields and k != "profile"}
+    fingerprint["n_select_families"] = 1
+    versus = run_node(project, "pipeline.attribution.fingerprint_comparison", start="base", fingerprint=fingerprint,
+                      filters=["format", "shortest"])
+    top = run_node(project, "pipeline.attribution.fingerprint_arm", start="base", fingerprint=fingerprint)
+    rows = state_items(project, make_node("pipeline.attribution.fingerprint", {**fingerprint, "profile": "tiny"}, "t"))
+    pool_node = make_node("pipeline.attribution.pool", {k: v for k, v in TINY.items() if k in GameConfig.model_fields}, "t")
+    state = Runner(project).ensure(pool_node)
+    split = {e["id"]: e["split"] for e in Upstream("pool", pool_node, state.result, Store(project)).json("examples")}
+    candidates = sorted((r for r in rows if r["reported"] and split[r["id"]] == "candidate"),
+                        key=lambda r: (-r["pred_sae"], r["pool_index"]))
+    assert top.values["n_selectable"] == len(candidates) < len(rows)
+    assert top.values["runs"][0]["ids"] == [r["id"] for r in candidates[:TINY["k"]]]  # the k it predicts best
+    assert top.values["reading"].startswith("fingerprint (layer ") and versus.values["reading"] == top.values["reading"]
+    assert top.values["ranking"] == "fingerprint" and versus.values["n_subsets"] == 2
+    assert set(versus.values["filter_success"]) == {"format", "shortest"} and 0 < versus.values["rank_p"] <= 1
+    render_the_specs({"fingerprint": (top, versus)})
+
+
+def test_the_fingerprint_arm_names_a_bad_fingerprint_field():
+    from pydantic import ValidationError
+
+    from pipeline.attribution.fingerprint_arm import Config
+
+    with pytest.raises(ValidationError, match="fingerprint.sae_layers"):
+        Config(profile="tiny", fingerprint={"sae_layers": "x"})
+    with pytest.raises(ValidationError, match="fingerprint.profile"):
+        Config(profile="tiny", fingerprint={"profile": "embedded"})
+    with pytest.raises(ValidationError, match="leave reading out"):
+        Config(profile="tiny", reading="mean-p32")
+
+
+def render_the_specs(results, only=None):
     """Every attribution selection spec's statement renders from the tiny results of its kind, and
     the engine reads the control's balance in the form the spec declares (all within tolerance)."""
     from claims.numbers import render_statement
@@ -331,10 +374,11 @@ def render_the_specs(results):
     from claims.spec import load_spec
     from claims.verify import Outcome
 
-    for claim, kind in [("attribution-topk-vs-random", "base"), ("attribution-topk-continuation", "adapter"),
-                        ("attribution-continuation-over-base", "adapter"), ("attribution-topk-scale", "adapter"),
-                        ("attribution-topk-overlap", "adapter"), ("attribution-rank-window", "adapter"),
-                        ("attribution-ranking-variants", "readings")]:
+    kinds = [("attribution-fingerprint-selection", "fingerprint"), ("attribution-topk-vs-random", "base"),
+             ("attribution-topk-continuation", "adapter"), ("attribution-continuation-over-base", "adapter"),
+             ("attribution-topk-scale", "adapter"), ("attribution-topk-overlap", "adapter"),
+             ("attribution-rank-window", "adapter"), ("attribution-ranking-variants", "readings")]
+    for claim, kind in [(c, k) for c, k in kinds if (c in only if only else k in results)]:
         spec = load_spec(ROOT / "claims" / "specs" / f"{claim}.yaml", ROOT)
         main, control = results[kind]
         namespace = {**main.namespace(), "level": 0.95}
