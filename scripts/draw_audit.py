@@ -5,8 +5,8 @@
     .venv/bin/python scripts/draw_audit.py detection [N] > pipeline/data/audits/detection-judge.jsonl
     .venv/bin/python scripts/draw_audit.py steering [N] > pipeline/data/audits/steering-judge.jsonl
     .venv/bin/python scripts/draw_audit.py steering-blind > build/steering-generations.jsonl
-        (STEERING_ARMS="H-neurons,DiffMean" limits it to those arms; "ITI random directions" is
-        the ITI control's draws, compliance only)
+        (STEERING_ARMS="H-neurons,DiffMean" limits it to those arms; "ITI random directions" and
+        "DiffMean random directions" are those controls' draws, compliance only)
     python -m claims audit-sheet build/steering-generations.jsonl --id id \
         --show task,question,context,context_answer,true_answer,generation --hide strict,lenient \
         --strata task,method,strength --n 240 --out pipeline/data/audits/steering-blind
@@ -76,6 +76,7 @@ STEERING_ARMS = (  # (method, experiment, config): the steering claims' results 
     ("ITI heads", "pipeline.steering.direction_sweep", {"memory_shots": 3, "method": "iti"}),
     ("SAE latents", "pipeline.saefeatures.steering", {"memory_shots": 3}),
     ("ITI random directions", "pipeline.steering.direction_random", {"memory_shots": 3, "method": "iti"}),
+    ("DiffMean random directions", "pipeline.steering.direction_random", {"memory_shots": 3, "method": "diffmean"}),
 )
 
 

@@ -3,9 +3,11 @@
 The reference labels are a blind pass over the steering claims' own generations on the task with
 room: scripts/draw_audit.py steering-blind lists every generation of the five arms (H-neurons,
 negative-weight neurons, DiffMean, ITI heads, SAE latents) on compliance, pushback and false
-premises, and of the ITI control's random directions on compliance (whose "other" and unreadable
-answers drive that control's result), one row per (task, item, text); `claims audit-sheet` drew 240 unique ones stratified
-over task, method and strength into pipeline/data/audits/steering-blind/, the sheet showing the
+premises, and of the ITI and DiffMean controls' random directions on compliance (whose "other"
+and unreadable answers drive those controls' results), one row per (task, item, text);
+`claims audit-sheet` draws 240 unique ones stratified over task, method and strength into a blind
+folder (pipeline/data/audits/steering-blind/ for the H-neuron and ITI arms, steering-blind-2/ for
+the arms that ran after it), the sheet showing the
 question, the context and its answer (compliance), the true answer and the generation, and the key
 keeping the judges' verdicts apart. A labeller who saw only the sheet and
 pipeline/data/audits/RUBRIC-steering.md filled in labels.csv; sheet.json says who.
@@ -43,6 +45,7 @@ ARMS = {  # the steering claims' results on the task with room (scripts/draw_aud
     "ITI heads": ("pipeline.steering.direction_sweep", {"method": "iti"}),
     "SAE latents": ("pipeline.saefeatures.steering", {}),
     "ITI random directions": ("pipeline.steering.direction_random", {"method": "iti"}),  # the control's draws
+    "DiffMean random directions": ("pipeline.steering.direction_random", {"method": "diffmean"}),
 }
 
 
