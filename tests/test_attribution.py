@@ -300,6 +300,38 @@ def test_the_fingerprint_reads_the_sae_studys_dictionaries_and_chooses_a_layer_o
     assert again["spearman"].value == state.result.estimates["spearman"].value  # rebuilt from committed rows
 
 
+def test_the_models_loss_is_a_baseline_of_the_fingerprint_on_the_same_examples(project):
+    """The confidence baselines read the fingerprint's own rows (same examples, same reported
+    families), recompute from their committed rows, and a planted loss that is the rank itself
+    is found by the same regression (Spearman 1)."""
+    from claims.experiment import make_node
+    from claims.runner import Runner
+    from pipeline.attribution.estimates import grouped_predictions, spearman
+    from pipeline.attribution.fingerprint_confidence import BASELINES, Config, features, recompute
+
+    config = {k: v for k, v in TINY.items() if k in Config.model_fields}
+    node = make_node("pipeline.attribution.fingerprint_confidence", config, "test")
+    state = Runner(project).ensure(node)
+    rows = state_items(project, node)
+    fingerprint = run_node(project, "pipeline.attribution.fingerprint")
+    assert len(rows) == fingerprint.values["n_examples"] == state.result.values["n_examples"]
+    assert all(r["loss_base"] > 0 and r["loss_shipped"] > 0 for r in rows)
+    estimates = state.result.estimates
+    assert estimates["spearman"].value == fingerprint.estimates["spearman"].value  # the same rows, the same split
+    assert set(BASELINES) == {k.removeprefix("gain_over_") for k in estimates if k.startswith("gain_over_")} - {"best"}
+    again = recompute({"examples": rows}, node.config)
+    assert again["gain_over_best"].value == estimates["gain_over_best"].value
+    best = state.result.values["best_baseline"]
+    assert estimates["spearman_best"].value == max(estimates[f"spearman_{b}"].value for b in BASELINES)
+    assert estimates["spearman_best"].value == estimates[f"spearman_{best}"].value
+
+    y = np.array([r["rank"] for r in rows])
+    groups = np.array([r["family"] for r in rows])
+    text = np.ones((len(rows), 3))
+    planted = features(y, np.zeros(len(rows)), text)["loss_shipped"]
+    assert spearman(grouped_predictions(planted, y, groups, (1.0,), 0), y) == pytest.approx(1.0)
+
+
 def state_items(project, node):
     from claims import items as claim_items
     from claims.store import Store
