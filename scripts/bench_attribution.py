@@ -25,6 +25,12 @@ batch 8) and scores each on the evaluation items, first one job at a time (what 
 parallel_adapters 1), then all in one batched pass (pipeline/attribution/batched.py), and prints
 seconds per finetune for each, the batched/sequential ratio, and the largest difference in held-out
 loss between the two.
+
+The ridge part fits the fingerprint's family-held-out ridge (pipeline/attribution/estimates.py)
+to --targets shuffled targets on synthetic sparse features of the fingerprint's shape (704
+examples, 2048 latents, 10 families), one fit at a time and then factored once for all
+(pipeline/attribution/ridge.py), and prints seconds per target for each, their ratio, and the
+largest difference between the two.
 """
 
 from __future__ import annotations
@@ -44,7 +50,8 @@ def main() -> None:
     parser.add_argument("--query", type=int, default=16, help="query examples")
     parser.add_argument("--projection-dim", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--parts", default="bergson,finetune", help="comma-separated: bergson, finetune")
+    parser.add_argument("--parts", default="bergson,finetune,ridge", help="comma-separated: bergson, finetune, ridge")
+    parser.add_argument("--targets", type=int, default=4, help="ridge part: shuffled targets fit")
     parser.add_argument("--jobs", type=int, default=4, help="finetune part: finetunes per batched pass")
     parser.add_argument("--k", type=int, default=32, help="finetune part: examples per finetune")
     parser.add_argument("--eval", type=int, default=64, help="finetune part: evaluation items scored")
@@ -69,6 +76,10 @@ def main() -> None:
     from pipeline.attribution.lora import LoraSpec, adapter
     from pipeline.models import load
 
+    if "ridge" in parts:
+        bench_ridge(args)
+    if not parts & {"finetune", "bergson"}:
+        return
     lm = load(args.profile)
     if "finetune" in parts:
         bench_finetunes(lm, args)
@@ -118,6 +129,28 @@ def main() -> None:
     for name in ("bergson", "bergson-full", "bergson-cached"):
         print(f"{name} vs plain per-example backward: {plain_cpu / timings[name][0]:.2f}x the throughput (CPU time)")
     print(f"bergson-cached vs bergson: {timings['bergson'][0] / timings['bergson-cached'][0]:.2f}x (CPU time)")
+
+
+def bench_ridge(args) -> None:
+    import numpy as np
+
+    from pipeline.attribution.estimates import grouped_predictions
+    from pipeline.attribution.ridge import GroupedRidge
+
+    rng = np.random.default_rng(0)
+    X = np.abs(rng.normal(size=(704, 2048))) * (rng.random((704, 2048)) < 0.05)
+    groups = np.repeat([f"family{i}" for i in range(10)], 71)[:704]
+    Y = rng.random((704, args.targets))
+    alphas = (1.0, 10.0, 100.0, 1e3, 1e4, 1e5)
+    start = time.perf_counter()
+    one = np.stack([grouped_predictions(X, Y[:, j], groups, alphas) for j in range(args.targets)], axis=1)
+    separate = (time.perf_counter() - start) / args.targets
+    start = time.perf_counter()
+    together = GroupedRidge(X, groups, alphas).predict(Y)
+    factored = (time.perf_counter() - start) / args.targets
+    print(f"ridge: {args.targets} targets; one at a time {separate:.2f} s per target, factored {factored:.2f} s "
+          f"per target ({separate / factored:.1f}x; the factoring is paid once, so the ratio grows with the "
+          f"targets); largest difference {np.abs(one - together).max():.1e}")
 
 
 def bench_finetunes(lm, args) -> None:

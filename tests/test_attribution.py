@@ -300,6 +300,27 @@ def test_the_fingerprint_reads_the_sae_studys_dictionaries_and_chooses_a_layer_o
     assert again["spearman"].value == state.result.estimates["spearman"].value  # rebuilt from committed rows
 
 
+def test_the_factored_ridge_fits_many_targets_as_the_one_target_regression_does():
+    """GroupedRidge gives, for each target column, the out-of-fold predictions of
+    grouped_predictions (alpha chosen per column in the inner folds), up to rounding; a planted
+    linear signal is recovered and a pure-noise column is not (held-out groups can make it negative)."""
+    from pipeline.attribution.estimates import grouped_predictions, spearman
+    from pipeline.attribution.ridge import GroupedRidge
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(120, 40)) * (rng.random((120, 40)) < 0.3)
+    X[:, 7] = 0.0  # a constant feature is dropped, as in ridge_path
+    groups = np.repeat([f"g{i}" for i in range(6)], 20)
+    Y = np.stack([X[:, :3].sum(axis=1) + 0.05 * rng.normal(size=120), rng.random(120), X[:, 5]], axis=1)
+    alphas = (0.1, 1.0, 10.0, 1e3)
+    together = GroupedRidge(X, groups, alphas).predict(Y)
+    for j in range(Y.shape[1]):
+        np.testing.assert_allclose(together[:, j], grouped_predictions(X, Y[:, j], groups, alphas), atol=1e-10)
+    assert spearman(together[:, 0], Y[:, 0]) > 0.9 and spearman(together[:, 1], Y[:, 1]) < 0.3
+    with pytest.raises(ValueError, match="targets must be"):
+        GroupedRidge(X, groups, alphas).predict(Y[:10])
+
+
 def test_the_models_loss_is_a_baseline_of_the_fingerprint_on_the_same_examples(project):
     """The confidence baselines read the fingerprint's own rows (same examples, same reported
     families), recompute from their committed rows, and a planted loss that is the rank itself
