@@ -353,11 +353,11 @@ def test_the_models_loss_is_a_baseline_of_the_fingerprint_on_the_same_examples(p
     assert spearman(grouped_predictions(planted, y, groups, (1.0,), 0), y) == pytest.approx(1.0)
 
 
-def state_items(project, node):
+def state_items(project, node, name="examples"):
     from claims import items as claim_items
     from claims.store import Store
 
-    meta = Store(project).read(node).sidecar["items"]["examples"]
+    meta = Store(project).read(node).sidecar["items"][name]
     return claim_items.decode((project.root / meta["path"]).read_bytes(), meta["path"])
 
 

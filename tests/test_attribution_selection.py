@@ -299,6 +299,32 @@ def run_node(project, experiment, **config):
     return run(project, experiment, **{"train_seeds": [0], "select_k": 8, **config})
 
 
+def test_the_finetune_and_the_readings_commit_the_rows_their_estimates_come_from(project):
+    """Anyone can rebuild task-learnable's and ranking-variants' estimates from the committed rows:
+    recompute on them gives the committed estimates; and a flipped outcome moves the gain."""
+    from claims.experiment import make_node
+    from pipeline.attribution import finetune, readings
+    from tests.test_attribution import TINY as BASE
+    from tests.test_attribution import state_items
+
+    for module, names in ((finetune, ("eval",)), (readings, ("pool", "selection"))):
+        config = {k: v for k, v in {**BASE, "select_k": 8}.items() if k in module.Config.model_fields}
+        node = make_node(module.__name__, config, "test")
+        result = run_node(project, module.__name__, **config)
+        rows = {name: state_items(project, node, name) for name in names}
+        again = module.recompute(rows, node.config)
+        assert set(again) == set(result.estimates)
+        for name, estimate in again.items():
+            assert (estimate.value, tuple(estimate.ci)) == (result.estimates[name].value, tuple(result.estimates[name].ci))
+    assert {r["split"] for r in rows["pool"]} == {"base", "candidate"}
+    assert len(rows["selection"]) == 8 and "clean_auroc_candidates" in result.estimates
+    eval_rows = state_items(project, make_node("pipeline.attribution.finetune", {
+        k: v for k, v in BASE.items() if k in finetune.Config.model_fields}, "test"), "eval")
+    flipped = [{**r, "success": 1 - r["success"]} if i == 0 else r for i, r in enumerate(eval_rows)]
+    cfg = {k: v for k, v in BASE.items() if k in finetune.Config.model_fields}
+    assert finetune.recompute({"eval": flipped}, cfg)["gain"].value != finetune.recompute({"eval": eval_rows}, cfg)["gain"].value
+
+
 def test_the_seed_design_runs_through_the_engine_on_the_tiny_model(project):
     comparison = run_node(project, "pipeline.attribution.comparison", start="base", filters=list(subsets_names()))
     v = comparison.values

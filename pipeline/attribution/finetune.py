@@ -2,7 +2,9 @@
 the loss on the completion only; success on the evaluation set before (a fresh adapter is the
 model as shipped: LoRA's B matrices start at zero) and after. Saves the adapter and the cached
 residual stream for the steps downstream, and the shipped model's mean completion loss per token
-of every pool example (what the lowest-loss filter of the selection comparisons ranks by)."""
+of every pool example (what the lowest-loss filter of the selection comparisons ranks by). Per-item
+rows (each evaluation item's success as shipped and after) are committed, and the estimates are
+computed from them."""
 
 from __future__ import annotations
 
@@ -36,7 +38,6 @@ def by_family(examples: list[dict[str, Any]], indices: np.ndarray, success: np.n
 
 
 def run(config: dict[str, Any], ctx: Any) -> Result:
-    from pipeline.attribution.estimates import arm_gain, arm_success
     from pipeline.attribution.lora import adapter, adapter_state
     from pipeline.attribution.study import Study, lora_spec
     from pipeline.attribution.trainer import Schedule, evaluate, train
@@ -57,12 +58,12 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
         state = adapter_state(model)
     ctx.save_arrays("adapter", **state)
     ctx.save_arrays("residuals", **study.residuals.arrays())
-    entities = study.entities(ev)
-    kw = {"level": cfg.level, "seed": cfg.seed}
+    ctx.save_items("eval", [
+        {"id": study.examples[i]["id"], "entity": study.examples[i]["entity"], "family": study.examples[i]["family"],
+         "success_zero_shot": int(b), "success": int(a)}
+        for i, b, a in zip(ev, before.success, after.success, strict=True)])
     return Result(
-        estimates={"success": arm_success(after.success[None], entities, **kw),
-                   "success_zero_shot": arm_success(before.success[None], entities, **kw),
-                   "gain": arm_gain(after.success[None], before.success[None], entities, **kw)},
+        estimates=recompute(ctx.item_rows, cfg.model_dump(mode="json")),
         values={"n_base": len(base), "n_eval": len(ev), "steps": len(losses), "losses": losses,
                 "nll_zero_shot": round(float(before.nll.mean()), 4), "nll": round(float(after.nll.mean()), 4),
                 "success_by_family": by_family(study.examples, ev, after.success),
@@ -74,3 +75,19 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
                 "n_adapter_params": int(sum(v.size for v in state.values())),
                 "seconds": study.seconds},
     )
+
+
+def recompute(items: dict[str, list[dict[str, Any]]], config: dict[str, Any]) -> dict[str, Any]:
+    """The estimates from the committed per-item rows (one per evaluation item: its success as
+    shipped and after the finetune): success before and after, and the paired gain, entity
+    clusters resampled."""
+    from pipeline.attribution.estimates import arm_gain, arm_success
+
+    cfg = Config(**config)
+    rows = items["eval"]
+    entities = [r["entity"] for r in rows]
+    after = np.array([[r["success"] for r in rows]], dtype=bool)
+    before = np.array([[r["success_zero_shot"] for r in rows]], dtype=bool)
+    kw = {"level": cfg.level, "seed": cfg.seed}
+    return {"success": arm_success(after, entities, **kw), "success_zero_shot": arm_success(before, entities, **kw),
+            "gain": arm_gain(after, before, entities, **kw)}

@@ -12,7 +12,8 @@ Only this node looks at the selection split, and no comparison looks at it. Repo
 choice: how the chosen reading sorts the pool's variants (AUROC of clean against the rest), the
 claim attribution-ranking-variants, beside the same AUROC of three trivial scores (the format
 regex, the shipped model's completion loss, token count) and the ranking's paired gain over each.
-"""
+Per-item rows (every pool example's variant, score and trivial scores; every selection item's
+success) are committed, and the estimates are computed from them."""
 
 from __future__ import annotations
 
@@ -84,9 +85,9 @@ def trivial_scores(examples: list[dict[str, Any]], pool: np.ndarray, lengths: np
 
 
 def run(config: dict[str, Any], ctx: Any) -> Result:
-    from pipeline.attribution.estimates import arm_success, composition
+    from pipeline.attribution.estimates import composition
     from pipeline.attribution.runs import Job, finetune_jobs
-    from pipeline.attribution.scores import ranking, variant_aurocs
+    from pipeline.attribution.scores import ranking
     from pipeline.attribution.study import Study, lora_spec
 
     cfg = Config(**config)
@@ -108,17 +109,21 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     pick = choose(by, cfg.readings)
     pool = np.asarray(values["pool_index"])
     variant = np.array([study.examples[i]["variant"] for i in pool])
-    kw = {"level": cfg.level, "seed": cfg.seed}
-    picked = np.array([r["success"] for r in rows if r["reading"] == pick], dtype=float)
+    picked = next(r["success"] for r in rows if r["reading"] == pick)
     tuned = ctx.upstream("finetune").result.values
     loss = np.full(len(study.examples), np.nan)
     loss[np.asarray(tuned["pool_index"], dtype=int)] = tuned["pool_loss_zero_shot"]
     lengths = np.array([len(ids) for ids in study.encoded.ids])
     chosen_scores = np.asarray(values["reading_scores"][pick], dtype=float)
-    estimates = {**variant_aurocs(variant, chosen_scores, unit="pool examples", **kw),
-                 **baseline_aurocs(variant, chosen_scores, trivial_scores(study.examples, pool, lengths, loss),
-                                   unit="pool examples", **kw),
-                 "select_success": arm_success(picked, study.entities(select), **kw)}
+    trivial = trivial_scores(study.examples, pool, lengths, loss)
+    ctx.save_items("pool", [
+        {"id": study.examples[i]["id"], "pool_index": int(i), "split": study.examples[i]["split"],
+         "variant": str(variant[j]), "score": float(chosen_scores[j]), **{k: float(v[j]) for k, v in trivial.items()}}
+        for j, i in enumerate(pool)])
+    ctx.save_items("selection", [
+        {"id": study.examples[i]["id"], "entity": study.examples[i]["entity"], "success": int(ok)}
+        for i, ok in zip(select, picked, strict=True)])
+    estimates = recompute(ctx.item_rows, cfg.model_dump(mode="json"))
     return Result(estimates=estimates, values={
         "chosen": pick, "rule": RULE, "readings": list(cfg.readings), "n_readings": len(cfg.readings),
         "select_k": cfg.select_k,
@@ -130,3 +135,28 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
         "projection_dim": int(pick.split("-")[1][1:]), "score_mode": pick.split("-")[0],
         "preconditioning": "query" if pick.endswith("-query") else "none",
         "seconds": {r["reading"]: r["seconds"] for r in rows}})
+
+
+def recompute(items: dict[str, list[dict[str, Any]]], config: dict[str, Any]) -> dict[str, Any]:
+    """The estimates from the committed per-item rows: one per pool example (its variant, its score
+    under the chosen reading, each trivial score) and one per selection item (its success after the
+    chosen reading's finetune). The clean AUROC is also given on the candidate pool alone
+    (clean_auroc_candidates), the examples the selection comparisons choose from."""
+    from pipeline import stats
+    from pipeline.attribution.estimates import arm_success
+    from pipeline.attribution.scores import variant_aurocs
+
+    cfg = Config(**config)
+    kw = {"level": cfg.level, "seed": cfg.seed}
+    rows = items["pool"]
+    variant = np.array([r["variant"] for r in rows])
+    scores = np.array([r["score"] for r in rows])
+    trivial = {name: np.array([r[name] for r in rows]) for name in ("format", "loss", "length")}
+    candidate = np.array([r["split"] == "candidate" for r in rows])
+    selection = items["selection"]
+    return {**variant_aurocs(variant, scores, unit="pool examples", **kw),
+            **baseline_aurocs(variant, scores, trivial, unit="pool examples", **kw),
+            "clean_auroc_candidates": stats.auroc(variant[candidate] == "clean", scores[candidate],
+                                                  unit="candidate pool examples", **kw),
+            "select_success": arm_success(np.array([[r["success"] for r in selection]], dtype=float),
+                                          [r["entity"] for r in selection], **kw)}
