@@ -30,6 +30,9 @@ from pipeline.attribution.config import FingerprintConfig as Config
 
 PACKAGES = ("peft",)
 BASELINES = ("loss_shipped", "loss_base", "loss", "text_loss", "format_length")
+LABELS = {"loss_shipped": "the shipped model's loss", "loss_base": "the base adapter's loss",
+          "loss": "both losses", "text_loss": "both losses with the text features",
+          "format_length": "the format regex crossed with length"}
 
 
 def requires(config: dict[str, Any]) -> dict[str, Any]:
@@ -98,7 +101,7 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
                      "base": round(float(loss_base[reported & (variant == v)].mean()), 4)}
                  for v in sorted(set(variant[reported].tolist()))}
     return Result(estimates=estimates, values={
-        "best_baseline": best, "n_examples": len(rows), "n_reported": int(reported.sum()),
+        "best_baseline": best, "best_baseline_label": LABELS[best], "n_examples": len(rows), "n_reported": int(reported.sum()),
         "mean_loss": mean_loss, "seconds": seconds})
 
 
