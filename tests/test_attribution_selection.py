@@ -325,6 +325,27 @@ def test_the_finetune_and_the_readings_commit_the_rows_their_estimates_come_from
     assert finetune.recompute({"eval": flipped}, cfg)["gain"].value != finetune.recompute({"eval": eval_rows}, cfg)["gain"].value
 
 
+def test_combined_trivial_scores_are_baselines_of_the_readings_on_the_same_pool(project):
+    """The tie-broken regex keeps the regex's order and ranks inside its groups by the loss; the
+    baselines node scores the readings node's own pool rows and rebuilds its estimates from its rows."""
+    from claims.experiment import make_node
+    from pipeline.attribution import readings_baselines as rb
+    from tests.test_attribution import TINY as BASE
+    from tests.test_attribution import state_items
+
+    score = rb.tie_break(np.array([1.0, 0.0, 1.0, 0.0]), np.array([-3.0, -1.0, -2.0, -4.0]))
+    assert list(np.argsort(-score)) == [2, 0, 1, 3]
+    config = {k: v for k, v in {**BASE, "select_k": 8}.items() if k in rb.Config.model_fields}
+    result = run_node(project, "pipeline.attribution.readings_baselines", **config)
+    node = make_node("pipeline.attribution.readings_baselines", config, "test")
+    rows = state_items(project, node, "pool")
+    pool_rows = state_items(project, make_node("pipeline.attribution.readings", config, "test"), "pool")
+    assert [r["pool_index"] for r in rows] == [r["pool_index"] for r in pool_rows]
+    assert {f"{b}_clean_auroc" for b in rb.BASELINES} | {f"gain_over_{b}" for b in rb.BASELINES} == set(result.estimates)
+    again = rb.recompute({"pool": rows}, node.config)
+    assert all(again[k].value == result.estimates[k].value for k in again)
+
+
 def test_the_seed_design_runs_through_the_engine_on_the_tiny_model(project):
     comparison = run_node(project, "pipeline.attribution.comparison", start="base", filters=list(subsets_names()))
     v = comparison.values

@@ -57,27 +57,35 @@ def features(loss_shipped: np.ndarray, loss_base: np.ndarray, text: np.ndarray) 
             "text_loss": np.hstack([text, losses]), "format_length": np.hstack([length, regex, length * regex])}
 
 
-def run(config: dict[str, Any], ctx: Any) -> Result:
-    from pipeline.attribution.estimates import grouped_predictions
-    from pipeline.attribution.fingerprint import metadata_features
+def losses(ctx: Any, cfg: Any, index: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray]:
+    """The study, and the shipped model's and the base adapter's mean completion loss per token of
+    the pool examples `index` (the former from the base finetune's node, the latter computed here
+    with its saved adapter on the cached residual stream)."""
     from pipeline.attribution.lora import adapter
     from pipeline.attribution.study import Study, lora_spec
     from pipeline.attribution.trainer import evaluate
 
-    cfg = Config(**config)
-    rows = ctx.upstream("fingerprint").items("examples")
     study, state = Study.from_finetune(ctx, cfg)
-    index = np.array([r["pool_index"] for r in rows], dtype=int)
     tuned = ctx.upstream("finetune").result.values
     shipped = dict(zip(tuned["pool_index"], tuned["pool_loss_zero_shot"], strict=True))
     missing = [int(i) for i in index if int(i) not in shipped]
     if missing:
         raise ValueError(f"the base finetune has no shipped-model loss for pool examples {missing[:5]}")
-    loss_shipped = np.array([shipped[int(i)] for i in index], dtype=float)
-    cpu = time.process_time()
     with adapter(study.lm, lora_spec(cfg), state=state):
         scored = evaluate(study.lm, study.residuals, study.encoded, index, cfg.eval_batch_size)
     loss_base = scored.nll / np.array([study.encoded.n_completion(int(i)) for i in index])
+    return study, np.array([shipped[int(i)] for i in index], dtype=float), loss_base
+
+
+def run(config: dict[str, Any], ctx: Any) -> Result:
+    from pipeline.attribution.estimates import grouped_predictions
+    from pipeline.attribution.fingerprint import metadata_features
+
+    cfg = Config(**config)
+    rows = ctx.upstream("fingerprint").items("examples")
+    index = np.array([r["pool_index"] for r in rows], dtype=int)
+    cpu = time.process_time()
+    study, loss_shipped, loss_base = losses(ctx, cfg, index)
     seconds = {"loss_base_cpu": round(time.process_time() - cpu, 2)}
     examples = [study.examples[i] for i in index]
     n_tokens = np.array([r["n_tokens"] for r in rows])
