@@ -29,7 +29,7 @@ from claims.errors import ClaimsError
 from claims.node import Node
 from claims.project import Project
 from claims.runner import NodeState
-from claims.spec import ClaimSpec, load_specs, with_config
+from claims.spec import load_specs, with_config
 from claims.store import Store, Stored
 from claims.verify import Outcome, Verifier, propagate
 
@@ -62,11 +62,8 @@ class CommittedJudge(Verifier):
             if node.experiment == path.parent.name and f"{node.config_hash}.provenance.json" == path.name:
                 self._stored.setdefault(node.experiment, []).append((node, sidecar))
 
-    def nodes(self, spec: ClaimSpec) -> dict[str, Node]:
-        nodes = {"main": self._find(spec.experiment, spec.config)}
-        if spec.control_spec:
-            nodes["control"] = self._find(spec.control_spec.experiment, spec.control_spec.config)
-        return nodes
+    def node(self, experiment: str, config: dict[str, Any], where: str) -> Node:
+        return self._find(experiment, config)
 
     def state(self, node: Node) -> NodeState:
         return self._states[node]

@@ -119,14 +119,19 @@ class Verifier:
         return f"{self.project.rel(self.project.specs_dir / (spec.id + '.yaml'))}: {field_name}"
 
     def nodes(self, spec: ClaimSpec) -> dict[str, Node]:
-        nodes = {"main": make_node(spec.experiment, spec.config, self.where(spec, "experiment"))}
+        """The claim's nodes by role: main, control, and baseline:<i> for each baseline with its own
+        experiment."""
+        nodes = {"main": self.node(spec.experiment, spec.config, self.where(spec, "experiment"))}
         if spec.control_spec:
             c = spec.control_spec
-            nodes["control"] = make_node(c.experiment, c.config, self.where(spec, "control.experiment"))
+            nodes["control"] = self.node(c.experiment, c.config, self.where(spec, "control.experiment"))
         for i, b in enumerate(spec.baselines):
             if b.experiment:
-                nodes[f"baseline:{i}"] = make_node(b.experiment, b.config, self.where(spec, f"baselines[{i}].experiment"))
+                nodes[f"baseline:{i}"] = self.node(b.experiment, b.config, self.where(spec, f"baselines[{i}].experiment"))
         return nodes
+
+    def node(self, experiment: str, config: dict[str, Any], where: str) -> Node:
+        return make_node(experiment, config, where)
 
     def state(self, node: Node) -> NodeState:
         if self.run:

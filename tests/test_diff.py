@@ -182,3 +182,22 @@ def test_a_link_leading_out_of_the_revision_is_skipped(tmp_path, git_env, target
     assert result.exit_code == 0, result.output
     assert "diff: HEAD (" in result.output and f"skipped specs/zz.yaml ({why}" in result.output
     assert "Traceback" not in result.output and "root:" not in result.output
+
+
+def test_the_committed_judgement_reads_a_baseline_with_its_own_experiment(tmp_path):
+    """A baseline scored by its own experiment is judged from its committed result, as verify
+    judges it (it used to be missing from the committed judgement's nodes)."""
+    from claims.revision import judge
+
+    project = sample.create(tmp_path / "proj")
+    spec = project.specs_dir / "probe-accuracy.yaml"
+    spec.write_text(spec.read_text().replace(
+        "  - {label: answer length, difference: gain_over_length}\n",
+        "  - {label: answer length, difference: gain_over_length}\n"
+        "  - {label: the unshifted probe's length gain, experiment: fx_sample_probe, config: {shift: 0.0},\n"
+        "     value: accuracy, difference: gain_over_length}\n"))
+    verified = {o.id: o for o in verify(project, load_specs(project.specs_dir, project.root), run=True)[0]}
+    judged = {c["id"]: c for c in judge(project.root)}
+    ours, theirs = judged["probe-accuracy"], verified["probe-accuracy"]
+    assert [b["experiment"] for b in ours["baselines"]] == [None, "fx_sample_probe"]
+    assert ours["baselines"] == theirs.baselines and ours["status"] == theirs.status
