@@ -148,3 +148,60 @@ def test_batched_latent_sets_generate_what_each_set_generates_alone():
         same_generations(lm, sets)
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_layer_sweep_reads_concepts_across_every_dictionary(steering_project, tree):  # noqa: F811
+    """The layer sweep's concept search (layer_concepts.py) over a base width at two layers and a wider
+    dictionary at one, on the tiny model: one feature matrix over all three, named by dictionary, the
+    same statistics as the study's ranking, rows that recompute, and its within-set shuffle control."""
+    sweep = {"profile": "tiny", "root": str(tree), **SAE, "layers": [0, 1], "epochs": 2}
+    wide = {"wide_layers": [1], "wide_d_sae": 128}
+    main = run_node(steering_project, "pipeline.saefeatures.layer_concepts", **sweep, **wide, concept="kindness")
+    values, est = main.values, main.estimates
+    assert values["dictionaries"] == ["L0", "L1", "L1w128"] and values["widths"] == [64, 64, 128]
+    assert values["n_features"] == 256 and len(values["per_dictionary"]) == 3
+    assert all(f.split("/")[0] in values["dictionaries"] for f in values["heldout_features"])
+    assert est["heldout_gain_over_tfidf"].value == pytest.approx(est["heldout_spearman"].value - est["tfidf_spearman"].value)
+    assert est["specificity_gap"].value == pytest.approx(est["heldout_spearman"].value - max(
+        est[f"other_spearman_{c}"].value for c in values["other_concepts"]))
+    assert values["best_dictionary_spearman"] == max(d["heldout_spearman"] for d in values["per_dictionary"])
+    control = run_node(steering_project, "pipeline.saefeatures.layer_concepts", **sweep, **wide, concept="kindness",
+                       n_shuffles=50)
+    assert control.values["observed_heldout"] == pytest.approx(est["heldout_spearman"].value)
+    assert control.values["n_features"] == 256 and 1 / 51 <= control.values["rank_p"] <= 1
+
+
+def test_the_merged_search_finds_a_planted_latent_in_the_wide_dictionary():
+    """A latent of the second width that carries the label (plus a little noise) is the one the held-out
+    search over the merged dictionaries chooses, by its merged name, and the per-dictionary search ranks
+    its dictionary first; the base dictionaries hold noise."""
+    from types import SimpleNamespace
+
+    from pipeline.saefeatures import layer_concepts, ranking
+
+    rng = np.random.default_rng(0)
+    sets = np.repeat(np.arange(40), 4)
+    y = np.tile(np.arange(4), 40)
+    sentences = [{"id": f"s{i}", "concept": "kindness", "label": int(y[i]), "set": int(sets[i]), "sentence": "x",
+                  "pieces": ["x"]} for i in range(len(y))]
+
+    def node(layers, widths, planted=None):
+        arrays = {}
+        for layer, width in zip(layers, widths, strict=True):
+            final = rng.random((len(y), width)).astype(np.float32)
+            if planted is not None:
+                final[:, planted] = y + 0.1 * rng.random(len(y))
+            arrays[f"sae_L{layer}"] = {"final": final}
+        values = {"sentences": sentences, "concepts": ["kindness"], "layers": layers, "widths": widths,
+                  "neuronpedia_ids": [None] * len(layers)}
+        return SimpleNamespace(result=SimpleNamespace(values=values), arrays=lambda name: arrays[name])
+
+    merged = layer_concepts.Merged(node([0, 1], [16, 16]), node([1], [32], planted=7))
+    f = ranking.Features(SimpleNamespace(upstream=lambda name: merged), SimpleNamespace(concept="kindness",
+                                                                                        readout="final"))
+    half = ranking.set_halves(f.sentences, f.y, 42)
+    chosen, latent = ranking.choose_and_score(f, half)
+    assert {f"L{f.layers[f.locate(c)[0]]}/{f.locate(c)[1]}" for c in chosen.values()} == {"L1w32/7"}
+    per = layer_concepts.per_dictionary(f, half)
+    assert [d["dictionary"] for d in per] == ["L0", "L1", "L1w32"]
+    assert per[2]["heldout_spearman"] > 0.9 > max(per[0]["heldout_spearman"], per[1]["heldout_spearman"])
