@@ -96,8 +96,12 @@ class _Context:
 
 
 def recompute(items: dict[str, list[dict[str, Any]]], config: dict[str, Any]) -> dict[str, Any]:
+    """The search's held-out estimates from its rows (ranking.recompute); the control's rows are its null
+    draws, from which shuffled.py derives values, not estimates: nothing to give back."""
     from pipeline.saefeatures import ranking
 
+    if "heldout" not in items:
+        return {}
     return ranking.recompute(items, Config(**config).upstream(ranking.Config))
 
 
