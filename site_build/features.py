@@ -1,11 +1,15 @@
 """Feature pages: a static dashboard for each top SAE latent of each concept, made from the fresh
-results of the claims measured by `pipeline.saefeatures.ranking` (nothing is computed here).
+results of the claims measured by `pipeline.saefeatures.ranking` (the study's dictionaries) and
+`pipeline.saefeatures.layer_concepts` (the layer sweep's; nothing is computed here).
 
   features/index.html                          every concept's top latents, with their scores
   features/<concept>-L<layer>-<index>.html     one latent: Spearman, AUROC, mean per label, the
                                                concept sentences and held-out corpus snippets it
                                                fires on most (tokens shaded by activation), and a
                                                Neuronpedia link where its SAE has a Neuronpedia id
+  features/<concept>-sweep-L<dictionary>-<index>.html
+                                               the same for a latent of the layer sweep (named by the
+                                               result, so two dictionaries of one layer never collide)
 
 Registered by one call in `SitePages.add_all`: `add_feature_pages(self)`.
 """
@@ -18,12 +22,16 @@ from urllib.parse import urlsplit
 from site_build.common.outputs import key_of
 from site_build.common.render import render
 
-EXPERIMENT = "pipeline.saefeatures.ranking"
+#: experiment -> how its search is named on the pages
+EXPERIMENTS = {"pipeline.saefeatures.ranking": "the study's four layers",
+               "pipeline.saefeatures.layer_concepts": "every layer and a second width"}
 FOLDER = "features"
 NEURONPEDIA_HOSTS = ("neuronpedia.org", "www.neuronpedia.org")
 
 
 def feature_rel(concept: str, feature: dict[str, Any]) -> str:
+    if isinstance(feature.get("page"), str) and feature["page"].replace("-", "").isalnum():
+        return f"{FOLDER}/{feature['page']}.html"
     return f"{FOLDER}/{concept}-L{feature['layer']}-{feature['index']}.html"
 
 
@@ -49,10 +57,11 @@ def concept_features(study: Any) -> list[dict[str, Any]]:
     out = []
     for record in study.records:
         main = record.nodes.get("main")
-        if main is None or main.experiment != EXPERIMENT or not main.fresh or main.result is None:
+        if main is None or main.experiment not in EXPERIMENTS or not main.fresh or main.result is None:
             continue
         values = main.result.values
         out.append({"claim": record.id, "status": record.status, "concept": values["concept"],
+                    "search": EXPERIMENTS[main.experiment],
                     "readout": values["readout"], "n_sentences": values["n_sentences"],
                     "features": values["features"], "data": record.data()})
     return out

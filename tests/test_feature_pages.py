@@ -108,3 +108,26 @@ def test_only_neuronpedia_links_become_hrefs(tmp_path, link, shown):
     assert neuronpedia_link(link) == (link if shown else None)
     assert (f'href="{link}"' in page) is shown and ("no Neuronpedia page" in page) is not shown
     assert "javascript:" not in page and "onmouseover" not in page
+
+
+def test_the_layer_sweep_gets_its_own_pages_beside_the_study_s(tmp_path):
+    """A latent of the layer sweep at the same layer and index as one of the study's is another latent
+    (another dictionary): it gets its own page, named by the result, and its own section of the index
+    that says which search found it; a page name that is not a plain slug falls back to the layer name."""
+    out = tmp_path / "site"
+    wide = {**feature(1, 7, 42, None), "id": "L7w4096/42", "dictionary": "L7w4096", "width": 4096,
+            "page": "dishonesty-sweep-L7w4096-42"}
+    odd = {**feature(2, 9, 3, None), "page": "../../etc/passwd"}
+    values = {"concept": "dishonesty", "readout": "max", "n_sentences": 200, "features": [wide, odd]}
+    sweep = Record("sae-layers-concept-dishonesty", "failed",
+                   {"main": Node("pipeline.saefeatures.layer_concepts", True, Result(values=values))})
+    pages = Pages(out, [ranking("dishonesty", None), sweep])
+    add_feature_pages(pages)
+    pages.outputs.commit()
+    study, swept = (out / "features/dishonesty-L7-42.html").read_text(), \
+        (out / "features/dishonesty-sweep-L7w4096-42.html").read_text()
+    assert "Latent L7/42" in study and "Latent L7w4096/42" in swept and "dictionary of 4096 latents" in swept
+    assert (out / "features/dishonesty-L9-3.html").exists() and not list(tmp_path.rglob("passwd*"))
+    index = (out / "features/index.html").read_text()
+    assert "every layer and a second width" in index and "the study&#39;s four layers" in index
+    assert 'href="dishonesty-sweep-L7w4096-42.html"' in index

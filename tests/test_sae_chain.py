@@ -165,6 +165,9 @@ def test_the_layer_sweep_reads_concepts_across_every_dictionary(steering_project
     assert est["specificity_gap"].value == pytest.approx(est["heldout_spearman"].value - max(
         est[f"other_spearman_{c}"].value for c in values["other_concepts"]))
     assert values["best_dictionary_spearman"] == max(d["heldout_spearman"] for d in values["per_dictionary"])
+    pages = values["features"]  # the top latents' page data, named apart from the study's pages
+    assert len(pages) == 5 and all(p["page"] == f"kindness-sweep-{p['dictionary']}-{p['index']}" for p in pages)
+    assert {p["dictionary"] for p in pages} <= set(values["dictionaries"]) and all(p["sentences"] for p in pages)
     control = run_node(steering_project, "pipeline.saefeatures.layer_concepts", **sweep, **wide, concept="kindness",
                        n_shuffles=50)
     assert control.values["observed_heldout"] == pytest.approx(est["heldout_spearman"].value)

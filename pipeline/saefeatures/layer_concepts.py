@@ -20,7 +20,10 @@ concept claims do (ranking.py, shuffled.py), on the same sentences, halves and l
                       shuffled.run on the same matrix: the labels permuted within sets, the whole
                       search rerun each time, the rank p of the real held-out Spearman
 
-No feature pages: the study's four dictionaries keep theirs (ranking.py).
+Feature pages: the main run also keeps, like ranking.py, the top `n_top` latents by Spearman on all
+sentences with the concept sentences and held-out corpus snippets they fire on most (the corpus
+snippets from the sweep's reconstruction nodes, which keep each dictionary's held-out codes); their
+pages are named `<concept>-sweep-L<dictionary>-<index>` so that they never collide with the study's.
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ from pydantic import Field
 
 from claims import Result
 from pipeline.saefeatures import scores
-from pipeline.saefeatures.config import ExtractionConfig, ShuffledConfig
+from pipeline.saefeatures.config import CorpusConfig, ExtractionConfig, ReconstructionConfig, ShuffledConfig
+
+SNIPPET_RADIUS = 8  # tokens either side of a corpus snippet's peak (ranking.py's)
 
 
 class Config(ShuffledConfig):
@@ -41,10 +46,12 @@ class Config(ShuffledConfig):
                             "within-set label permutations.")
     wide_layers: tuple[int, ...] = Field((5, 9, 12, 15), min_length=1, description="Layers of the second width.")
     wide_d_sae: int = Field(4096, ge=2, description="Latents per SAE at the second width.")
+    loss_sequences: int | None = Field(None, ge=2, description="The sweep's reconstruction nodes (whose held-out "
+                                       "codes give the feature pages' corpus snippets) read the spliced loss on this many.")
 
 
-def _extraction(cfg: Config, wide: bool) -> dict[str, Any]:
-    out = cfg.upstream(ExtractionConfig)
+def _step(cfg: Config, model: Any, wide: bool) -> dict[str, Any]:
+    out = cfg.upstream(model)
     if wide:
         out |= {"layers": list(cfg.wide_layers), "d_sae": cfg.wide_d_sae}
     return out
@@ -52,8 +59,13 @@ def _extraction(cfg: Config, wide: bool) -> dict[str, Any]:
 
 def requires(config: dict[str, Any]) -> dict[str, Any]:
     cfg = Config(**config)
-    return {"extraction": ("pipeline.saefeatures.extraction", _extraction(cfg, False)),
-            "wide": ("pipeline.saefeatures.extraction", _extraction(cfg, True))}
+    out = {"extraction": ("pipeline.saefeatures.extraction", _step(cfg, ExtractionConfig, False)),
+           "wide": ("pipeline.saefeatures.extraction", _step(cfg, ExtractionConfig, True))}
+    if not cfg.n_shuffles:  # the feature pages' corpus snippets
+        out |= {"codes": ("pipeline.saefeatures.reconstruction", _step(cfg, ReconstructionConfig, False)),
+                "wide_codes": ("pipeline.saefeatures.reconstruction", _step(cfg, ReconstructionConfig, True)),
+                "corpus": ("pipeline.saefeatures.corpus", cfg.upstream(CorpusConfig))}
+    return out
 
 
 def inputs(config: dict[str, Any]) -> dict[str, Any]:
@@ -118,6 +130,29 @@ def per_dictionary(f: Any, half: np.ndarray) -> list[dict[str, Any]]:
     return out
 
 
+def feature_pages(ctx: Any, cfg: Config, f: Any) -> list[dict[str, Any]]:
+    """The top latents by Spearman on all sentences, with what their pages show (ranking.py's fields,
+    plus the dictionary, its width and the page's name)."""
+    from pipeline.saefeatures.dashboard import corpus_snippets, sentence_examples
+
+    rho = scores.spearman(f.X, f.y)
+    auc, means, steps = scores.auroc(f.X, f.y), scores.label_means(f.X, f.y), scores.mono_steps(f.X, f.y)
+    pieces = ctx.upstream("corpus").json("sequences")["heldout_pieces"]
+    out = []
+    for rank, flat in enumerate(np.argsort(-rho, kind="stable")[: cfg.n_top].tolist()):
+        i, index = f.locate(flat)
+        name, wide = str(f.layers[i]), isinstance(f.layers[i], str)
+        layer = int(name.split("w")[0])
+        codes = ctx.upstream("wide_codes" if wide else "codes").arrays(f"codes_L{layer}")
+        out.append({"rank": rank + 1, "id": f"L{name}/{index}", "dictionary": f"L{name}", "layer": layer,
+                    "width": int(f.widths[i]), "index": index, "page": f"{cfg.concept}-sweep-L{name}-{index}",
+                    "spearman": float(rho[flat]), "auroc": float(auc[flat]), "mono_steps": int(steps[flat]),
+                    "label_means": [float(m) for m in means[:, flat]], "neuronpedia": None,
+                    "sentences": sentence_examples(f, i, index, cfg.n_examples),
+                    "corpus": corpus_snippets(codes, pieces, index, cfg.n_examples, SNIPPET_RADIUS)})
+    return out
+
+
 def run(config: dict[str, Any], ctx: Any) -> Result:
     from pipeline.saefeatures import ranking, shuffled
 
@@ -154,5 +189,5 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
         "heldout_features": [f"L{f.layers[located[h][0]]}/{located[h][1]}" for h in (0, 1)],
         "per_dictionary": dictionaries, "best_dictionary": best["dictionary"],
         "best_dictionary_spearman": best["heldout_spearman"],
-        "other_concepts": sorted({r["concept"] for r in specificity_rows}),
+        "other_concepts": sorted({r["concept"] for r in specificity_rows}), "features": feature_pages(ctx, cfg, f),
         **ranking.split_stability(f, cfg.seed)})
