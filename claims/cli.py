@@ -195,7 +195,8 @@ def verify(project: Project, no_run: bool, rerun: bool, only: tuple[str, ...], j
     blocked = [o for o in outcomes if o.blocked_by]
     summary = {"claims": len(outcomes), "required": len(required), "verified": standing,
                "blocked_by_dependencies": len(blocked),
-               "ran": [n.label for n in runner.ran], "reused": [n.label for n in runner.reused]}
+               "ran": [n.label for n in runner.ran], "reused": [n.label for n in runner.reused],
+               "not_reproduced": [{"node": n.label, "what": what} for n, what in runner.not_reproduced]}
     from claims.provenance import redact
 
     report = {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"), "mode": "no-run" if no_run else "run",
@@ -211,6 +212,9 @@ def verify(project: Project, no_run: bool, rerun: bool, only: tuple[str, ...], j
                + (f" ({len(blocked)} blocked by a dependency that does not stand)" if blocked else "")
                + (f"; {len(waived)} not standing, shown under a waiver" if waived else "")
                + f"; ran {len(runner.ran)}, reused {len(runner.reused)}; report: {project.rel(out)}")
+    for node, what in runner.not_reproduced:  # the last lines a user reads: a silent cascade is the risk
+        click.echo(f"not reproduced: {node.label} reran at its stored key and gave another result ({what}); "
+                   "the results downstream of it were made from the earlier one", err=True)
     if failing:
         sys.exit(1)
 

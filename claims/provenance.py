@@ -290,12 +290,39 @@ def untracked_files(root: Path, paths: Iterable[str]) -> list[str]:
 
 
 def platform_info() -> dict[str, Any]:
-    return {
+    """Where a result was made. The CPU model and, when torch is loaded, the vector instruction set
+    its kernels dispatch to (AVX2, AVX512, ...) say why a rerun elsewhere may differ in the last bits:
+    kernels for another instruction set sum in another order."""
+    out: dict[str, Any] = {
         "python": platform.python_version(),
         "system": platform.system(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
     }
+    cpu = _cpu_model()
+    if cpu:
+        out["cpu"] = cpu
+    torch = sys.modules.get("torch")
+    capability = getattr(getattr(getattr(torch, "backends", None), "cpu", None), "get_cpu_capability", None)
+    if capability is not None:
+        try:
+            out["cpu_capability"] = str(capability())
+        except Exception:  # an old or partial torch: the model name is still recorded
+            pass
+    return out
+
+
+@functools.cache
+def _cpu_model() -> str | None:
+    """The CPU's model name (Linux /proc/cpuinfo, else what platform reports), or None."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()[:120] or None
+    except OSError:
+        pass
+    return (platform.processor() or "").strip()[:120] or None
 
 
 # --------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from claims.node import Node
 from claims.progress import log
 from claims.project import Project
 from claims.result import Result
-from claims.store import Store, clean_debris
+from claims.store import Store, clean_debris, result_bytes
 
 #: Bump when the meaning of a stored result changes, so that every key changes deliberately.
 #: 3: the packages part holds the packages the experiment's code imports (and its PACKAGES), not a
@@ -72,6 +72,7 @@ class Runner:
         self.argv: list[str] = list(sys.argv)  # the command recorded in sidecars (a Ray worker gets the driver's)
         self.ran: list[Node] = []
         self.reused: list[Node] = []
+        self.not_reproduced: list[tuple[Node, str]] = []  # reruns at an unchanged key whose output differs
         self._walks: prov.Walks = {}  # import walks of experiment modules, one per module in this command
         if clean:  # temp files of writes interrupted by a kill (their process is gone)
             for path in clean_debris(project.artifacts_dir, project.cache_dir):
@@ -206,6 +207,9 @@ class Runner:
         if discard_checkpoint:
             self.store.clear_checkpoint(key)
         ctx = Context(node, key, self.store, self.views(ups))
+        stored = self.store.read(node)  # a result at this very key: the run must reproduce it (files lost, --force)
+        earlier = stored.sidecar if stored and not stored.problem and stored.sidecar.get("key") == key else None
+        earlier_result = stored.result if earlier else None
         scrub = prov.PathScrubber(self.project.root, self.project.cache_dir)
         record: dict[str, Any] = {
             "experiment": node.experiment,
@@ -257,6 +261,7 @@ class Runner:
         wall = time.monotonic() - started
         result = self._validated(node, raw, ctx, record)
         self._check_recompute(node, module, result, ctx, record)
+        reproduction = self._reproduction(node, earlier, earlier_result, result)
         record["lifecycle"].append({"status": "completed", "at": _now()})
         sidecar = scrub({
             "experiment": node.experiment,
@@ -278,6 +283,7 @@ class Runner:
             "git": self._git(material),
             "wall_time_s": round(wall, 3),
             "lifecycle": record["lifecycle"],
+            **({"reproduction": reproduction} if reproduction else {}),
         })
         self.store.write(node, result, sidecar, ctx.items)
         self.store.write_run_record(node, record)
@@ -335,6 +341,38 @@ class Runner:
             self.store.write_run_record(node, record)
             raise ExperimentError(f"{node.label}: its per-item rows do not give back its estimates: {error}")
 
+    def _reproduction(self, node: Node, earlier: dict[str, Any] | None, before: Result | None, result: Result
+                      ) -> dict[str, Any] | None:
+        """When a node reruns at the key of a result already stored (its files were lost, or --force),
+        whether it gave the same output back. Nothing in the key differs, so a different output
+        comes from the machine (another CPU's floating point, a thread count) or from code that is
+        not deterministic, and everything downstream that read the earlier output goes stale: say
+        so, with the estimates that moved and the platform the earlier result was made on."""
+        if earlier is None or before is None:
+            return None
+        previous = earlier.get("output", {}).get("sha256")
+        if previous == prov.sha256_bytes(result_bytes(result)):
+            return {"previous_output": previous, "reproduced": True}
+        moved = {}
+        for name, est in result.estimates.items():
+            old = before.estimates.get(name)
+            if old is None or old.value != est.value:
+                moved[name] = [None if old is None else old.value, est.value]
+        files = sorted(n for n in set(result.files) | set(before.files) if result.files.get(n) != before.files.get(n))
+        largest = max(moved.items(), key=lambda kv: _change(*kv[1]), default=None)
+        out = {"previous_output": previous, "reproduced": False, "previous_platform": earlier.get("platform"),
+               "previous_commit": (earlier.get("git") or {}).get("commit"), "estimates_moved": len(moved),
+               "files_differ": files, "largest_move": {"estimate": largest[0], "was": largest[1][0],
+                                                       "now": largest[1][1]} if largest else None}
+        where = (f"; largest move {largest[0]}: {largest[1][0]} -> {largest[1][1]}" if largest else "") + (
+            f"; files differ: {', '.join(files[:3])}{' ...' if len(files) > 3 else ''}" if files else "")
+        summary = f"{len(moved)} of {len(result.estimates)} estimates moved{where}"
+        self.not_reproduced.append((node, summary))
+        log(f"{node.label} did NOT reproduce its stored result at the same key ({summary}); "
+            f"the earlier one was made on {_platform_text(earlier.get('platform'))}, this one on "
+            f"{_platform_text(prov.platform_info())}: results downstream of it go stale")
+        return out
+
     def _validated(self, node: Node, raw: Any, ctx: Context, record: dict[str, Any]) -> Result:
         try:
             result = raw if isinstance(raw, Result) else Result.model_validate(raw)
@@ -354,6 +392,19 @@ class Runner:
             self.store.write_run_record(node, record)
             raise ExperimentError(f"{node.label} returned an invalid result: {message}")
         return result
+
+
+def _change(old: float | None, new: float | None) -> float:
+    """How far an estimate moved, relative to its size (inf when it appeared or turned undefined)."""
+    if old is None or new is None:
+        return float("inf")
+    return abs(new - old) / max(abs(old), 1e-12)
+
+
+def _platform_text(info: dict[str, Any] | None) -> str:
+    if not info:
+        return "an unrecorded platform"
+    return ", ".join(str(info[k]) for k in ("cpu", "cpu_capability", "machine", "cpu_count") if info.get(k) is not None)
 
 
 def _raise_interrupted(signum: int, frame: Any) -> None:

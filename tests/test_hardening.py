@@ -356,6 +356,49 @@ def test_a_committed_blob_spares_a_fresh_checkout_the_rerun_and_a_tampered_one_i
     assert gzip.decompress(runner.store.keep_blob(sha).read_bytes()) == original
 
 
+MACHINE_UP = '''
+import os
+import numpy as np
+from claims import Estimate, Result
+
+def run(config, ctx):
+    # what another CPU does to a float computation: the last bits move, nothing in the key says so
+    x = np.arange(5.0) + float(os.environ.get("FX_LAST_BITS", "0"))
+    ctx.save_arrays("data", x=x)
+    return Result(estimates={"m": Estimate(value=float(x.mean()), ci=(0.0, 9.0), level=0.95, n=5, method="analytic")})
+'''
+
+
+def test_a_rerun_at_the_same_key_that_gives_another_result_is_named_not_silent(fx, monkeypatch):
+    """A fresh machine has lost an upstream's large file: the upstream reruns at its stored key. If
+    its output comes back different (another CPU's floating point), everything downstream that read
+    the earlier output goes stale, so the engine says which node, what moved and where each was made;
+    an identical rerun is recorded as reproduced."""
+    import shutil
+
+    fx.module("fx_blob_up", MACHINE_UP)
+    fx.module("fx_blob_down", BLOBS_DOWN)
+    fx.spec("blob", ONE_NODE_SPEC.format(id="blob", experiment="fx_blob_down"))
+    assert run_cli(fx, "verify").exit_code == 0
+    shutil.rmtree(fx.project.cache_dir / "blobs")
+    out = run_cli(fx, "verify", "--rerun")
+    assert out.exit_code == 0 and "not reproduced" not in out.output
+    up = json.loads(next((fx.root / "artifacts" / "fx_blob_up").glob("*.provenance.json")).read_text())
+    assert up["reproduction"] == {"previous_output": up["output"]["sha256"], "reproduced": True}
+    assert up["platform"]["cpu_count"] and "cpu" in up["platform"]
+    shutil.rmtree(fx.project.cache_dir / "blobs")
+    monkeypatch.setenv("FX_LAST_BITS", "1e-9")
+    out = run_cli(fx, "verify", "--rerun")
+    assert out.exit_code == 0, out.output
+    line = [x for x in out.output.splitlines() if x.startswith("not reproduced: fx_blob_up[")]
+    assert line and "1 of 1 estimates moved; largest move m: 2.0 -> 2.000000001; files differ: data" in line[0]
+    up2 = json.loads(next((fx.root / "artifacts" / "fx_blob_up").glob("*.provenance.json")).read_text())
+    assert up2["reproduction"]["reproduced"] is False and up2["reproduction"]["previous_output"] == up["output"]["sha256"]
+    assert up2["reproduction"]["files_differ"] == ["data"] and up2["reproduction"]["previous_platform"] == up["platform"]
+    report = json.loads((fx.root / "build" / "verify.json").read_text())
+    assert [r["node"].split("[")[0] for r in report["summary"]["not_reproduced"]] == ["fx_blob_up"]
+
+
 def test_debris_of_killed_writes_is_removed(mean_project):
     fx = mean_project
     run_cli(fx, "verify")
