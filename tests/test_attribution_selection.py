@@ -390,7 +390,7 @@ def test_the_seed_design_runs_through_the_engine_on_the_tiny_model(project):
     assert v["random_composition"] == v["top_composition"]
     assert set(v["filter_success"]) == set(subsets_names()) and v["best_filter"] in subsets_names()
     assert {"gain", "gain_over_best_filter", "gain_over_lowest_loss"} <= set(comparison.estimates)
-    assert 0 < v["rank_p"] <= 1 and v["gain_mde"] >= 0
+    assert 0 < v["rank_p"] <= 1 and 0 < v["rank_p_by_seed"] <= 1 and v["gain_mde"] >= 0
     top = run_node(project, "pipeline.attribution.arm", start="base", n_subsets=32)  # the comparison's top arm
     assert {"success", "gain_over_zero_shot"} == set(top.estimates)
     assert all(r["n_train"] == 8 and r["steps"] == 1 for r in top.values["runs"])  # 8 examples, 1 epoch, batch 8
