@@ -25,10 +25,14 @@ T = TypeVar("T")
 class Upstream:
     """A finished upstream result, with access to its large files in the blob cache."""
 
-    def __init__(self, name: str, node: Node, result: Result, store: Store):
+    def __init__(self, name: str, node: Node, result: Result, store: Store, files: bool = True):
         self.name, self.node, self.result, self._store = name, node, result, store
+        self._files = files  # False: an edge the experiment declared ROWS_ONLY (its files were never made sure of)
 
     def file(self, name: str) -> Path:
+        if not self._files:
+            raise ExperimentError(f"upstream {self.name!r} ({self.node.label}) is declared ROWS_ONLY: its result and "
+                                  f"per-item rows can be read, not its file {name!r} (drop it from ROWS_ONLY to read it)")
         sha = self.result.files.get(name)
         if sha is None:
             raise ExperimentError(f"upstream {self.name!r} ({self.node.label}) has no file {name!r}")

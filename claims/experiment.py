@@ -185,6 +185,21 @@ def upstream_nodes(node: Node) -> dict[str, Node]:
     return out
 
 
+def rows_only(node: Node) -> frozenset[str]:
+    """The upstream edges the experiment reads for their result and per-item rows only (its module's
+    ROWS_ONLY: a tuple of requires() names): the engine never reruns those upstreams to remake their
+    large files, which a fresh machine lacks and which another CPU may not reproduce bit for bit."""
+    module = load_module(node.experiment, node.label)
+    names = getattr(module, "ROWS_ONLY", ())
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+        raise ExperimentError(f"{node.label}: ROWS_ONLY must be a tuple of requires() names, not {names!r}")
+    unknown = sorted(set(names) - set(upstream_nodes(node)))
+    if unknown:
+        raise ExperimentError(f"{node.label}: ROWS_ONLY names {', '.join(map(repr, unknown))}, which requires() "
+                              "does not return")
+    return frozenset(names)
+
+
 def input_fingerprints(node: Node) -> dict[str, Any]:
     module = load_module(node.experiment, node.label)
     inputs = getattr(module, "inputs", None)

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from claims import provenance as prov
 from claims.context import Context, Upstream
 from claims.errors import ExperimentError, GraphError
-from claims.experiment import input_fingerprints, key_packages, load_module, upstream_nodes
+from claims.experiment import input_fingerprints, key_packages, load_module, rows_only, upstream_nodes
 from claims.node import Node
 from claims.progress import log
 from claims.project import Project
@@ -166,7 +166,8 @@ class Runner:
         state = self.reusable(node, force, need_files, "", fresh_look=False)
         if state is not None:
             return state
-        ups = {name: self.ensure(up, need_files=True) for name, up in self.assess(node).upstream.items()}
+        rows = rows_only(node)
+        ups = {name: self.ensure(up, need_files=name not in rows) for name, up in self.assess(node).upstream.items()}
         if ups and (state := self.reusable(node, force, need_files, ": its upstream reran with identical output")):
             return state
         with self.store.lock(node):
@@ -206,7 +207,7 @@ class Runner:
         key = prov.cache_key(material)
         if discard_checkpoint:
             self.store.clear_checkpoint(key)
-        ctx = Context(node, key, self.store, self.views(ups))
+        ctx = Context(node, key, self.store, self.views(ups, rows_only(node)))
         stored = self.store.read(node)  # a result at this very key: the run must reproduce it (files lost, --force)
         earlier = stored.sidecar if stored and not stored.problem and stored.sidecar.get("key") == key else None
         earlier_result = stored.result if earlier else None
@@ -296,9 +297,16 @@ class Runner:
         self._states[node] = state
         return state
 
-    def views(self, ups: dict[str, NodeState]) -> dict[str, Upstream]:
-        """What run() reads of its (fresh) upstream: results and their files."""
-        return {name: Upstream(name, s.node, s.result, self.store) for name, s in ups.items()}
+    def views(self, ups: dict[str, NodeState], rows: frozenset[str] = frozenset()) -> dict[str, Upstream]:
+        """What run() reads of its (fresh) upstream: results and their files (not the files of a
+        ROWS_ONLY edge, which nothing made sure of)."""
+        return {name: Upstream(name, s.node, s.result, self.store, files=name not in rows) for name, s in ups.items()}
+
+    def reads_files(self, dependant: Node, node: Node) -> bool:
+        """Whether `dependant` reads `node` through an edge that is not ROWS_ONLY (then a run of the
+        dependant needs node's files)."""
+        rows = rows_only(dependant)
+        return any(up == node and name not in rows for name, up in self.assess(dependant).upstream.items())
 
     def _unfinished_attempts(self, node: Node, key: str) -> list[dict[str, Any]]:
         """The lifecycle of earlier attempts at this key that never finished, so that a run resuming

@@ -356,6 +356,47 @@ def test_a_committed_blob_spares_a_fresh_checkout_the_rerun_and_a_tampered_one_i
     assert gzip.decompress(runner.store.keep_blob(sha).read_bytes()) == original
 
 
+ROWS_DOWN = '''
+from claims import Estimate, Result
+
+ROWS_ONLY = ("up",)
+SHIFT = {shift}
+
+def requires(config):
+    return {{"up": ("fx_blob_up", {{}})}}
+
+def run(config, ctx):
+    made = ctx.upstream("up").result.values["made"]{read}
+    return Result(estimates={{"x": Estimate(value=made + SHIFT, ci=(0.5, 4.0), level=0.95, n=5, method="analytic")}})
+'''
+
+
+def test_a_rows_only_edge_never_remakes_the_upstreams_files_and_refuses_to_read_them(fx):
+    """A summary node that reads an upstream's result and rows only (ROWS_ONLY) runs on a fresh
+    machine without the upstream rerunning to remake its large files; reading one of them anyway is
+    a clear error, and so is a ROWS_ONLY name that requires() does not return."""
+    import shutil
+
+    fx.module("fx_blob_up", BLOBS_UP)
+    fx.module("fx_rows_down", ROWS_DOWN.format(shift=1.0, read=""))
+    fx.spec("rows", ONE_NODE_SPEC.format(id="rows", experiment="fx_rows_down"))
+    assert run_cli(fx, "verify").exit_code == 0
+    shutil.rmtree(fx.project.cache_dir / "blobs")  # a fresh machine: the upstream's file is gone
+    fx.module("fx_rows_down", ROWS_DOWN.format(shift=2.0, read=""))  # the summary changes and must rerun
+    out = run_cli(fx, "verify")
+    assert out.exit_code == 0, out.output
+    assert "ran fx_rows_down" in out.output and "ran fx_blob_up" not in out.output and "running it again" not in out.output
+    fx.module("fx_rows_down", ROWS_DOWN.format(shift=3.0, read='; ctx.upstream("up").arrays("data")'))
+    out = run_cli(fx, "verify")
+    assert out.exit_code == 1
+    assert "upstream 'up' (fx_blob_up[" in out.output and "is declared ROWS_ONLY: its result and per-item rows can be " \
+        "read, not its file 'data'" in out.output
+    fx.module("fx_rows_down", ROWS_DOWN.format(shift=1.0, read="").replace('ROWS_ONLY = ("up",)', 'ROWS_ONLY = ("upp",)'))
+    out = run_cli(fx, "verify")
+    assert out.exit_code != 0 and "ROWS_ONLY names 'upp', which requires() does not return" in out.output
+    assert "Traceback" not in out.output
+
+
 MACHINE_UP = '''
 import os
 import numpy as np

@@ -116,7 +116,8 @@ class Schedule:
 
     def needs_files(self, node: Node) -> bool:
         """Whether a dependant may run and read this node's files (then missing blobs mean a rerun)."""
-        return any(d in self.forced or not self.runner.assess(d).fresh for d in self.dependants.get(node, []))
+        return any((d in self.forced or not self.runner.assess(d).fresh) and self.runner.reads_files(d, node)
+                   for d in self.dependants.get(node, []))
 
     def resources(self, node: Node) -> Resources:
         base = declared_resources(node)
