@@ -401,6 +401,58 @@ def test_the_seed_design_runs_through_the_engine_on_the_tiny_model(project):
     render_the_specs({"base": (top, comparison), "adapter": (continued, versus), "readings": (readings, None)})
 
 
+def test_the_few_shot_baseline_prompts_each_item_with_solved_examples_of_its_family(project):
+    """The finetune's trivial baseline through the engine: solved base-pool examples of the item's
+    own family before its prompt, success read as everywhere; the finetune's outcomes come from its
+    committed rows (a ROWS_ONLY edge), and the estimates recompute from this node's rows."""
+    import shutil
+
+    from claims.experiment import make_node
+    from pipeline.attribution import fewshot
+    from tests.test_attribution import TINY, state_items
+
+    sizes = {"n_base": 120, "n_shots": 2}
+    result = run_node(project, "pipeline.attribution.fewshot", **sizes)
+    config = {k: v for k, v in {**TINY, "train_seeds": [0], "select_k": 8, **sizes}.items()
+              if k in fewshot.Config.model_fields}
+    node = make_node("pipeline.attribution.fewshot", config, "test")
+    rows = state_items(project, node, "eval")
+    tuned = state_items(project, make_node("pipeline.attribution.finetune", fewshot.Config(**config).upstream(
+        fewshot.FinetuneConfig), "test"), "eval")
+    assert [r["id"] for r in rows] == [r["id"] for r in tuned] and len(rows) == TINY["n_eval"]
+    assert [r["success_finetuned"] for r in rows] == [r["success"] for r in tuned]
+    assert result.values["zero_shot_agreement"] == len(rows)  # both nodes read the shipped model's success alike
+    examples = {e["id"]: e for e in project_examples(project, config)}
+    for r in rows:
+        assert len(r["shots"]) == 2 and all(examples[s]["family"] == r["family"] and examples[s]["split"] == "base"
+                                            and examples[s]["variant"] == "clean" for s in r["shots"])
+    assert len({tuple(r["shots"]) for r in rows}) > 1  # each item draws its own shots
+    again = fewshot.recompute({"eval": rows}, node.config)
+    assert all(again[k].value == result.estimates[k].value for k in again)
+    assert result.estimates["finetune_gain_over_few_shot"].value == pytest.approx(
+        result.estimates["success_finetuned"].value - result.estimates["success_few_shot"].value)
+    # a fresh machine without the finetune's adapter and residual stream: the baseline still reruns
+    shutil.rmtree(project.cache_dir / "blobs")
+    from claims.runner import Runner
+
+    runner = Runner(project)
+    state = runner.ensure(node, force=True)
+    assert state.result.estimates["success_few_shot"].value == result.estimates["success_few_shot"].value
+    assert [n.experiment for n in runner.ran] == ["pipeline.attribution.pool", "pipeline.attribution.fewshot"]
+
+
+def project_examples(project, config):
+    from claims.context import Upstream
+    from claims.experiment import make_node
+    from claims.runner import Runner
+    from claims.store import Store
+    from pipeline.attribution.config import GameConfig
+
+    node = make_node("pipeline.attribution.pool", {k: v for k, v in config.items() if k in GameConfig.model_fields}, "t")
+    state = Runner(project).ensure(node)
+    return Upstream("pool", node, state.result, Store(project)).json("examples")
+
+
 def test_step_8_selects_by_the_fingerprints_predictions_on_its_reported_families(project):
     """The seed's step 8 through the engine: every arm ranks the reported families' candidates by
     the fingerprint's out-of-fold predictions, the top arm trains on the k it predicts best, and
