@@ -11,7 +11,9 @@ the finetune, on the same items) are read through a ROWS_ONLY edge, so this node
 finetune's adapter or cached residual stream. It reports, on the same items, paired and entity
 clusters resampled: the few-shot success, its gain over zero-shot, and the finetune's gain over it.
 The node also scores the items zero-shot itself and reports how many agree with the finetune node's
-zero-shot rows (a check that both read success the same way). Per-item rows are committed.
+zero-shot rows (no check when both are all failures, as on the embedded profile). One finetune and
+one draw of shots: the interval resamples items (entity clusters) only, and `finetune_gain_mde` is
+the difference it detects. Per-item rows are committed.
 """
 
 from __future__ import annotations
@@ -113,8 +115,11 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
                      "finetuned": round(float(np.mean([r["success_finetuned"] for r in rows if r["family"] == f])), 4)}
                  for f in families}
     n_prompt = [len(lm.tokenizer(with_shots(e, shots[e["id"]])["prompt"]).input_ids) for e in items]
-    return Result(estimates=recompute(ctx.item_rows, config), values={
-        "n_shots": cfg.n_shots, "n_eval": len(items), "zero_shot_agreement": agree,
+    from pipeline.attribution.estimates import mde
+
+    estimates = recompute(ctx.item_rows, config)
+    return Result(estimates=estimates, values={
+        "finetune_gain_mde": mde(estimates["finetune_gain_over_few_shot"]), "n_shots": cfg.n_shots, "n_eval": len(items), "zero_shot_agreement": agree,
         "zero_shot_success_here": round(float(scored["zero"].success.mean()), 4),
         "nll_few_shot": round(float(scored["few"].nll.mean()), 4), "by_family": by_family,
         "prompt_tokens_mean": round(float(np.mean(n_prompt)), 1), "prompt_tokens_max": int(max(n_prompt))})
