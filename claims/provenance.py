@@ -48,7 +48,10 @@ _CREDENTIAL = re.compile(
     r"|AKIA[0-9A-Z]{16}|ya29\.[A-Za-z0-9_\-]{20,}|eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,})")
 #: Environment values shorter than this are not looked for in texts (they would match words).
 _MIN_ENV_SECRET = 8
-_RECORDED_ENV = re.compile(r"^(CLAIMS_|HF_|TRANSFORMERS_|OMP_|MKL_|CUDA_|TORCH_|OPENAI_|PYTHONHASHSEED$)")
+# CLAIMS_ and the libraries' own settings; ATEN_, MKL_, OPENBLAS_, ONEDNN_/DNNL_ and NPY_ choose which
+# CPU kernels run (ATEN_CPU_CAPABILITY, MKL_CBWR, OPENBLAS_CORETYPE, ...), and so a result's last bits
+_RECORDED_ENV = re.compile(r"^(CLAIMS_|HF_|TRANSFORMERS_|OMP_|MKL_|CUDA_|TORCH_|OPENAI_|ATEN_|OPENBLAS_|ONEDNN_|DNNL_|NPY_"
+                           r"|PYTHONHASHSEED$)")
 REDACTED = "<redacted>"
 
 

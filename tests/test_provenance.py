@@ -55,6 +55,10 @@ def test_redaction():
     recorded = prov.recorded_environment(env)
     assert recorded == {"CLAIMS_NOTE": "<redacted>", "CLAIMS_SEED": "1", "HF_HOME": "/data/hf",
                         "HF_TOKEN": "<redacted>", "OPENAI_API_KEY": "<redacted>"}
+    # what picks the CPU kernels, and so the last bits of a result, is recorded too
+    numerics = {"MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "OPENBLAS_CORETYPE": "Haswell",
+                "ONEDNN_MAX_CPU_ISA": "AVX2", "NPY_DISABLE_CPU_FEATURES": "AVX512_ICL", "LANG": "C"}
+    assert prov.recorded_environment(numerics) == {k: v for k, v in numerics.items() if k != "LANG"}
     argv = ["verify", "--api-key", "sk-live-123", "--token=abc", "--only", "x", "sk-proj-" + "b" * 40]
     assert prov.redact_argv(argv) == ["verify", "--api-key", "<redacted>", "--token=<redacted>", "--only", "x",
                                       "<redacted>"]
