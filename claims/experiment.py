@@ -12,6 +12,12 @@ An experiment is a module in the project that exposes:
     PACKAGES = ("countryinfo", ...)            optional: packages whose versions enter the key
                                                besides those its code imports (which enter it by
                                                themselves: data packages read by path, say)
+    ROWS_ONLY = ("finetune", ...)              optional: requires() names read for their result
+                                               and per-item rows only, never their files: the
+                                               engine does not rerun those upstreams to remake
+                                               files a fresh machine lacks (a rerun on another CPU
+                                               may not reproduce them bit for bit), and
+                                               ctx.upstream(name).file() is refused on them
 
 Scale-out (read by `verify --executor ray`; the local executor honours units too):
 
