@@ -386,6 +386,11 @@ def test_a_rows_only_edge_never_remakes_the_upstreams_files_and_refuses_to_read_
     out = run_cli(fx, "verify")
     assert out.exit_code == 0, out.output
     assert "ran fx_rows_down" in out.output and "ran fx_blob_up" not in out.output and "running it again" not in out.output
+    runner = Runner(fx.project)  # what Ray's scheduler asks before it makes an upstream's files sure
+    down, up = Node.make("fx_rows_down", {}), Node.make("fx_blob_up", {})
+    assert runner.reads_files(down, up) is False
+    fx.module("fx_files_down", BLOBS_DOWN)
+    assert Runner(fx.project).reads_files(Node.make("fx_files_down", {}), up) is True
     fx.module("fx_rows_down", ROWS_DOWN.format(shift=3.0, read='; ctx.upstream("up").arrays("data")'))
     out = run_cli(fx, "verify")
     assert out.exit_code == 1
