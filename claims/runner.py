@@ -29,7 +29,7 @@ from claims.node import Node
 from claims.progress import log
 from claims.project import Project
 from claims.result import Result
-from claims.store import Store, clean_debris, result_bytes
+from claims.store import Store, Stored, clean_debris, result_bytes
 
 #: Bump when the meaning of a stored result changes, so that every key changes deliberately.
 #: 3: the packages part holds the packages the experiment's code imports (and its PACKAGES), not a
@@ -209,8 +209,7 @@ class Runner:
             self.store.clear_checkpoint(key)
         ctx = Context(node, key, self.store, self.views(ups, rows_only(node)))
         stored = self.store.read(node)  # a result at this very key: the run must reproduce it (files lost, --force)
-        earlier = stored.sidecar if stored and not stored.problem and stored.sidecar.get("key") == key else None
-        earlier_result = stored.result if earlier else None
+        earlier = stored if stored and not stored.problem and stored.sidecar.get("key") == key else None
         scrub = prov.PathScrubber(self.project.root, self.project.cache_dir)
         record: dict[str, Any] = {
             "experiment": node.experiment,
@@ -262,7 +261,7 @@ class Runner:
         wall = time.monotonic() - started
         result = self._validated(node, raw, ctx, record)
         self._check_recompute(node, module, result, ctx, record)
-        reproduction = self._reproduction(node, earlier, earlier_result, result)
+        reproduction = self._reproduction(node, earlier, result)
         record["lifecycle"].append({"status": "completed", "at": _now()})
         sidecar = scrub({
             "experiment": node.experiment,
@@ -349,15 +348,15 @@ class Runner:
             self.store.write_run_record(node, record)
             raise ExperimentError(f"{node.label}: its per-item rows do not give back its estimates: {error}")
 
-    def _reproduction(self, node: Node, earlier: dict[str, Any] | None, before: Result | None, result: Result
-                      ) -> dict[str, Any] | None:
+    def _reproduction(self, node: Node, stored: Stored | None, result: Result) -> dict[str, Any] | None:
         """When a node reruns at the key of a result already stored (its files were lost, or --force),
         whether it gave the same output back. Nothing in the key differs, so a different output
         comes from the machine (another CPU's floating point, a thread count) or from code that is
         not deterministic, and everything downstream that read the earlier output goes stale: say
         so, with the estimates that moved and the platform the earlier result was made on."""
-        if earlier is None or before is None:
+        if stored is None:
             return None
+        earlier, before = stored.sidecar, stored.result
         previous = earlier.get("output", {}).get("sha256")
         if previous == prov.sha256_bytes(result_bytes(result)):
             return {"previous_output": previous, "reproduced": True}
