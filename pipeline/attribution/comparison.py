@@ -94,6 +94,8 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     gain = estimates["gain"]
     rand = results["random"].values
     filters = {name: round(float(np.mean(results[name].values["success_matrix"])), 4) for name in cfg.filters}
+    unmatched = {c: abs(v) for c, v in rand.get("balance", {}).items() if c not in MATCHED}
+    worst = max(unmatched, key=unmatched.get, default=None)  # the first of equals, as max() over them was
     values = {"top_success": top_rate, "n_subsets": len(rates), "n_top_runs": len(top_m), "sided": "one",
               "subset_success": [round(float(x), 4) for x in rates],
               "subset_success_min": float(rates.min()), "subset_success_max": float(rates.max()),
@@ -102,11 +104,8 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
               "balance": rand.get("balance", {}), "overlap_with_top": rand.get("overlap_with_top"),
               "balance_max": max((abs(rand["balance"][c]) for c in MATCHED if c in rand.get("balance", {})),
                                  default=None),
-              "balance_unmatched_max": max((abs(v) for c, v in rand.get("balance", {}).items() if c not in MATCHED),
-                                           default=None),
-              "balance_unmatched_worst": UNMATCHED.get(worst, worst) if (worst := max(
-                  (c for c in rand.get("balance", {}) if c not in MATCHED), key=lambda c: abs(rand["balance"][c]),
-                  default=None)) else None,
+              "balance_unmatched_max": unmatched[worst] if worst else None,
+              "balance_unmatched_worst": UNMATCHED.get(worst, worst) if worst else None,
               "matched": rand.get("matched", False), "n_borrowed": int(sum(rand.get("borrowed") or [])),
               "reading": results["top"].values["reading"], "start": cfg.start,
               "start_success": results["top"].values["start_success"],

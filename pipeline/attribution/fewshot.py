@@ -26,6 +26,7 @@ from pydantic import Field
 
 from claims import Result
 from pipeline.attribution.config import FinetuneConfig, GameConfig
+from pipeline.attribution.finetune import by_family, inputs  # noqa: F401  (inputs: the same model as the finetune's)
 
 ROWS_ONLY = ("finetune",)
 
@@ -38,12 +39,6 @@ def requires(config: dict[str, Any]) -> dict[str, Any]:
     cfg = Config(**config)
     return {"pool": ("pipeline.attribution.pool", cfg.upstream(GameConfig)),
             "finetune": ("pipeline.attribution.finetune", cfg.upstream(FinetuneConfig))}
-
-
-def inputs(config: dict[str, Any]) -> dict[str, Any]:
-    from pipeline.models import fingerprint
-
-    return {"model": fingerprint(config["profile"])}
 
 
 def shots_for(item: dict[str, Any], pool: list[dict[str, Any]], n: int, seed: int) -> list[dict[str, Any]]:
@@ -83,6 +78,7 @@ def recompute(items: dict[str, list[dict[str, Any]]], config: dict[str, Any]) ->
 
 def run(config: dict[str, Any], ctx: Any) -> Result:
     from pipeline.attribution.encoding import encode
+    from pipeline.attribution.estimates import mde
     from pipeline.attribution.forward import Residuals
     from pipeline.attribution.study import lora_spec
     from pipeline.attribution.trainer import evaluate
@@ -98,28 +94,25 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     shots = {e["id"]: shots_for(e, base, cfg.n_shots, cfg.seed) for e in items}
     lm = load(cfg.profile)
     start = lora_spec(cfg).first_layer(lm.n_layers)
-    scored = {}
+    scored, encoded = {}, {}
     for name, texts in (("zero", items), ("few", [with_shots(e, shots[e["id"]]) for e in items])):
-        enc = encode(lm.tokenizer, texts)
-        cache = Residuals.capture(lm, enc, start, cfg.eval_batch_size, ctx.progress)
-        scored[name] = evaluate(lm, cache, enc, range(len(items)), cfg.eval_batch_size)
+        encoded[name] = encode(lm.tokenizer, texts)
+        cache = Residuals.capture(lm, encoded[name], start, cfg.eval_batch_size, ctx.progress)
+        scored[name] = evaluate(lm, cache, encoded[name], range(len(items)), cfg.eval_batch_size)
     rows = [{"id": e["id"], "entity": e["entity"], "family": e["family"],
              "success_zero_shot": int(finetuned[e["id"]]["success_zero_shot"]),
              "success_few_shot": int(scored["few"].success[i]), "success_finetuned": int(finetuned[e["id"]]["success"]),
              "shots": [s["id"] for s in shots[e["id"]]]} for i, e in enumerate(items)]
     ctx.save_items("eval", rows)
     agree = sum(int(scored["zero"].success[i]) == r["success_zero_shot"] for i, r in enumerate(rows))
-    families = sorted({e["family"] for e in items})
-    by_family = {f: {"n": sum(r["family"] == f for r in rows),
-                     "few_shot": round(float(np.mean([r["success_few_shot"] for r in rows if r["family"] == f])), 4),
-                     "finetuned": round(float(np.mean([r["success_finetuned"] for r in rows if r["family"] == f])), 4)}
-                 for f in families}
-    n_prompt = [len(lm.tokenizer(with_shots(e, shots[e["id"]])["prompt"]).input_ids) for e in items]
-    from pipeline.attribution.estimates import mde
-
+    indices = range(len(items))
+    n_prompt = encoded["few"].n_prompt  # <bos> and the shots included
     estimates = recompute(ctx.item_rows, config)
     return Result(estimates=estimates, values={
-        "finetune_gain_mde": mde(estimates["finetune_gain_over_few_shot"]), "n_shots": cfg.n_shots, "n_eval": len(items), "zero_shot_agreement": agree,
+        "finetune_gain_mde": mde(estimates["finetune_gain_over_few_shot"]), "n_shots": cfg.n_shots,
+        "n_eval": len(items), "zero_shot_agreement": agree,
         "zero_shot_success_here": round(float(scored["zero"].success.mean()), 4),
-        "nll_few_shot": round(float(scored["few"].nll.mean()), 4), "by_family": by_family,
+        "nll_few_shot": round(float(scored["few"].nll.mean()), 4),
+        "few_shot_by_family": by_family(items, indices, scored["few"].success),
+        "finetuned_by_family": by_family(items, indices, [r["success_finetuned"] for r in rows]),
         "prompt_tokens_mean": round(float(np.mean(n_prompt)), 1), "prompt_tokens_max": int(max(n_prompt))})
