@@ -74,6 +74,7 @@ class Runner:
         self.reused: list[Node] = []
         self.not_reproduced: list[tuple[Node, str]] = []  # reruns at an unchanged key whose output differs
         self._walks: prov.Walks = {}  # import walks of experiment modules, one per module in this command
+        self._rows: dict[Node, frozenset[str]] = {}  # each node's ROWS_ONLY edges, read once per command
         if clean:  # temp files of writes interrupted by a kill (their process is gone)
             for path in clean_debris(project.artifacts_dir, project.cache_dir):
                 log(f"removed debris of an interrupted write: {project.rel(path)}")
@@ -166,7 +167,7 @@ class Runner:
         state = self.reusable(node, force, need_files, "", fresh_look=False)
         if state is not None:
             return state
-        rows = rows_only(node)
+        rows = self.rows_only(node)
         ups = {name: self.ensure(up, need_files=name not in rows) for name, up in self.assess(node).upstream.items()}
         if ups and (state := self.reusable(node, force, need_files, ": its upstream reran with identical output")):
             return state
@@ -207,7 +208,7 @@ class Runner:
         key = prov.cache_key(material)
         if discard_checkpoint:
             self.store.clear_checkpoint(key)
-        ctx = Context(node, key, self.store, self.views(ups, rows_only(node)))
+        ctx = Context(node, key, self.store, self.views(ups, self.rows_only(node)))
         stored = self.store.read(node)  # a result at this very key: the run must reproduce it (files lost, --force)
         earlier = stored if stored and not stored.problem and stored.sidecar.get("key") == key else None
         scrub = prov.PathScrubber(self.project.root, self.project.cache_dir)
@@ -301,10 +302,16 @@ class Runner:
         ROWS_ONLY edge, which nothing made sure of)."""
         return {name: Upstream(name, s.node, s.result, self.store, files=name not in rows) for name, s in ups.items()}
 
+    def rows_only(self, node: Node) -> frozenset[str]:
+        """The node's ROWS_ONLY edges (claims.experiment.rows_only), read once per command."""
+        if node not in self._rows:
+            self._rows[node] = rows_only(node)
+        return self._rows[node]
+
     def reads_files(self, dependant: Node, node: Node) -> bool:
         """Whether `dependant` reads `node` through an edge that is not ROWS_ONLY (then a run of the
         dependant needs node's files)."""
-        rows = rows_only(dependant)
+        rows = self.rows_only(dependant)
         return any(up == node and name not in rows for name, up in self.assess(dependant).upstream.items())
 
     def _unfinished_attempts(self, node: Node, key: str) -> list[dict[str, Any]]:

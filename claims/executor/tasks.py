@@ -78,7 +78,7 @@ def run_unit(project: Project, node: Node, material: dict[str, Any], unit: Any,
              overrides: dict[str, Any], argv: list[str]) -> dict[str, Any]:
     """Compute one unit of a sweep into its checkpoint: {"seconds": s} or {"error": e}."""
     from claims.context import Context
-    from claims.experiment import load_module, rows_only
+    from claims.experiment import load_module
     from claims.units import compute
 
     started = time.monotonic()
@@ -87,7 +87,7 @@ def run_unit(project: Project, node: Node, material: dict[str, Any], unit: Any,
         runner = _runner(project, overrides, argv)
         key, ups = _upstream(runner, node, material)
         runner.store.clean_node_debris(node, key)
-        views = runner.views(ups, rows_only(node))
+        views = runner.views(ups, runner.rows_only(node))
         compute(load_module(node.experiment, node.label), Context(node, key, runner.store, views), unit)
         return {"seconds": time.monotonic() - started}
     except (KeyboardInterrupt, Interrupted) as exc:
