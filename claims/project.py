@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from claims.errors import ClaimsError
@@ -26,6 +26,13 @@ SETTINGS = {
     "build": "Folder the builds write to: site/, paper/, verify.json (default: build).",
     "cache": "Folder for large intermediates, blobs and checkpoints, relative to the project or absolute, "
              "~ expanded (default: ~/.cache/claims/<name>; $CLAIMS_CACHE overrides it).",
+    "environment": "Table of environment variables set for every command before an experiment imports a "
+                   "library, e.g. { MKL_CBWR = \"AVX2,STRICT\", ATEN_CPU_CAPABILITY = \"avx2\" } to pin the "
+                   "CPU kernels, so that a result lost from the cache reruns bit for bit on another x86 CPU "
+                   "(kernels for another instruction set sum in another order). Only variables provenance "
+                   "records are accepted (MKL_, ATEN_, OMP_, OPENBLAS_, ONEDNN_/DNNL_, NPY_, TORCH_, ...); "
+                   "one set in the shell to another value wins, with a warning, and is what the sidecar "
+                   "records (default: none).",
 }
 
 
@@ -40,6 +47,7 @@ class Project:
     templates_dir: Path
     build_dir: Path
     cache_dir: Path
+    environment: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def at(cls, root: Path) -> Project:
@@ -57,10 +65,12 @@ class Project:
             if unknown:
                 raise ClaimsError(f"{pyproject}: [tool.claims] has unknown setting(s) {', '.join(unknown)} "
                                   f"(known: {', '.join(SETTINGS)})")
-            wrong = next((k for k, v in settings.items() if not isinstance(v, str) or not v.strip()), None)
+            wrong = next((k for k, v in settings.items()
+                          if k != "environment" and (not isinstance(v, str) or not v.strip())), None)
             if wrong:
                 raise ClaimsError(f"{pyproject}: [tool.claims] {wrong} must be a non-empty string, "
                                   f"not {settings[wrong]!r}")
+            environment = _environment(pyproject, settings.get("environment", {}))
         name = settings.get("name") or data.get("project", {}).get("name") or root.name
         cache = os.environ.get("CLAIMS_CACHE") or settings.get("cache") or str(DEFAULT_CACHE / name)
         return cls(
@@ -71,6 +81,7 @@ class Project:
             templates_dir=root / settings.get("templates", "templates"),
             build_dir=root / settings.get("build", "build"),
             cache_dir=(root / Path(cache).expanduser()).resolve(),
+            environment=environment if pyproject.is_file() else {},
         )
 
     @classmethod
@@ -125,9 +136,53 @@ class Project:
         allow_root(self.root)
         if str(self.root) not in sys.path:
             sys.path.insert(0, str(self.root))
+        self.apply_environment()
+
+    def apply_environment(self) -> None:
+        """Set `[tool.claims] environment` in this process (and so in the processes it starts). A value
+        the shell set otherwise is kept, with one warning line. A CPU-kernel pin that comes after
+        torch chose its kernels in this process (imported and used before the project was activated,
+        as in a notebook) would not hold, and is an error."""
+        from claims.progress import log
+
+        torch_loaded = "torch" in sys.modules
+        newly_set = []
+        for name, value in self.environment.items():
+            current = os.environ.get(name)
+            if current is None:
+                os.environ[name] = value
+                newly_set.append(name)
+            elif current != value:
+                log(f"warning: {name}={current} from the environment overrides the project's {name}={value} "
+                    "([tool.claims] environment); results made so may not rerun bit for bit elsewhere")
+        if torch_loaded and "ATEN_CPU_CAPABILITY" in newly_set:
+            wanted = os.environ["ATEN_CPU_CAPABILITY"]
+            chosen = sys.modules["torch"].backends.cpu.get_cpu_capability()
+            if chosen.lower() != wanted.lower():
+                raise ClaimsError(f"ATEN_CPU_CAPABILITY={wanted} ([tool.claims] environment) came after torch chose "
+                                  f"its {chosen} kernels in this process: activate the project before using torch")
 
     def rel(self, path: Path) -> str:
         try:
             return path.resolve().relative_to(self.root).as_posix()
         except ValueError:
             return str(path)
+
+
+def _environment(pyproject: Path, table: object) -> dict[str, str]:
+    """`[tool.claims] environment`, checked: a table of strings, each a variable provenance records."""
+    from claims.provenance import recorded_environment
+
+    if not isinstance(table, dict):
+        raise ClaimsError(f"{pyproject}: [tool.claims] environment must be a table of NAME = \"value\", "
+                          f"not {table!r}")
+    out: dict[str, str] = {}
+    for name, value in table.items():
+        if not isinstance(value, str):
+            raise ClaimsError(f"{pyproject}: [tool.claims] environment: {name} must be a string, not {value!r}")
+        if name not in recorded_environment({name: value}):
+            raise ClaimsError(f"{pyproject}: [tool.claims] environment: {name} is not a variable provenance "
+                              "records (MKL_, ATEN_, OMP_, OPENBLAS_, ONEDNN_, DNNL_, NPY_, TORCH_, CUDA_, HF_, "
+                              "TRANSFORMERS_, CLAIMS_...), so a result made under it would not say so")
+        out[name] = value
+    return out

@@ -51,6 +51,13 @@ artifacts = "artifacts"     # committed results and their provenance sidecars
 content = "content"         # Markdown prose: front.md, site pages, paper/ sections
 templates = "templates"     # your own Jinja templates here override the engine's (optional)
 build = "build"             # build/site/ and build/paper/ (git-ignored)
+
+# Set for every command before an experiment imports a library. To make a result lost from the
+# cache rerun bit for bit on another x86 CPU (kernels for another instruction set sum in another
+# order), pin torch's and MKL's CPU kernels:
+# [tool.claims.environment]
+# MKL_CBWR = "AVX2,STRICT"
+# ATEN_CPU_CAPABILITY = "avx2"
 '''
 
 SPEC = '''\

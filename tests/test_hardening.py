@@ -445,6 +445,66 @@ def test_a_rerun_at_the_same_key_that_gives_another_result_is_named_not_silent(f
     assert [r["node"].split("[")[0] for r in report["summary"]["not_reproduced"]] == ["fx_blob_up"]
 
 
+PINNED = '''
+import os
+from claims import Estimate, Result
+
+def run(config, ctx):
+    return Result(estimates={"x": Estimate(value=1.0, ci=(0.5, 2.0), level=0.95, n=5, method="analytic")},
+                  values={"seen": os.environ.get("NPY_FX_PIN")})
+'''
+
+
+def test_the_projects_environment_pins_are_set_for_every_run_and_recorded(fx, monkeypatch):
+    """`[tool.claims] environment` (e.g. MKL_CBWR, ATEN_CPU_CAPABILITY: CPU kernels pinned so that a
+    lost file reruns bit for bit elsewhere) is set before experiments run and lands in the sidecar;
+    a shell value that differs wins with one warning line; anything provenance would not record is
+    refused with one line."""
+    monkeypatch.delenv("NPY_FX_PIN", raising=False)
+    fx.root.joinpath("pyproject.toml").write_text(
+        '[tool.claims]\nspecs = "specs"\n[tool.claims.environment]\nNPY_FX_PIN = "avx2"\n')
+    fx.module("fx_pinned", PINNED)
+    fx.spec("pinned", ONE_NODE_SPEC.format(id="pinned", experiment="fx_pinned"))
+    out = run_cli(fx, "verify")
+    assert out.exit_code == 0, out.output
+    side = json.loads(next((fx.root / "artifacts" / "fx_pinned").glob("*.provenance.json")).read_text())
+    result = json.loads(next((fx.root / "artifacts" / "fx_pinned").glob("*[0-9a-f].json")).read_text())
+    assert side["environment"]["NPY_FX_PIN"] == "avx2" and result["values"]["seen"] == "avx2"
+    monkeypatch.setenv("NPY_FX_PIN", "default")
+    out = run_cli(fx, "verify", "--rerun")
+    assert out.exit_code == 0 and "warning: NPY_FX_PIN=default from the environment overrides the project's " \
+        "NPY_FX_PIN=avx2" in out.output
+    side = json.loads(next((fx.root / "artifacts" / "fx_pinned").glob("*.provenance.json")).read_text())
+    assert side["environment"]["NPY_FX_PIN"] == "default"
+    fx.root.joinpath("pyproject.toml").write_text(
+        '[tool.claims]\nspecs = "specs"\n[tool.claims.environment]\nPATH = "/tmp"\n')
+    out = run_cli(fx, "verify")
+    assert out.exit_code == 2 and "[tool.claims] environment: PATH is not a variable provenance records" in out.output
+    fx.root.joinpath("pyproject.toml").write_text('[tool.claims]\nspecs = "specs"\nenvironment = "MKL_CBWR=AVX2"\n')
+    out = run_cli(fx, "verify")
+    assert out.exit_code == 2 and "environment must be a table" in out.output
+
+
+def test_the_cpu_kernel_pin_reaches_torch(tmp_path):
+    """The pin this repository sets (README, "Large intermediates") takes effect: torch, imported after
+    the project is activated, dispatches to the pinned instruction set, and the sidecar's platform
+    says so."""
+    import subprocess
+    import sys
+
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.claims]\nspecs = "specs"\n[tool.claims.environment]\nATEN_CPU_CAPABILITY = "default"\n')
+    code = ("import os; from claims.project import Project; Project.at(__import__('pathlib').Path(os.getcwd()))"
+            ".activate(); import torch; from claims.provenance import platform_info; "
+            "print(platform_info()['cpu_capability'])")
+    env = {k: v for k, v in os.environ.items() if k != "ATEN_CPU_CAPABILITY"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "DEFAULT"
+
+
 def test_debris_of_killed_writes_is_removed(mean_project):
     fx = mean_project
     run_cli(fx, "verify")
