@@ -10,11 +10,19 @@
 2. the extraction pass (every SAE layer read, every SAE encoding) vs a plain decoder-only forward
    of the same tokens (no hooks, no SAE). Target: at most 1.3x.
 
+With `--part loss`, the spliced loss of the reconstruction nodes instead (SAEs at every layer, one
+batch of held-out-length sequences): the first design, where each node ran, per layer, a full
+pass with the SAE spliced in by a hook and another with the layer zero-ablated (1 + 2 x layers full
+passes per node, for the SAEs and again for the PCA), against floor.py's loss clean and zero-ablated
+measured once plus, per node, only the layers above each splice (splicing.from_layer).
+Outputs are checked equal bit for bit first.
+
 SAEs: the shape the profile trains (TopK, config.PROFILES), seeded random weights: the cost does
 not depend on what the weights learned.
 
     CLAIMS_TORCH_THREADS=1 .venv/bin/python scripts/bench_sae.py                 # embedded 270M
     .venv/bin/python scripts/bench_sae.py --profile tiny --sentences 8
+    .venv/bin/python scripts/bench_sae.py --part loss                            # every layer of the 270M
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import time
 import numpy as np
 
 
-def saes_for(profile: str, lm) -> list:
+def saes_for(profile: str, lm, layers: list[int] | None = None) -> list:
     import torch
     from sae_lens import TopKSAE, TopKSAEConfig
 
@@ -34,7 +42,7 @@ def saes_for(profile: str, lm) -> list:
 
     p = PROFILES[profile]
     out = []
-    for layer in p["layers"]:
+    for layer in layers or p["layers"]:
         torch.manual_seed(layer)
         sae = TopKSAE(TopKSAEConfig(d_in=lm.d_model, d_sae=p["d_sae"], k=p["k"] or 32, dtype="float32", device="cpu"))
         with torch.no_grad():
@@ -86,6 +94,70 @@ def best_of(fn, repeats: int) -> tuple[float, object]:
     return best, out
 
 
+def bench_loss(profile: str, batch: int) -> None:
+    import torch
+
+    from pipeline.models import load
+    from pipeline.saefeatures.config import PROFILES
+    from pipeline.saefeatures.reconstruction import token_nll
+    from pipeline.saefeatures.splicing import from_layer, layer_outputs, spliced
+
+    lm = load(profile)
+    layers = list(range(lm.n_layers))
+    saes = saes_for(profile, lm, layers)
+    torch.manual_seed(0)
+    ids = torch.randint(4, lm.tokenizer.vocab_size, (batch, PROFILES[profile]["seq_len"]))
+    ids[:, 0] = lm.tokenizer.bos_token_id
+    zero = lambda x: torch.zeros_like(x)  # noqa: E731
+
+    def hooked(layer: int | None, replace) -> torch.Tensor:
+        def hook(module, args, output):
+            return torch.cat([output[:, :1], replace(output[:, 1:].float()).to(output.dtype)], dim=1)
+
+        handle = lm.layers[layer].register_forward_hook(hook) if layer is not None else None
+        try:
+            with torch.inference_mode():
+                hidden = lm.model.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False)
+                return token_nll(lm, ids, hidden.last_hidden_state).sum(dim=1)
+        finally:
+            if handle is not None:
+                handle.remove()
+
+    def first_design() -> list:
+        out = [hooked(None, None)]
+        for d in saes:
+            out += [hooked(d.layer, lambda x, d=d: d.decode(d.encode(x))), hooked(d.layer, zero)]
+        return out
+
+    def floor_once() -> list:
+        hidden, acts = layer_outputs(lm, ids)
+        out = [token_nll(lm, ids, hidden).sum(dim=1)]
+        for layer in layers:
+            h = acts[layer]
+            out.append(token_nll(lm, ids, from_layer(lm, torch.cat([h[:, :1], torch.zeros_like(h[:, 1:])], 1),
+                                                      layer)).sum(dim=1))
+        return out
+
+    def node() -> list:
+        hidden, acts = layer_outputs(lm, ids)  # the reconstruction node reads the stream for its EV anyway
+        return [token_nll(lm, ids, from_layer(lm, spliced(d, acts[d.layer]), d.layer)).sum(dim=1) for d in saes]
+
+    t_first, first = best_of(first_design, 1)
+    t_floor, floor = best_of(floor_once, 1)
+    t_node, spliced_loss = best_of(node, 1)
+    same = all(torch.equal(a, b) for a, b in zip(first[1::2], spliced_loss, strict=True)) and torch.equal(
+        first[0], floor[0]) and all(torch.equal(a, b) for a, b in zip(first[2::2], floor[1:], strict=True))
+    print(f"{lm.model_id}: SAEs at all {len(layers)} layers, {batch} sequences of {ids.shape[1]} tokens, "
+          f"torch threads {torch.get_num_threads()}; losses equal bit for bit: {same}")
+    print(f"first design, one node: {t_first:.2f}s ({1 + 2 * len(layers)} full passes); SAE and PCA nodes: "
+          f"{2 * t_first:.2f}s")
+    print(f"floor once: {t_floor:.2f}s; one node's splices: {t_node:.2f}s; SAE and PCA nodes with the floor: "
+          f"{t_floor + 2 * t_node:.2f}s")
+    print(f"ratio first design / floor design, SAE and PCA nodes: {2 * t_first / (t_floor + 2 * t_node):.2f}x")
+    if not same:
+        raise SystemExit("the floor design's losses differ from the full passes'")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="embedded", choices=["embedded", "tiny"])
@@ -93,7 +165,10 @@ def main() -> None:
                         "one extraction batch)")
     parser.add_argument("--batch", type=int, default=16, help="sentences per pass in the single-pass design")
     parser.add_argument("--repeats", type=int, default=3, help="timing repeats of the fast designs (best kept)")
+    parser.add_argument("--part", default="extraction", choices=["extraction", "loss"])
     args = parser.parse_args()
+    if args.part == "loss":
+        return bench_loss(args.profile, args.batch)
 
     import torch
 

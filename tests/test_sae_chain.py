@@ -62,6 +62,35 @@ def test_the_feature_chain_runs_on_the_tiny_model(steering_project, tree):  # no
         length.estimates[f"heldout_partial_{c}"].value for c in length.values["concepts"])
 
 
+def test_the_sweeps_reconstruction_gives_reconstruction_pys_numbers_and_a_mean_ablation_floor(steering_project, tree):  # noqa: F811
+    """sweep_reconstruction reads the loss clean and ablated from one floor node and runs each splice
+    from its layer: every estimate reconstruction.py makes comes back identical (bit for bit), for the
+    SAEs and the PCA; the fraction against mean-ablation is read between the same ends as the
+    zero-ablation one and recomputes from the committed rows."""
+    common = {"profile": "tiny", "root": str(tree), **SAE}
+    for dictionary in ("sae", "pca"):
+        old = run_node(steering_project, "pipeline.saefeatures.reconstruction", **common, dictionary=dictionary)
+        new = run_node(steering_project, "pipeline.saefeatures.sweep_reconstruction", **common, dictionary=dictionary)
+        assert {k: (e.value, e.ci) for k, e in old.estimates.items()} == {
+            k: (new.estimates[k].value, new.estimates[k].ci) for k in old.estimates}
+    floor = run_node(steering_project, "pipeline.saefeatures.floor", **common)
+    assert floor.values["n_layers"] == 2 and floor.values["loss_sequences"] == 8
+    est = new.estimates
+    for i in (0, 1):
+        # the floor's mean-ablated loss is what the fraction is read against
+        assert est[f"ce_mean_delta_{i}"].value == pytest.approx(floor.values["ce_mean"][i] - floor.values["ce_clean"])
+        assert est[f"flr_mean_{i}"].value < 1
+    assert est["flr_mean_min"].value == min(est[f"flr_mean_{i}"].value for i in (0, 1))
+    # the rows the runner recomputed every estimate from (it checks recompute() against them) are committed
+    import gzip
+    import json
+
+    files = sorted((steering_project.artifacts_dir / "pipeline.saefeatures.sweep_reconstruction").glob("*.items/loss.jsonl.gz"))
+    assert len(files) == 2
+    row = json.loads(gzip.decompress(files[0].read_bytes()).splitlines()[0])
+    assert {"nll_clean", "nll_0", "nll_zero_0", "nll_mean_0", "nll_mean_1"} <= set(row)
+
+
 def test_the_thesis_test_runs_on_the_tiny_model(steering_project, tree, monkeypatch):  # noqa: F811
     detection_settings(monkeypatch)
     sae = {"root": str(tree), **SAE}

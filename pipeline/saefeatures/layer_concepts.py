@@ -62,8 +62,8 @@ def requires(config: dict[str, Any]) -> dict[str, Any]:
     out = {"extraction": ("pipeline.saefeatures.extraction", _step(cfg, ExtractionConfig, False)),
            "wide": ("pipeline.saefeatures.extraction", _step(cfg, ExtractionConfig, True))}
     if not cfg.n_shuffles:  # the feature pages' corpus snippets
-        out |= {"codes": ("pipeline.saefeatures.reconstruction", _step(cfg, ReconstructionConfig, False)),
-                "wide_codes": ("pipeline.saefeatures.reconstruction", _step(cfg, ReconstructionConfig, True)),
+        out |= {"codes": ("pipeline.saefeatures.sweep_reconstruction", _step(cfg, ReconstructionConfig, False)),
+                "wide_codes": ("pipeline.saefeatures.sweep_reconstruction", _step(cfg, ReconstructionConfig, True)),
                 "corpus": ("pipeline.saefeatures.corpus", cfg.upstream(CorpusConfig))}
     return out
 
