@@ -214,7 +214,8 @@ def verify(project: Project, no_run: bool, rerun: bool, only: tuple[str, ...], j
                + f"; ran {len(runner.ran)}, reused {len(runner.reused)}; report: {project.rel(out)}")
     for node, what in runner.not_reproduced:  # the last lines a user reads: a silent cascade is the risk
         click.echo(f"not reproduced: {node.label} reran at its stored key and gave another result ({what}); "
-                   "the results downstream of it were made from the earlier one", err=True)
+                   "what this command checked downstream of it ran again on the new output; results committed from the "
+                   "earlier one that it did not check are stale now (claims status)", err=True)
     if failing:
         sys.exit(1)
 

@@ -168,7 +168,11 @@ class Runner:
         if state is not None:
             return state
         rows = self.rows_only(node)
-        ups = {name: self.ensure(up, need_files=name not in rows) for name, up in self.assess(node).upstream.items()}
+        while True:  # again when an upstream rerun at its stored key came back different: what was
+            changed = len(self.not_reproduced)  # reused before it may be stale now (Runner._run)
+            ups = {name: self.ensure(up, need_files=name not in rows) for name, up in self.assess(node).upstream.items()}
+            if len(self.not_reproduced) == changed:
+                break
         if ups and (state := self.reusable(node, force, need_files, ": its upstream reran with identical output")):
             return state
         with self.store.lock(node):
@@ -294,6 +298,10 @@ class Runner:
         # fresh for the key it ran under (re-assessing could see code edited during the run)
         state = NodeState(node, "fresh", "", key, result, self.store.read(node).sidecar,
                           {name: s.node for name, s in ups.items()})
+        if reproduction and not reproduction["reproduced"]:
+            # its output changed under an unchanged key: every state assessed before (a node downstream
+            # found fresh against the earlier output) is re-assessed, so that what read it runs again
+            self._states.clear()
         self._states[node] = state
         return state
 

@@ -505,6 +505,53 @@ def test_the_cpu_kernel_pin_reaches_torch(tmp_path):
     assert out.stdout.strip() == "DEFAULT"
 
 
+MACHINE_MID = '''
+from claims import Estimate, Result
+
+def requires(config):
+    return {"up": ("fx_blob_up", {})}
+
+def run(config, ctx):
+    m = ctx.upstream("up").result.estimates["m"].value
+    return Result(estimates={"x": Estimate(value=m, ci=(0.5, 4.0), level=0.95, n=5, method="analytic")})
+'''
+
+MACHINE_TOP = '''
+from claims import Estimate, Result
+
+def requires(config):
+    return {"mid": ("fx_mid", {}), "reader": ("fx_blob_down", {})}
+
+def run(config, ctx):
+    x = ctx.upstream("mid").result.estimates["x"].value
+    return Result(estimates={"x": Estimate(value=x, ci=(0.5, 4.0), level=0.95, n=5, method="analytic")})
+'''
+
+
+def test_what_was_reused_before_an_upstream_came_back_different_runs_again(fx, monkeypatch):
+    """One command: `mid` (reads only `up`'s result) is found fresh, then `reader` must rerun and needs
+    `up`'s lost file, and `up` reruns at its stored key with other bits. `mid` and `top` must then
+    run again on the new output, in the same command, not be reused as they were assessed before:
+    afterwards every result is fresh (verify --no-run passes)."""
+    import shutil
+
+    fx.module("fx_blob_up", MACHINE_UP)
+    fx.module("fx_blob_down", BLOBS_DOWN)
+    fx.module("fx_mid", MACHINE_MID)
+    fx.module("fx_top", MACHINE_TOP)
+    fx.spec("top", ONE_NODE_SPEC.format(id="top", experiment="fx_top"))
+    assert run_cli(fx, "verify").exit_code == 0
+    shutil.rmtree(fx.project.cache_dir / "blobs")
+    fx.module("fx_blob_down", BLOBS_DOWN + "\n# edited: the reader must run again\n")
+    monkeypatch.setenv("FX_LAST_BITS", "1e-9")
+    out = run_cli(fx, "verify")
+    assert out.exit_code == 0, out.output
+    assert "not reproduced: fx_blob_up[" in out.output
+    assert "ran fx_mid[" in out.output and "ran fx_top[" in out.output
+    out = run_cli(fx, "verify", "--no-run")
+    assert out.exit_code == 0, out.output
+
+
 def test_debris_of_killed_writes_is_removed(mean_project):
     fx = mean_project
     run_cli(fx, "verify")
