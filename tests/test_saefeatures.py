@@ -344,42 +344,29 @@ def test_loss_recovered_is_one_for_a_perfect_dictionary_and_zero_ablation_is_its
     assert not torch.equal(spliced_nll(lm, ids, ZeroAblation(1)).sum(), clean)
 
 
-def hooked_nll(lm, ids, layer=None, replace=None):
-    """The reference: a full pass of the model with `layer`'s output (after <bos>) replaced by
-    replace(h) through a forward hook; per-token loss (B, T-1)."""
-    import torch
+class Replace:
+    """A stand-in dictionary at `layer` whose reconstruction of x is fn(x) (reconstruction.spliced_nll's
+    interface: a full pass with a forward hook, the first design, is the reference)."""
 
-    from pipeline.saefeatures.reconstruction import token_nll
+    def __init__(self, layer, fn):
+        self.layer, self.fn = layer, fn
 
-    def hook(module, args, output):
-        return torch.cat([output[:, :1], replace(output[:, 1:].float()).to(output.dtype)], dim=1)
+    def encode(self, x):
+        return x
 
-    handle = lm.layers[layer].register_forward_hook(hook) if layer is not None else None
-    try:
-        with torch.inference_mode():
-            hidden = lm.model.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).last_hidden_state
-            return token_nll(lm, ids, hidden)
-    finally:
-        if handle is not None:
-            handle.remove()
+    def decode(self, x):
+        return self.fn(x)
 
 
 def test_a_splice_run_from_its_layer_equals_a_full_pass_with_a_hook_bit_for_bit():
     """splicing.from_layer runs only the layers above the splice on the stream the unmodified pass
-    read; floor.py and sweep_reconstruction.py rely on it giving exactly the full pass's loss, for a
-    reconstruction, zeros and the mean."""
+    read; floor.py and sweep_reconstruction.py rely on it giving exactly the loss of reconstruction.py's
+    full pass with a hook, for a reconstruction, zeros and the mean."""
     import torch
 
     from pipeline.models import load
-    from pipeline.saefeatures.reconstruction import token_nll
+    from pipeline.saefeatures.reconstruction import ZeroAblation, spliced_nll, token_nll
     from pipeline.saefeatures.splicing import from_layer, layer_outputs, replaced, spliced
-
-    class Halve:
-        def encode(self, x):
-            return x
-
-        def decode(self, x):
-            return x / 2
 
     lm = load("tiny")
     ids = torch.randint(4, 200, (3, 12))
@@ -388,16 +375,17 @@ def test_a_splice_run_from_its_layer_equals_a_full_pass_with_a_hook_bit_for_bit(
         hidden, acts = layer_outputs(lm, ids)
         assert sorted(acts) == list(range(lm.n_layers))
         clean = token_nll(lm, ids, hidden)
-        assert torch.equal(clean, hooked_nll(lm, ids))
+        assert torch.equal(clean, spliced_nll(lm, ids, None))
         for layer in range(lm.n_layers):
-            got = token_nll(lm, ids, from_layer(lm, spliced(Halve(), acts[layer]), layer))
-            assert torch.equal(got, hooked_nll(lm, ids, layer, lambda x: x / 2))
+            half = Replace(layer, lambda x: x / 2)
+            got = token_nll(lm, ids, from_layer(lm, spliced(half, acts[layer]), layer))
+            assert torch.equal(got, spliced_nll(lm, ids, half))
             assert not torch.equal(got, clean)
             zero = token_nll(lm, ids, from_layer(lm, replaced(acts[layer], torch.zeros(lm.d_model)), layer))
-            assert torch.equal(zero, hooked_nll(lm, ids, layer, torch.zeros_like))
+            assert torch.equal(zero, spliced_nll(lm, ids, ZeroAblation(layer)))
             mu = acts[layer][:, 1:].mean(dim=(0, 1))
             mean = token_nll(lm, ids, from_layer(lm, replaced(acts[layer], mu), layer))
-            assert torch.equal(mean, hooked_nll(lm, ids, layer, lambda x, mu=mu: mu.expand_as(x)))
+            assert torch.equal(mean, spliced_nll(lm, ids, Replace(layer, lambda x, mu=mu: mu.expand_as(x))))
             # an identity splice gives the clean loss back: (floor - x) / (floor - clean) = 1
             assert torch.equal(token_nll(lm, ids, from_layer(lm, acts[layer], layer)), clean)
     assert all(type(m).__name__ != "Skip" for m in lm.layers)  # the skipped layers are put back
