@@ -33,7 +33,28 @@ if _package is not None and getattr(_package, "__file__", None) is None:
     _engine = importlib.util.module_from_spec(_spec)
     sys.modules["claims"] = _engine
     _spec.loader.exec_module(_engine)
+
+
+def _pin_environment() -> None:
+    """`[tool.claims] environment` set before the CLI imports anything that loads a library: OpenBLAS
+    (numpy's, scipy's) reads OPENBLAS_CORETYPE when it is loaded, not when first used. A project that
+    cannot be read here is left to the CLI, which reports it in one line."""
+    from claims.errors import ClaimsError
+    from claims.project import Project
+
+    args = sys.argv[1:]
+    root = next((a.split("=", 1)[1] for a in args if a.startswith("--project=")), None)
+    if root is None and "--project" in args[:-1]:
+        root = args[args.index("--project") + 1]
+    try:
+        project = Project.at(Path(root)) if root else Project.discover()
+        project.apply_environment()
+    except (ClaimsError, OSError):
+        pass
+
+
 try:
+    _pin_environment()
     from claims.cli import main
 
     main()

@@ -26,8 +26,8 @@ SETTINGS = {
     "build": "Folder the builds write to: site/, paper/, verify.json (default: build).",
     "cache": "Folder for large intermediates, blobs and checkpoints, relative to the project or absolute, "
              "~ expanded (default: ~/.cache/claims/<name>; $CLAIMS_CACHE overrides it).",
-    "environment": "Table of environment variables set for every command before an experiment imports a "
-                   "library, e.g. { MKL_CBWR = \"AVX2,STRICT\", ATEN_CPU_CAPABILITY = \"avx2\" } to pin the "
+    "environment": "Table of environment variables set for every command before it imports a library, "
+                   "e.g. { MKL_CBWR = \"AVX2,STRICT\", ATEN_CPU_CAPABILITY = \"avx2\" } to pin the "
                    "CPU kernels, so that a result lost from the cache reruns bit for bit on another x86 CPU "
                    "(kernels for another instruction set sum in another order). Only variables provenance "
                    "records are accepted (MKL_, ATEN_, OMP_, OPENBLAS_, ONEDNN_/DNNL_, NPY_, TORCH_, ...); "
@@ -146,6 +146,8 @@ class Project:
         from claims.progress import log
 
         torch_loaded = "torch" in sys.modules
+        # OpenBLAS reads its settings when numpy (or scipy) loads it: a pin set after that does nothing
+        blas_loaded = [m for m in ("numpy", "scipy") if m in sys.modules]
         newly_set = []
         for name, value in self.environment.items():
             current = os.environ.get(name)
@@ -155,6 +157,11 @@ class Project:
             elif current != value:
                 log(f"warning: {name}={current} from the environment overrides the project's {name}={value} "
                     "([tool.claims] environment); results made so may not rerun bit for bit elsewhere")
+        late = [n for n in newly_set if n.startswith("OPENBLAS_")]
+        if blas_loaded and late:
+            raise ClaimsError(f"{late[0]}={os.environ[late[0]]} ([tool.claims] environment) came after {blas_loaded[0]} "
+                              "loaded OpenBLAS in this process, so it would not hold: set it in the environment "
+                              "before Python starts, or activate the project before importing numpy")
         if torch_loaded and "ATEN_CPU_CAPABILITY" in newly_set:
             wanted = os.environ["ATEN_CPU_CAPABILITY"]
             chosen = sys.modules["torch"].backends.cpu.get_cpu_capability()

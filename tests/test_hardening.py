@@ -485,6 +485,47 @@ def test_the_projects_environment_pins_are_set_for_every_run_and_recorded(fx, mo
     assert out.exit_code == 2 and "environment must be a table" in out.output
 
 
+BLAS_KERNELS = '''
+from claims import Estimate, Result
+
+def run(config, ctx):
+    import numpy  # noqa: F401  (loads OpenBLAS)
+    from threadpoolctl import threadpool_info
+
+    kernels = [i.get("architecture") for i in threadpool_info() if i["internal_api"] == "openblas"]
+    return Result(estimates={"x": Estimate(value=1.0, ci=(0.5, 2.0), level=0.95, n=5, method="analytic")},
+                  values={"openblas": kernels})
+'''
+
+
+def test_the_blas_pin_reaches_openblas_through_the_cli_and_a_late_one_is_refused(fx, monkeypatch):
+    """OpenBLAS reads OPENBLAS_CORETYPE when numpy loads it: `python -m claims` sets the project's
+    environment before it imports anything, so the experiment's numpy runs the pinned kernels; in a
+    process that loaded numpy first, activating the project with that pin is a one-line error
+    instead of a sidecar that records a pin that did not hold."""
+    import subprocess
+    import sys
+
+    from claims.errors import ClaimsError
+    from claims.project import Project
+
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    fx.root.joinpath("pyproject.toml").write_text(
+        '[tool.claims]\nspecs = "specs"\n[tool.claims.environment]\nOPENBLAS_CORETYPE = "Sandybridge"\n')
+    fx.module("fx_blas", BLAS_KERNELS)
+    fx.spec("blas", ONE_NODE_SPEC.format(id="blas", experiment="fx_blas"))
+    out = subprocess.run([sys.executable, "-m", "claims", "--project", str(fx.root), "verify"], cwd=fx.root,
+                         capture_output=True, text=True, timeout=300,
+                         env={k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"})
+    assert out.returncode == 0, out.stderr
+    result = json.loads(next((fx.root / "artifacts" / "fx_blas").glob("*[0-9a-f].json")).read_text())
+    assert result["values"]["openblas"] == ["Sandybridge"]
+    assert "numpy" in sys.modules  # this test process: the pin would come too late
+    with pytest.raises(ClaimsError, match="came after numpy loaded OpenBLAS"):
+        Project.at(fx.root).apply_environment()
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+
+
 def test_the_cpu_kernel_pin_reaches_torch(tmp_path):
     """The pin this repository sets (README, "Large intermediates") takes effect: torch, imported after
     the project is activated, dispatches to the pinned instruction set, and the sidecar's platform
