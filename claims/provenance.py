@@ -396,6 +396,17 @@ def redact(data: Any) -> Any:
     return data
 
 
+#: The settings that choose which CPU kernels run, and so the last bits of a float computation.
+_KERNEL_ENV = re.compile(r"^(ATEN_|MKL_|OPENBLAS_|ONEDNN_|DNNL_|NPY_|OMP_NUM_THREADS$|CLAIMS_TORCH_THREADS$)")
+
+
+def kernel_stamp(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Where partial work is being made, as far as its bits go: the CPU model and the kernel
+    settings. A checkpoint made under another stamp is not resumed (Runner._run)."""
+    environ = os.environ if environ is None else environ
+    return {"cpu": _cpu_model(), "kernels": {k: v for k, v in sorted(environ.items()) if _KERNEL_ENV.match(k)}}
+
+
 def recorded_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment variables that can change results, with secret-looking values redacted."""
     environ = os.environ if environ is None else environ

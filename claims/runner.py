@@ -10,6 +10,7 @@ sharing the store (claims/executor/): each task is an `ensure` in a worker proce
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -29,7 +30,7 @@ from claims.node import Node
 from claims.progress import log
 from claims.project import Project
 from claims.result import Result
-from claims.store import Store, Stored, clean_debris, result_bytes
+from claims.store import Store, Stored, atomic_write_json, clean_debris, result_bytes
 
 #: Bump when the meaning of a stored result changes, so that every key changes deliberately.
 #: 3: the packages part holds the packages the experiment's code imports (and its PACKAGES), not a
@@ -55,6 +56,10 @@ class NodeState:
 
 class Interrupted(BaseException):
     """Raised in place of SIGTERM so that a killed run is recorded as interrupted."""
+
+
+#: In a node's checkpoint folder: where its partial work is being made (provenance.kernel_stamp).
+CHECKPOINT_STAMP = "made_under.json"
 
 
 def _now() -> str:
@@ -212,6 +217,7 @@ class Runner:
         key = prov.cache_key(material)
         if discard_checkpoint:
             self.store.clear_checkpoint(key)
+        self._stamp_checkpoint(node, key)
         ctx = Context(node, key, self.store, self.views(ups, self.rows_only(node)))
         stored = self.store.read(node)  # a result at this very key: the run must reproduce it (files lost, --force)
         earlier = stored if stored and not stored.problem and stored.sidecar.get("key") == key else None
@@ -322,6 +328,30 @@ class Runner:
         rows = self.rows_only(dependant)
         return any(up == node and name not in rows for name, up in self.assess(dependant).upstream.items())
 
+    def _stamp_checkpoint(self, node: Node, key: str) -> None:
+        """Partial work resumes only where it was made: a checkpoint left by a run on another CPU, or
+        under other kernel settings (or before checkpoints recorded where they were made), is
+        discarded with one line, so that no result is stitched from two machines' floating point.
+        Then the checkpoint records where this run makes it. A sweep's units are left alone: Ray
+        tasks make them, on whichever machines the cluster has, before the node's own run."""
+        folder = self.store.checkpoint_dir(key)
+        path = folder / CHECKPOINT_STAMP
+        here = prov.kernel_stamp()
+        from claims.units import UNITS_DIR  # a sweep's units: made by Ray tasks before this run, kept
+
+        if folder.is_dir() and any(p.name not in (CHECKPOINT_STAMP, UNITS_DIR) for p in folder.iterdir()):
+            try:
+                made = json.loads(path.read_text())
+            except (OSError, ValueError):
+                made = None
+            if made != here:
+                where = f"on {_stamp_text(made)}" if made else "before checkpoints recorded where they were made"
+                log(f"{node.label}: its partial work was made {where}, this run is on {_stamp_text(here)}: "
+                    "discarded, not resumed")
+                self.store.clear_checkpoint(key)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, here)
+
     def _unfinished_attempts(self, node: Node, key: str) -> list[dict[str, Any]]:
         """The lifecycle of earlier attempts at this key that never finished, so that a run resuming
         from their checkpoint says so. One still marked running was killed (we hold its lock now)."""
@@ -421,6 +451,11 @@ def _change(old: float | None, new: float | None) -> float:
     if old is None or new is None:
         return float("inf")
     return abs(new - old) / max(abs(old), 1e-12)
+
+
+def _stamp_text(stamp: dict[str, Any]) -> str:
+    kernels = " ".join(f"{k}={v}" for k, v in (stamp.get("kernels") or {}).items())
+    return f"{stamp.get('cpu') or 'an unrecorded CPU'} ({kernels or 'no kernel settings'})"
 
 
 def _platform_text(info: dict[str, Any] | None) -> str:

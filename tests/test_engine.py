@@ -275,6 +275,27 @@ def test_interrupted_run_resumes_to_the_same_result(fx, monkeypatch):
     assert outcomes["steps"].value == resumed.value and outcomes["steps"].ci == resumed.ci
 
 
+def test_partial_work_made_under_other_kernels_is_discarded_not_resumed(fx, monkeypatch):
+    """A checkpoint left by an interrupted run under other CPU-kernel settings (another machine, or
+    before a pin) is not stitched into this run's result: it is discarded with one line and every
+    step runs again; one made under the same settings resumes."""
+    fx.module("fx_steps", STEPS)
+    fx.spec("steps", NO_CONTROL_SPEC.format(id="steps", experiment="fx_steps"))
+    done = Path(os.environ["CLAIMS_CACHE"]) / "steps-done"
+    marker = Path(os.environ["CLAIMS_CACHE"]) / "interrupt-at-3"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text("")
+    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")
+    with pytest.raises(KeyboardInterrupt):
+        check(fx)
+    monkeypatch.setenv("MKL_CBWR", "AVX2,STRICT")  # the pin changed before the run resumed
+    out = run_cli(fx, "verify")
+    assert out.exit_code == 0, out.output
+    assert "fx_steps[" in out.output and "its partial work was made on" in out.output
+    assert "MKL_CBWR=COMPATIBLE" in out.output and "discarded, not resumed" in out.output
+    assert done.read_text().split() == [str(i) for i in range(3)] + [str(i) for i in range(10)]  # all again
+
+
 def test_concurrent_verify_runs_do_not_corrupt(fx):
     fx.module("fx_slow", SLOW)
     fx.spec("slow", NO_CONTROL_SPEC.format(id="slow", experiment="fx_slow"))
