@@ -140,34 +140,33 @@ class Project:
 
     def apply_environment(self) -> None:
         """Set `[tool.claims] environment` in this process (and so in the processes it starts). A value
-        the shell set otherwise is kept, with one warning line. A CPU-kernel pin that comes after
-        torch chose its kernels in this process (imported and used before the project was activated,
-        as in a notebook) would not hold, and is an error."""
+        the shell set otherwise is kept, with one warning line. A CPU-kernel pin that comes too late
+        to hold in this process (OpenBLAS loaded by numpy, or torch's kernels chosen, before the
+        project was activated, as in a notebook or a test run) is not set, with one warning line, so
+        that no sidecar records a pin the run did not have."""
         from claims.progress import log
 
-        torch_loaded = "torch" in sys.modules
-        # OpenBLAS reads its settings when numpy (or scipy) loads it: a pin set after that does nothing
-        blas_loaded = [m for m in ("numpy", "scipy") if m in sys.modules]
-        newly_set = []
+        blas_loaded = next((m for m in ("numpy", "scipy") if m in sys.modules), None)
+        torch = sys.modules.get("torch")
         for name, value in self.environment.items():
             current = os.environ.get(name)
-            if current is None:
-                os.environ[name] = value
-                newly_set.append(name)
-            elif current != value:
-                log(f"warning: {name}={current} from the environment overrides the project's {name}={value} "
-                    "([tool.claims] environment); results made so may not rerun bit for bit elsewhere")
-        late = [n for n in newly_set if n.startswith("OPENBLAS_")]
-        if blas_loaded and late:
-            raise ClaimsError(f"{late[0]}={os.environ[late[0]]} ([tool.claims] environment) came after {blas_loaded[0]} "
-                              "loaded OpenBLAS in this process, so it would not hold: set it in the environment "
-                              "before Python starts, or activate the project before importing numpy")
-        if torch_loaded and "ATEN_CPU_CAPABILITY" in newly_set:
-            wanted = os.environ["ATEN_CPU_CAPABILITY"]
-            chosen = sys.modules["torch"].backends.cpu.get_cpu_capability()
-            if chosen.lower() != wanted.lower():
-                raise ClaimsError(f"ATEN_CPU_CAPABILITY={wanted} ([tool.claims] environment) came after torch chose "
-                                  f"its {chosen} kernels in this process: activate the project before using torch")
+            if current is not None:
+                if current != value:
+                    log(f"warning: {name}={current} from the environment overrides the project's {name}={value} "
+                        "([tool.claims] environment); results made so may not rerun bit for bit elsewhere")
+                continue
+            if blas_loaded and name.startswith("OPENBLAS_"):
+                log(f"warning: {name}={value} ([tool.claims] environment) not set: {blas_loaded} loaded OpenBLAS in "
+                    "this process before the project was activated, so it would not hold (python -m claims sets it "
+                    "first)")
+                continue
+            os.environ[name] = value
+            if name == "ATEN_CPU_CAPABILITY" and torch is not None:
+                chosen = torch.backends.cpu.get_cpu_capability()
+                if chosen.lower() != value.lower():
+                    del os.environ[name]
+                    log(f"warning: {name}={value} ([tool.claims] environment) not set: torch chose its {chosen} "
+                        "kernels in this process before the project was activated")
 
     def rel(self, path: Path) -> str:
         try:

@@ -498,15 +498,14 @@ def run(config, ctx):
 '''
 
 
-def test_the_blas_pin_reaches_openblas_through_the_cli_and_a_late_one_is_refused(fx, monkeypatch):
+def test_the_blas_pin_reaches_openblas_through_the_cli_and_a_late_one_is_not_recorded(fx, monkeypatch):
     """OpenBLAS reads OPENBLAS_CORETYPE when numpy loads it: `python -m claims` sets the project's
     environment before it imports anything, so the experiment's numpy runs the pinned kernels; in a
-    process that loaded numpy first, activating the project with that pin is a one-line error
+    process that loaded numpy first, activating the project leaves that pin unset (with a warning)
     instead of a sidecar that records a pin that did not hold."""
     import subprocess
     import sys
 
-    from claims.errors import ClaimsError
     from claims.project import Project
 
     monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
@@ -520,10 +519,9 @@ def test_the_blas_pin_reaches_openblas_through_the_cli_and_a_late_one_is_refused
     assert out.returncode == 0, out.stderr
     result = json.loads(next((fx.root / "artifacts" / "fx_blas").glob("*[0-9a-f].json")).read_text())
     assert result["values"]["openblas"] == ["Sandybridge"]
-    assert "numpy" in sys.modules  # this test process: the pin would come too late
-    with pytest.raises(ClaimsError, match="came after numpy loaded OpenBLAS"):
-        Project.at(fx.root).apply_environment()
-    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    assert "numpy" in sys.modules  # this test process: the pin would come too late, so it is not set
+    Project.at(fx.root).apply_environment()
+    assert "OPENBLAS_CORETYPE" not in os.environ
 
 
 def test_the_cpu_kernel_pin_reaches_torch(tmp_path):
