@@ -99,8 +99,8 @@ def bench_loss(profile: str, batch: int) -> None:
 
     from pipeline.models import load
     from pipeline.saefeatures.config import PROFILES
-    from pipeline.saefeatures.reconstruction import token_nll
-    from pipeline.saefeatures.splicing import from_layer, layer_outputs, spliced
+    from pipeline.saefeatures.reconstruction import ZeroAblation, spliced_nll, token_nll
+    from pipeline.saefeatures.splicing import from_layer, layer_outputs, replaced, spliced
 
     lm = load(profile)
     layers = list(range(lm.n_layers))
@@ -108,34 +108,19 @@ def bench_loss(profile: str, batch: int) -> None:
     torch.manual_seed(0)
     ids = torch.randint(4, lm.tokenizer.vocab_size, (batch, PROFILES[profile]["seq_len"]))
     ids[:, 0] = lm.tokenizer.bos_token_id
-    zero = lambda x: torch.zeros_like(x)  # noqa: E731
 
-    def hooked(layer: int | None, replace) -> torch.Tensor:
-        def hook(module, args, output):
-            return torch.cat([output[:, :1], replace(output[:, 1:].float()).to(output.dtype)], dim=1)
-
-        handle = lm.layers[layer].register_forward_hook(hook) if layer is not None else None
-        try:
-            with torch.inference_mode():
-                hidden = lm.model.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False)
-                return token_nll(lm, ids, hidden.last_hidden_state).sum(dim=1)
-        finally:
-            if handle is not None:
-                handle.remove()
-
-    def first_design() -> list:
-        out = [hooked(None, None)]
+    def first_design() -> list:  # reconstruction.py: full passes with a hook on the layer
+        out = [spliced_nll(lm, ids, None).sum(dim=1)]
         for d in saes:
-            out += [hooked(d.layer, lambda x, d=d: d.decode(d.encode(x))), hooked(d.layer, zero)]
+            out += [spliced_nll(lm, ids, d).sum(dim=1), spliced_nll(lm, ids, ZeroAblation(d.layer)).sum(dim=1)]
         return out
 
     def floor_once() -> list:
         hidden, acts = layer_outputs(lm, ids)
         out = [token_nll(lm, ids, hidden).sum(dim=1)]
         for layer in layers:
-            h = acts[layer]
-            out.append(token_nll(lm, ids, from_layer(lm, torch.cat([h[:, :1], torch.zeros_like(h[:, 1:])], 1),
-                                                      layer)).sum(dim=1))
+            zeroed = replaced(acts[layer], torch.zeros(acts[layer].shape[-1]))
+            out.append(token_nll(lm, ids, from_layer(lm, zeroed, layer)).sum(dim=1))
         return out
 
     def node() -> list:
