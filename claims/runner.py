@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -339,7 +340,8 @@ class Runner:
         here = prov.kernel_stamp()
         from claims.units import UNITS_DIR  # a sweep's units: made by Ray tasks before this run, kept
 
-        if folder.is_dir() and any(p.name not in (CHECKPOINT_STAMP, UNITS_DIR) for p in folder.iterdir()):
+        partial = [p for p in folder.iterdir() if p.name not in (CHECKPOINT_STAMP, UNITS_DIR)] if folder.is_dir() else []
+        if partial:
             try:
                 made = json.loads(path.read_text())
             except (OSError, ValueError):
@@ -348,7 +350,11 @@ class Runner:
                 where = f"on {_stamp_text(made)}" if made else "before checkpoints recorded where they were made"
                 log(f"{node.label}: its partial work was made {where}, this run is on {_stamp_text(here)}: "
                     "discarded, not resumed")
-                self.store.clear_checkpoint(key)
+                for entry in partial:  # the units stay, as the docstring says
+                    if entry.is_dir():
+                        shutil.rmtree(entry)
+                    else:
+                        entry.unlink()
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, here)
 
