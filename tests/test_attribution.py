@@ -277,24 +277,39 @@ def test_the_attribution_chain_runs_on_the_tiny_model(project):
     assert shuffled.values["balance"]["variant"] == 0.0  # within-variant shuffles keep each variant's ranks
 
 
-def test_the_fingerprint_reads_the_sae_studys_dictionaries_and_chooses_a_layer_on_held_out_families(project):
+def test_the_fingerprint_reads_the_sae_studys_dictionaries_and_chooses_one_on_held_out_families(project):
+    """Candidates: the study's dictionaries at sae_layers and every one of a second set (another width),
+    named <layer>w<d_sae>; the one chosen scores best on the families set aside; the target is the
+    reading the readings node chose."""
     from claims.experiment import make_node
     from claims.runner import Runner
-    from pipeline.attribution.fingerprint import Config, recompute
+    from pipeline.attribution.config import ReadingsConfig, ScoresConfig
+    from pipeline.attribution.fingerprint import Config, recompute, target
 
     config = {**{k: v for k, v in TINY.items() if k not in ("sae_config", "sae_layer", "n_shuffles")},
               "sae_experiment": "pipeline.saefeatures.saes", "sae_config": {}, "sae_layers": [0, 1],
+              "wide_sae_config": {"layers": [1], "d_sae": 96}, "reading": "chosen", "select_k": 8,
               "n_select_families": 1}
     runner = Runner(project)
     node = make_node("pipeline.attribution.fingerprint",
                      {k: v for k, v in config.items() if k in Config.model_fields}, "test")
     state = runner.ensure(node)
     values = state.result.values
-    assert values["candidate_layers"] == [0, 1] and values["sae_layer"] in (0, 1)
+    assert values["candidates"] == ["0", "1", "1w96"] and values["candidate_layers"] == [0, 1]
+    assert values["sae_dictionary"] in values["candidates"]
+    assert values["d_sae"] == (96 if values["sae_dictionary"] == "1w96" else 64)
     assert len(values["selection_families"]) == 1 and values["selection_families"][0] not in values["reported_families"]
-    assert set(values["selection_spearman"]) == {"0", "1"}
-    assert values["sae_layer"] == int(max(values["selection_spearman"], key=values["selection_spearman"].get))
-    items = {"examples": state_items(project, node)}
+    assert set(values["selection_spearman"]) == {"0", "1", "1w96"}
+    assert values["sae_dictionary"] == max(values["selection_spearman"], key=values["selection_spearman"].get)
+    readings = runner.ensure(make_node("pipeline.attribution.readings", {k: v for k, v in config.items()
+                                       if k in ReadingsConfig.model_fields}, "test")).result.values
+    scores = runner.ensure(make_node("pipeline.attribution.scores", {k: v for k, v in config.items()
+                                     if k in ScoresConfig.model_fields}, "test")).result.values
+    assert values["reading"] == readings["chosen"]
+    rows = state_items(project, node)
+    rank = target(np.asarray(scores["reading_scores"][readings["chosen"]]))
+    assert [r["rank"] for r in rows] == pytest.approx(rank.tolist())
+    items = {"examples": rows}
     assert sum(r["reported"] for r in items["examples"]) == values["n_reported"] < values["n_examples"]
     again = recompute(items, node.config)
     assert again["spearman"].value == state.result.estimates["spearman"].value  # rebuilt from committed rows

@@ -117,6 +117,11 @@ def test_filters_keep_what_they_say():
     assert lengths[kept["longest"]].min() >= lengths[rest].max()
     rest = np.setdiff1d(order, kept["lowest_loss"])
     assert loss[kept["lowest_loss"]].max() <= loss[rest].min()
+    fits = np.array([bool(subsets.FORMAT.match(e["completion"])) for e in examples])
+    assert fits[kept["format_loss"]].all()  # the format first (the pool has more than k that fit)
+    rest = np.setdiff1d(order[fits[order]], kept["format_loss"])
+    assert loss[kept["format_loss"]].max() <= loss[rest].min()  # then the lowest loss among them
+    assert not np.array_equal(kept["format_loss"], kept["lowest_loss"])
     assert all(len(set(v)) == 30 for v in kept.values())
 
 
@@ -281,13 +286,15 @@ def test_a_filter_perfect_on_planted_data_beats_the_ranking_as_the_spec_reads_it
     ranking = np.random.default_rng(5).permutation(300)  # a ranking that knows nothing
     extra = {f: [subsets.filtered(f, ranking, 40, examples, lengths, loss, seed=0)] * 3 for f in subsets_names()}
     est, _ = _compare(ranking, examples, lengths, useful, filters=subsets_names(), extra=extra)
-    assert est["gain_over_format"].ci[1] < 0
-    assert est["gain_over_best_filter"].value == est["gain_over_format"].value
+    assert est["gain_over_format"].ci[1] < 0 and est["gain_over_format_loss"].ci[1] < 0  # both keep the format only
+    best = min(("format", "format_loss"), key=lambda f: est[f"gain_over_{f}"].value)
+    assert est["gain_over_best_filter"].value == est[f"gain_over_{best}"].value
     spec = load_spec(ROOT / "claims" / "specs" / "attribution-topk-vs-random.yaml", ROOT)
     out = Outcome(id=spec.id, title=spec.title, kind=spec.kind, status="", headline=True, section="")
     control = Result(estimates=est).namespace()
     check_baselines(spec, {"control": control}, {}, out)
-    assert out.baseline_verdict == "does not beat the strongest baseline (format-regex filter at the same k)"
+    label = next(b.label for b in spec.baselines if b.difference == f"control.gain_over_{best}")
+    assert out.baseline_verdict == f"does not beat the strongest baseline ({label})"
     assert any("does not beat the strongest baseline" in p for p in out.problems)
 
 
@@ -455,7 +462,7 @@ def test_step_8_selects_by_the_fingerprints_predictions_on_its_reported_families
                         key=lambda r: (-r["pred_sae"], r["pool_index"]))
     assert top.values["n_selectable"] == len(candidates) < len(rows)
     assert top.values["runs"][0]["ids"] == [r["id"] for r in candidates[:TINY["k"]]]  # the k it predicts best
-    assert top.values["reading"].startswith("fingerprint (layer ") and versus.values["reading"] == top.values["reading"]
+    assert top.values["reading"].startswith("fingerprint (dictionary ") and versus.values["reading"] == top.values["reading"]
     assert top.values["ranking"] == "fingerprint" and versus.values["n_subsets"] == 2
     assert set(versus.values["filter_success"]) == {"format", "shortest"} and 0 < versus.values["rank_p"] <= 1
     render_the_specs({"fingerprint": (top, versus)})

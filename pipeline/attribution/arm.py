@@ -13,7 +13,7 @@ and which k examples is the arm (pipeline/attribution/subsets.py):
   random       k drawn from ranks >= random_from, one draw per subset (subset r trains with
                train_seeds[r % len]); matched: within strata (variant x family x length bin), as
                many from each as the top window holds; reports `balance` and `overlap_with_top`
-  format, shortest, longest, lowest_loss
+  format, shortest, longest, lowest_loss, format_loss
                trivial filters at the same k, one run per training seed
 
 Ranks come from the candidate pool (overlap: false, examples the base adapter never saw) or from

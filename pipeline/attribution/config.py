@@ -37,8 +37,9 @@ class FinetuneConfig(GameConfig):
 
 
 READINGS = ("mean-p32", "nearest-p32", "mean-p32-query", "nearest-p32-query", "mean-p16")
-FILTERS = ("format", "shortest", "longest", "lowest_loss")
-Arm = Literal["top", "random", "format", "shortest", "longest", "lowest_loss"]
+FILTERS = ("format", "shortest", "longest", "lowest_loss", "format_loss")
+Filter = Literal["format", "shortest", "longest", "lowest_loss", "format_loss"]
+Arm = Literal["top", "random", Filter]
 
 
 def parse_reading(name: str) -> tuple[str, int, str]:
@@ -134,7 +135,8 @@ _RANDOM_ONLY = ("random_from", "n_subsets", "matched", "length_bins")
 class ArmConfig(SelectionConfig):
     arm: Arm = Field("top", description="top: the examples at ranks [rank_from, rank_from + k); random: k "
                      "examples drawn from ranks >= random_from, one draw per subset (matched: within strata, to "
-                     "the top window's composition); format, shortest, longest, lowest_loss: trivial filters at "
+                     "the top window's composition); format, shortest, longest, lowest_loss, format_loss: trivial "
+                     "filters at "
                      "the same k (pipeline/attribution/subsets.py).")
 
     @model_validator(mode="after")
@@ -162,7 +164,7 @@ class ComparisonConfig(SelectionConfig):
     random_from, n_subsets times, matched to the top window) and against trivial filters at the same
     k; each arm's node gets only the fields that concern it."""
 
-    filters: tuple[Literal["format", "shortest", "longest", "lowest_loss"], ...] = Field(
+    filters: tuple[Filter, ...] = Field(
         (), description="Trivial filters scored at the same k as baselines (each an arm of its own).")
 
     def arms(self) -> dict[str, dict[str, Any]]:
@@ -189,7 +191,7 @@ class SAEConfig(Step):
     max_texts: int | None = Field(None, ge=1, description="Cap on training texts (None: every question).")
 
 
-class FingerprintConfig(ScoresConfig):
+class FingerprintConfig(ReadingsConfig):
     sae_experiment: str = Field("pipeline.attribution.sae_standin", description="Upstream experiment that "
                                 "provides the SAE (the contract is in pipeline/attribution/sae.py).")
     sae_config: dict[str, Any] = Field(default_factory=dict, description="Its config; `profile` is filled "
@@ -204,15 +206,29 @@ class FingerprintConfig(ScoresConfig):
                                         "(files sae_L<layer> of pipeline.saefeatures.saes); the fingerprint's "
                                         "layer is chosen among them on the selection families. Empty: the one "
                                         "SAE in sae_file, at sae_layer.")
+    wide_sae_config: dict[str, Any] | None = Field(None, description="A second set of the SAE study's "
+                                                   "dictionaries (pipeline.saefeatures.saes with this config, "
+                                                   "e.g. its second width): every dictionary it holds joins "
+                                                   "the candidates, named <layer>w<d_sae>.")
+    reading: str = Field("first", description="The reading of the attribution ranking the fingerprint "
+                         "predicts: first (the scores node's first reading, values.scores), chosen (the "
+                         "readings node's choice, the one the selection comparisons rank by) or a reading's "
+                         "name.")
     n_select_families: int = Field(0, ge=0, description="Families drawn (seeded) to choose the layer on; every "
                                    "estimate is reported on the other families only. 0: every family is "
                                    "reported, and only one SAE may be given.")
 
     @model_validator(mode="after")
     def _one_layer_without_selection(self) -> FingerprintConfig:
-        if len(self.sae_layers) > 1 and not self.n_select_families:
-            raise ValueError("several sae_layers need n_select_families > 0 to choose among them on held-out "
-                             "families")
+        if (len(self.sae_layers) > 1 or self.wide_sae_config is not None) and not self.n_select_families:
+            raise ValueError("several candidate dictionaries need n_select_families > 0 to choose among them on "
+                             "held-out families")
+        if self.wide_sae_config is not None and not self.sae_layers:
+            raise ValueError("wide_sae_config adds to the SAE study's dictionaries: it needs sae_layers")
+        if self.reading not in ("first", "chosen"):
+            parse_reading(self.reading)
+            if self.reading not in self.readings:
+                raise ValueError(f"reading {self.reading!r} is not among the scored readings {list(self.readings)}")
         return self
 
 

@@ -29,14 +29,15 @@ import numpy as np
 
 from claims import Result
 from pipeline.attribution.config import FingerprintConfig as Config
-from pipeline.attribution.config import GameConfig, ScoresConfig
+from pipeline.attribution.config import GameConfig, ReadingsConfig, ScoresConfig
 
 BASELINES = ("length", "family", "difficulty", "text")
 
 
-def sae_edge(cfg: Config) -> tuple[str, dict[str, Any]]:
-    """The upstream SAE experiment and its config, with `profile` filled from this config."""
-    sae_config = dict(cfg.sae_config)
+def sae_edge(cfg: Config, config: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """The upstream SAE experiment and its config (`sae_config`, or the one given), with `profile`
+    filled from this config."""
+    sae_config = dict(cfg.sae_config if config is None else config)
     if sae_config.setdefault("profile", cfg.profile) != cfg.profile:
         raise ValueError(f"sae_config.profile is {sae_config['profile']!r} but this config's profile is {cfg.profile!r}")
     if cfg.sae_experiment == "pipeline.saefeatures.saes":  # the SAE study's own node, as its claims name it
@@ -48,9 +49,14 @@ def sae_edge(cfg: Config) -> tuple[str, dict[str, Any]]:
 
 def requires(config: dict[str, Any]) -> dict[str, Any]:
     cfg = Config(**config)
-    return {"pool": ("pipeline.attribution.pool", cfg.upstream(GameConfig)),
-            "scores": ("pipeline.attribution.scores", cfg.upstream(ScoresConfig)),
-            "sae": sae_edge(cfg)}
+    edges = {"pool": ("pipeline.attribution.pool", cfg.upstream(GameConfig)),
+             "scores": ("pipeline.attribution.scores", cfg.upstream(ScoresConfig)),
+             "sae": sae_edge(cfg)}
+    if cfg.wide_sae_config is not None:
+        edges["wide_sae"] = sae_edge(cfg, cfg.wide_sae_config)
+    if cfg.reading == "chosen":
+        edges["readings"] = ("pipeline.attribution.readings", cfg.upstream(ReadingsConfig))
+    return edges
 
 
 def inputs(config: dict[str, Any]) -> dict[str, Any]:
@@ -86,9 +92,10 @@ def split_families(groups: np.ndarray, n_select: int, seed: int) -> tuple[list[s
     return chosen, ~np.isin(groups, chosen)
 
 
-def candidate_saes(cfg: Config, upstream: Any) -> list[tuple[int, Any]]:
-    """(layer, SAE) for every candidate: the SAE study's dictionaries at `sae_layers`, or the one SAE
-    in `sae_file` at `sae_layer`."""
+def candidate_saes(cfg: Config, upstream: Any, wide: Any = None) -> list[tuple[str, int, Any]]:
+    """(name, layer, SAE) for every candidate: the SAE study's dictionaries at `sae_layers` (named by
+    layer) and every dictionary of the second set (`wide`, named <layer>w<d_sae>), or the one SAE in
+    `sae_file` at `sae_layer`."""
     from pipeline.attribution.sae import hook_layer, load_sae
 
     if not cfg.sae_layers:
@@ -97,18 +104,36 @@ def candidate_saes(cfg: Config, upstream: Any) -> list[tuple[int, Any]]:
         if layer is not None and layer != cfg.sae_layer:
             raise ValueError(f"the SAE reads block {layer} ({sae.cfg.metadata.hook_name}) but sae_layer is "
                              f"{cfg.sae_layer}")
-        return [(cfg.sae_layer, sae)]
+        return [(str(cfg.sae_layer), cfg.sae_layer, sae)]
     offered = [int(e["layer"]) for e in upstream.result.values.get("saes", [])]
     missing = [layer for layer in cfg.sae_layers if layer not in offered]
     if missing:
         raise ValueError(f"sae_layers {missing} are not among the SAE study's dictionaries (layers {offered})")
-    out = []
-    for layer in cfg.sae_layers:
-        sae = load_sae(upstream, f"sae_L{layer}")
-        if hook_layer(sae) not in (None, layer):
-            raise ValueError(f"the SAE study's sae_L{layer} reads {sae.cfg.metadata.hook_name}, not block {layer}")
-        out.append((layer, sae))
+    out = [(str(layer), layer, _study_sae(upstream, layer)) for layer in cfg.sae_layers]
+    for entry in (wide.result.values.get("saes", []) if wide is not None else []):
+        sae = _study_sae(wide, int(entry["layer"]))
+        out.append((f"{int(entry['layer'])}w{int(sae.cfg.d_sae)}", int(entry["layer"]), sae))
     return out
+
+
+def _study_sae(upstream: Any, layer: int) -> Any:
+    from pipeline.attribution.sae import hook_layer, load_sae
+
+    sae = load_sae(upstream, f"sae_L{layer}")
+    if hook_layer(sae) not in (None, layer):
+        raise ValueError(f"the SAE study's sae_L{layer} reads {sae.cfg.metadata.hook_name}, not block {layer}")
+    return sae
+
+
+def ranked_scores(cfg: Config, ctx: Any) -> tuple[str, np.ndarray]:
+    """The reading the fingerprint predicts and its scores over the pool (values.pool_index order)."""
+    values = ctx.upstream("scores").result.values
+    if cfg.reading == "first":
+        return values.get("readings", ["first"])[0], np.asarray(values["scores"], dtype=float)
+    from pipeline.attribution.readings import chosen
+
+    name = chosen(ctx, cfg.reading)
+    return name, np.asarray(values["reading_scores"][name], dtype=float)
 
 
 def target(scores: np.ndarray) -> np.ndarray:
@@ -121,43 +146,40 @@ def target(scores: np.ndarray) -> np.ndarray:
 def run(config: dict[str, Any], ctx: Any) -> Result:
     from pipeline.attribution.encoding import encode
     from pipeline.attribution.estimates import grouped_predictions, spearman
-    from pipeline.attribution.sae import feature_means, residual_tokens
+    from pipeline.attribution.sae import candidate_features
     from pipeline.models import load
 
     cfg = Config(**config)
     cpu = time.process_time()
     examples = ctx.upstream("pool").json("examples")
-    values = ctx.upstream("scores").result.values
-    index = np.asarray(values["pool_index"])
+    index = np.asarray(ctx.upstream("scores").result.values["pool_index"])
     rows = [examples[i] for i in index]
-    y = target(np.asarray(values["scores"], dtype=float))
+    reading, scores = ranked_scores(cfg, ctx)
+    y = target(scores)
     groups = np.array([r["family"] for r in rows])
     select, report = split_families(groups, cfg.n_select_families, cfg.seed)
-    candidates = candidate_saes(cfg, ctx.upstream("sae"))
+    candidates = candidate_saes(cfg, ctx.upstream("sae"), ctx.upstream("wide_sae") if cfg.wide_sae_config else None)
     lm = load(cfg.profile)
     encoded = encode(lm.tokenizer, rows)
-    features, layer_preds = {}, {}
-    for layer, sae in candidates:
-        tokens = residual_tokens(lm, encoded, layer, cfg.eval_batch_size, ctx.progress)
-        features[layer] = feature_means(sae, tokens)
-        layer_preds[layer] = grouped_predictions(features[layer], y, groups, cfg.alphas, cfg.seed)
+    features = candidate_features(lm, encoded, candidates, cfg.eval_batch_size, ctx.progress)
+    preds = {name: grouped_predictions(X, y, groups, cfg.alphas, cfg.seed) for name, X in features.items()}
     seconds = {"features_cpu": round(time.process_time() - cpu, 2)}
     cpu = time.process_time()
-    on_select = {layer: spearman(p[~report], y[~report]) for layer, p in layer_preds.items()} if select else {}
-    layer = max(on_select, key=on_select.get) if on_select else candidates[0][0]
-    sae = dict(candidates)[layer]
-    X = features[layer]
+    on_select = {name: spearman(p[~report], y[~report]) for name, p in preds.items()} if select else {}
+    name = max(on_select, key=on_select.get) if on_select else candidates[0][0]  # the first listed on a tie
+    layer, sae = next((layer, sae) for n, layer, sae in candidates if n == name)
+    X = features[name]
     ctx.save_arrays("features", features=X.astype(np.float32), target=y, index=index)
     n_tokens = np.array([len(ids) for ids in encoded.ids])
     meta = metadata_features(rows, n_tokens)
-    preds = {"sae": layer_preds[layer]}
-    for name, feats in meta.items():
-        preds[name] = grouped_predictions(feats, y, groups, cfg.alphas, cfg.seed)
+    preds = {"sae": preds[name]}
+    for base, feats in meta.items():
+        preds[base] = grouped_predictions(feats, y, groups, cfg.alphas, cfg.seed)
     preds["metadata"] = grouped_predictions(np.hstack([meta[b] for b in BASELINES]), y, groups, cfg.alphas, cfg.seed)
     ctx.save_items("examples", [
         {"id": r["id"], "pool_index": int(index[j]), "family": r["family"], "entity": r["entity"],
          "variant": r["variant"], "n_tokens": int(n_tokens[j]), "reported": bool(report[j]), "rank": float(y[j]),
-         **{f"pred_{name}": round(float(p[j]), 6) for name, p in preds.items()}}
+         **{f"pred_{base}": round(float(p[j]), 6) for base, p in preds.items()}}
         for j, r in enumerate(rows)])
     estimates = recompute(ctx.item_rows, cfg.model_dump(mode="json"))
     seconds["regressions_cpu"] = round(time.process_time() - cpu, 2)
@@ -166,9 +188,12 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     return Result(estimates=estimates, values={
         "best_baseline": best, "n_examples": len(rows), "n_reported": int(report.sum()),
         "n_families": len(set(groups)), "selection_families": select, "n_select_families": len(select),
-        "reported_families": sorted(set(groups[report].tolist())), "candidate_layers": [c[0] for c in candidates],
-        "selection_spearman": {str(k): round(v, 4) for k, v in on_select.items()}, "d_sae": int(X.shape[1]),
-        "alive_features": alive, "sae_layer": layer, "hook_name": str(sae.cfg.metadata.hook_name or ""),
+        "reported_families": sorted(set(groups[report].tolist())),
+        "candidate_layers": sorted({c[1] for c in candidates}), "candidates": [c[0] for c in candidates],
+        "n_candidates": len(candidates), "reading": reading,
+        "selection_spearman": {k: round(v, 4) for k, v in on_select.items()}, "d_sae": int(X.shape[1]),
+        "alive_features": alive, "sae_layer": layer, "sae_dictionary": name,
+        "hook_name": str(sae.cfg.metadata.hook_name or ""),
         "mean_active_per_example": round(float((X > 0).sum(axis=1).mean()), 2),
         "predictions": np.round(preds["sae"], 5).tolist(), "seconds": seconds,
     })

@@ -101,8 +101,9 @@ def recompute(items: dict[str, list[dict[str, Any]]], config: dict[str, Any]) ->
 def run(config: dict[str, Any], ctx: Any) -> Result:
     cfg = Config(**config)
     up = ctx.upstream("fingerprint")
-    layer = up.result.values["sae_layer"]
-    result = arm.run(cfg.arm_config(), Ranked(ctx, f"fingerprint (layer {layer})", predicted_scores(up.items("examples"))))
-    result.values.update(ranking="fingerprint", fingerprint_layer=layer,
+    layer, name = up.result.values["sae_layer"], up.result.values["sae_dictionary"]
+    result = arm.run(cfg.arm_config(), Ranked(ctx, f"fingerprint (dictionary {name})",
+                                              predicted_scores(up.items("examples"))))
+    result.values.update(ranking="fingerprint", fingerprint_layer=layer, fingerprint_dictionary=name,
                          reported_families=up.result.values["reported_families"])
     return result

@@ -89,24 +89,40 @@ def layer_states(lm: Any, encoded: Encoded, layer: int, *, output: bool, batch_s
                  progress: Any = None) -> list[np.ndarray]:
     """The residual stream entering decoder layer `layer` (output=False) or leaving it (output=True),
     per example: a list of (tokens, d_model) float32 arrays. No grad; each pass stops there."""
+    out: list[np.ndarray] = []
+    for idx, hidden in batched_states(lm, encoded, (layer,), output=output, batch_size=batch_size, progress=progress):
+        out += [hidden[layer][j, : len(encoded.ids[i])] for j, i in enumerate(idx)]
+    return out
+
+
+def batched_states(lm: Any, encoded: Encoded, layers: tuple[int, ...] | list[int], *, output: bool,
+                   batch_size: int = 32, progress: Any = None) -> Iterator[tuple[list[int], dict[int, np.ndarray]]]:
+    """Per batch of examples: their indices and, for every layer in `layers`, the residual stream
+    entering it (output=False) or leaving it (output=True) as a (batch, padded tokens, d_model)
+    float32 array (right padding: example j's rows are [: len(encoded.ids[i])]). One pass per batch
+    for all the layers, stopping after the last one. No grad."""
     import torch
 
-    block = text_model(lm).layers[layer]
-    seen: list[Any] = []
+    layers = sorted(set(int(x) for x in layers))
+    seen: dict[int, Any] = {}
 
-    def grab(value: Any) -> None:
-        seen.append(value[0] if isinstance(value, tuple) else value)
-        raise _Stop
+    def grab(layer: int, value: Any) -> None:
+        seen[layer] = value[0] if isinstance(value, tuple) else value
+        if layer == layers[-1]:
+            raise _Stop
 
-    if output:
-        handle = block.register_forward_hook(lambda module, args, out: grab(out))
-    else:
-        handle = block.register_forward_pre_hook(
-            lambda module, args, kwargs: grab(kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]),
-            with_kwargs=True)
+    handles = []
+    for layer in layers:
+        block = text_model(lm).layers[layer]
+        if output:
+            handles.append(block.register_forward_hook(lambda module, args, out, layer=layer: grab(layer, out)))
+        else:
+            handles.append(block.register_forward_pre_hook(
+                lambda module, args, kwargs, layer=layer: grab(
+                    layer, kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]), with_kwargs=True))
     batches = [list(range(i, min(i + batch_size, len(encoded)))) for i in range(0, len(encoded), batch_size)]
-    where = f"{'leaving' if output else 'entering'} layer {layer}"
-    out: list[np.ndarray] = []
+    where = f"{'leaving' if output else 'entering'} layer{'s' if len(layers) > 1 else ''} " \
+            f"{', '.join(map(str, layers))}"
     try:
         for idx in (progress(batches, desc=f"residual stream {where}") if progress else batches):
             ids, mask = _pad([encoded.ids[i] for i in idx])
@@ -116,11 +132,10 @@ def layer_states(lm: Any, encoded: Encoded, layer: int, *, output: bool, batch_s
                     text_model(lm)(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device))
                 except _Stop:
                     pass
-            hidden = seen[0].float().cpu().numpy()  # (b, seq, d)
-            out += [hidden[j, : len(encoded.ids[i])] for j, i in enumerate(idx)]
+            yield idx, {layer: seen[layer].float().cpu().numpy() for layer in layers}
     finally:
-        handle.remove()
-    return out
+        for handle in handles:
+            handle.remove()
 
 
 @dataclass

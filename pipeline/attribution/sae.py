@@ -80,6 +80,22 @@ def residual_tokens(lm: Any, encoded: Encoded, layer: int, batch_size: int = 32,
     return [s[1:] for s in states]
 
 
+def candidate_features(lm: Any, encoded: Encoded, candidates: list[tuple[str, int, Any]], batch_size: int = 32,
+                       progress: Any = None) -> dict[str, np.ndarray]:
+    """Every candidate's (name, layer, SAE) mean feature activation per example over its tokens but
+    the first (as `residual_tokens` gives them): {name: (n_examples, d_sae)}, from one decoder pass
+    per batch of examples for all the candidates' layers."""
+    from pipeline.attribution.forward import batched_states
+
+    parts: dict[str, list[np.ndarray]] = {name: [] for name, _, _ in candidates}
+    layers = sorted({layer for _, layer, _ in candidates})
+    for idx, hidden in batched_states(lm, encoded, layers, output=True, batch_size=batch_size, progress=progress):
+        for name, layer, sae in candidates:
+            tokens = [hidden[layer][j, 1: len(encoded.ids[i])] for j, i in enumerate(idx)]
+            parts[name].append(feature_means(sae, tokens))
+    return {name: np.concatenate(p) for name, p in parts.items()}
+
+
 def feature_means(sae: Any, tokens: list[np.ndarray], batch_size: int = 4096) -> np.ndarray:
     """Mean SAE feature activation over each example's tokens: (n_examples, d_sae)."""
     import torch

@@ -8,7 +8,9 @@ examples' metadata (no model), so that tests check them exactly.
              stratum as the top window holds, so that every draw has its composition exactly
     format   examples whose completion has the query set's answer format (FORMAT), in a seeded
              random order, then the others; shortest / longest: by token count; lowest_loss: by
-             the shipped model's mean completion loss per token (lowest first)
+             the shipped model's mean completion loss per token (lowest first); format_loss: the
+             two together, examples in the format first and by that loss within each part (the
+             strongest sorter of clean examples that readings_baselines found)
 
 A stratum the eligible ranks cannot fill (the top window holds more of it than ranks >= random_from
 do) borrows from the next coarser stratum (variant and family, then variant, then the whole pool);
@@ -125,10 +127,13 @@ def filtered(name: str, order: np.ndarray, k: int, examples: list[dict[str, Any]
     elif name in ("shortest", "longest"):
         sign = 1 if name == "shortest" else -1
         ranked = pool[np.lexsort((pool, sign * lengths[pool]))]
-    elif name == "lowest_loss":
+    elif name in ("lowest_loss", "format_loss"):
         if zero_shot_loss is None:
-            raise ValueError("the lowest_loss filter needs the shipped model's loss of each pool example")
-        ranked = pool[np.lexsort((pool, np.asarray(zero_shot_loss)[pool]))]
+            raise ValueError(f"the {name} filter needs the shipped model's loss of each pool example")
+        keys = [pool, np.asarray(zero_shot_loss)[pool]]
+        if name == "format_loss":
+            keys.append(np.array([not FORMAT.match(examples[i]["completion"]) for i in pool]))
+        ranked = pool[np.lexsort(keys)]
     else:
         raise ValueError(f"unknown filter {name!r}")
     return np.sort(ranked[:k])
