@@ -376,36 +376,43 @@ def test_the_seed_design_runs_through_the_engine_on_the_tiny_model(project):
     continued = run_node(project, "pipeline.attribution.arm", start="adapter", n_subsets=32, continuation_epochs=1)
     assert {"success", "gain_over_base"} == set(continued.estimates)
     assert continued.values["runs"][0]["ids"] == top.values["runs"][0]["ids"]  # the same window, another start
-    versus = run_node(project, "pipeline.attribution.comparison", start="adapter", continuation_epochs=1)
+    versus = run_node(project, "pipeline.attribution.comparison", start="adapter", continuation_epochs=1,
+                      filters=list(subsets_names()))
     render_the_specs({"base": (top, comparison), "adapter": (continued, versus), "readings": (readings, None)})
 
 
 def test_the_few_shot_baseline_prompts_each_item_with_solved_examples_of_its_family(project):
     """The finetune's trivial baseline through the engine: solved base-pool examples of the item's
-    own family before its prompt, success read as everywhere; the finetune's outcomes come from its
-    committed rows (a ROWS_ONLY edge), and the estimates recompute from this node's rows."""
+    own family before its prompt, success read as everywhere, in two draws of shots; the finetune's
+    outcomes come from its committed rows (a ROWS_ONLY edge), and a second finetune trained here with
+    the finetune node's recipe and seed gives its outcomes exactly; the estimates recompute from this
+    node's rows."""
     import shutil
 
     from claims.experiment import make_node
     from pipeline.attribution import fewshot
     from tests.test_attribution import TINY, state_items
 
-    sizes = {"n_base": 120, "n_shots": 2}
+    sizes = {"n_base": 120, "n_shots": 2, "n_shot_draws": 2, "train_seeds": [42]}
     result = run_node(project, "pipeline.attribution.fewshot", **sizes)
-    config = {k: v for k, v in {**TINY, "train_seeds": [0], "select_k": 8, **sizes}.items()
-              if k in fewshot.Config.model_fields}
+    config = {k: v for k, v in {**TINY, "select_k": 8, **sizes}.items() if k in fewshot.Config.model_fields}
     node = make_node("pipeline.attribution.fewshot", config, "test")
     rows = state_items(project, node, "eval")
     tuned = state_items(project, make_node("pipeline.attribution.finetune", fewshot.Config(**config).upstream(
         fewshot.FinetuneConfig), "test"), "eval")
     assert [r["id"] for r in rows] == [r["id"] for r in tuned] and len(rows) == TINY["n_eval"]
-    assert [r["success_finetuned"] for r in rows] == [r["success"] for r in tuned]
+    assert [r["success_finetuned"] for r in rows] == [[r["success"]] * 2 for r in tuned]  # the same recipe and seed
+    assert result.values["n_finetunes"] == 2 and result.values["n_shot_draws"] == 2
     assert result.values["zero_shot_agreement"] == len(rows)  # both nodes read the shipped model's success alike
     examples = {e["id"]: e for e in project_examples(project, config)}
     for r in rows:
-        assert len(r["shots"]) == 2 and all(examples[s]["family"] == r["family"] and examples[s]["split"] == "base"
-                                            and examples[s]["variant"] == "clean" for s in r["shots"])
-    assert len({tuple(r["shots"]) for r in rows}) > 1  # each item draws its own shots
+        assert len(r["shots"]) == 2 and len(r["success_few_shot"]) == 2
+        assert all(len(draw) == 2 and all(examples[s]["family"] == r["family"] and examples[s]["split"] == "base"
+                                          and examples[s]["variant"] == "clean" for s in draw) for draw in r["shots"])
+    assert len({tuple(r["shots"][0]) for r in rows}) > 1  # each item draws its own shots
+    assert any(r["shots"][0] != r["shots"][1] for r in rows)  # and each draw its own
+    assert rows[0]["shots"][0] == [s["id"] for s in fewshot.shots_for(examples[rows[0]["id"]], [
+        e for e in examples.values() if e["split"] == "base"], 2, 42)]  # draw 0: the first round's shots
     again = fewshot.recompute({"eval": rows}, node.config)
     assert all(again[k].value == result.estimates[k].value for k in again)
     assert result.estimates["finetune_gain_over_few_shot"].value == pytest.approx(
