@@ -289,7 +289,7 @@ def test_the_fingerprint_reads_the_sae_studys_dictionaries_and_chooses_one_on_he
     config = {**{k: v for k, v in TINY.items() if k not in ("sae_config", "sae_layer", "n_shuffles")},
               "sae_experiment": "pipeline.saefeatures.saes", "sae_config": {}, "sae_layers": [0, 1],
               "wide_sae_config": {"layers": [1], "d_sae": 96}, "reading": "chosen", "select_k": 8,
-              "n_select_families": 1}
+              "n_select_families": 2}
     runner = Runner(project)
     node = make_node("pipeline.attribution.fingerprint",
                      {k: v for k, v in config.items() if k in Config.model_fields}, "test")
@@ -298,7 +298,7 @@ def test_the_fingerprint_reads_the_sae_studys_dictionaries_and_chooses_one_on_he
     assert values["candidates"] == ["0", "1", "1w96"] and values["candidate_layers"] == [0, 1]
     assert values["sae_dictionary"] in values["candidates"]
     assert values["d_sae"] == (96 if values["sae_dictionary"] == "1w96" else 64)
-    assert len(values["selection_families"]) == 1 and values["selection_families"][0] not in values["reported_families"]
+    assert len(values["selection_families"]) == 2 and not set(values["selection_families"]) & set(values["reported_families"])
     assert set(values["selection_spearman"]) == {"0", "1", "1w96"}
     assert values["sae_dictionary"] == max(values["selection_spearman"], key=values["selection_spearman"].get)
     readings = runner.ensure(make_node("pipeline.attribution.readings", {k: v for k, v in config.items()
@@ -469,3 +469,24 @@ def test_the_paper_models_nesting_works_too():
         reference = cosine_scores(plain_gradients(lm, model, enc.subset(range(16))),
                                   plain_gradients(lm, model, enc.subset([16, 17])))
     np.testing.assert_allclose(scores, reference, atol=1e-5)
+
+
+def test_the_dictionary_choice_reads_no_reported_familys_rank():
+    """Each candidate is scored on the set-aside families by fits on those families only: scrambling
+    the reported families' ranks leaves every choice score unchanged, and a candidate that carries
+    the rank on the set-aside families wins."""
+    from pipeline.attribution.config import FingerprintConfig
+    from pipeline.attribution.fingerprint import choice_scores
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.array([f"f{i}" for i in range(6)]), 30)
+    y = rng.random(len(groups))
+    report = ~np.isin(groups, ["f0", "f1", "f2"])
+    signal = np.hstack([y[:, None] + 0.05 * rng.standard_normal((len(y), 1)), rng.standard_normal((len(y), 3))])
+    features = {"signal": signal, "noise": rng.standard_normal((len(y), 4))}
+    cfg = FingerprintConfig(profile="tiny", alphas=(1.0, 100.0))
+    scores = choice_scores(features, y, groups, report, cfg)
+    scrambled = y.copy()
+    scrambled[report] = rng.permutation(scrambled[report])
+    assert choice_scores(features, scrambled, groups, report, cfg) == scores
+    assert max(scores, key=scores.get) == "signal" and scores["signal"] > 0.9

@@ -6,9 +6,10 @@ by grouped cross-validation inside each training fold. The statistic is the Spea
 the out-of-fold predictions with the rank, with an interval that resamples entity clusters.
 
 With the SAE study's dictionaries (`sae_layers`, `n_select_families`), a seeded draw of families
-is set aside to choose the layer (the one whose out-of-fold predictions rank those families'
-examples best); every estimate is then reported on the other families only, whose ranks the choice
-never saw.
+is set aside to choose the dictionary: the one whose predictions rank those families' examples best,
+each set-aside family predicted by a fit on the other set-aside families only; every estimate is
+then reported on the other families, whose ranks the choice never saw (their own predictions come
+from fits on all the other families, the set-aside ones among them).
 
 The same regression on metadata gives the baselines a fingerprint has to beat: length (tokens),
 family (one-hot), difficulty (obscurity percentile, number of clues) and text (length, completion
@@ -125,6 +126,20 @@ def _study_sae(upstream: Any, layer: int) -> Any:
     return sae
 
 
+def choice_scores(features: dict[str, np.ndarray], y: np.ndarray, groups: np.ndarray, report: np.ndarray,
+                  cfg: Config) -> dict[str, float]:
+    """Each candidate's Spearman on the families set aside, from fits that see those families only
+    (each held out in turn, fit on the others set aside): no reported family's rank enters the choice."""
+    from pipeline.attribution.estimates import grouped_predictions, spearman
+
+    chosen = ~report
+    if len(set(groups[chosen].tolist())) < 2:
+        raise ValueError("choosing among several dictionaries needs n_select_families >= 2 (each set-aside family "
+                         "is predicted from the others)")
+    return {name: spearman(grouped_predictions(X[chosen], y[chosen], groups[chosen], cfg.alphas, cfg.seed), y[chosen])
+            for name, X in features.items()}
+
+
 def ranked_scores(cfg: Config, ctx: Any) -> tuple[str, np.ndarray]:
     """The reading the fingerprint predicts and its scores over the pool (values.pool_index order)."""
     values = ctx.upstream("scores").result.values
@@ -145,7 +160,7 @@ def target(scores: np.ndarray) -> np.ndarray:
 
 def run(config: dict[str, Any], ctx: Any) -> Result:
     from pipeline.attribution.encoding import encode
-    from pipeline.attribution.estimates import grouped_predictions, spearman
+    from pipeline.attribution.estimates import grouped_predictions
     from pipeline.attribution.sae import candidate_features
     from pipeline.models import load
 
@@ -162,13 +177,13 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     lm = load(cfg.profile)
     encoded = encode(lm.tokenizer, rows)
     features = candidate_features(lm, encoded, candidates, cfg.eval_batch_size, ctx.progress)
-    preds = {name: grouped_predictions(X, y, groups, cfg.alphas, cfg.seed) for name, X in features.items()}
     seconds = {"features_cpu": round(time.process_time() - cpu, 2)}
     cpu = time.process_time()
-    on_select = {name: spearman(p[~report], y[~report]) for name, p in preds.items()} if select else {}
+    on_select = choice_scores(features, y, groups, report, cfg) if select and len(candidates) > 1 else {}
     name = max(on_select, key=on_select.get) if on_select else candidates[0][0]  # the first listed on a tie
     layer, sae = next((layer, sae) for n, layer, sae in candidates if n == name)
     X = features[name]
+    preds = {name: grouped_predictions(X, y, groups, cfg.alphas, cfg.seed)}
     ctx.save_arrays("features", features=X.astype(np.float32), target=y, index=index)
     n_tokens = np.array([len(ids) for ids in encoded.ids])
     meta = metadata_features(rows, n_tokens)
