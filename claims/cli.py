@@ -82,12 +82,11 @@ def _parse_overrides(pairs: tuple[str, ...], profile: str | None) -> dict:
 
 def work_begins() -> None:
     """Start-up is over: from here a Ctrl-C raises KeyboardInterrupt, so that what is being written
-    is cleaned up or checkpointed before exit 130 (claims/__main__.py stops start-up at once)."""
-    import signal
-    import threading
+    is cleaned up or checkpointed before exit 130 (claims/__main__.py stops start-up at once; see
+    claims/interrupt.py for why it is not Python's own handler)."""
+    from claims import interrupt
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    interrupt.begin()
 
 
 def _specs(project: Project, only: tuple[str, ...] = (), apply_overrides: bool = True):

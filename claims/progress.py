@@ -19,8 +19,12 @@ def quiet() -> bool:
 def progress(iterable: Iterable[T], total: int | None = None, desc: str | None = None) -> Iterator[T]:
     from tqdm.auto import tqdm
 
-    yield from tqdm(iterable, total=total, desc=desc, disable=quiet(), leave=False, file=sys.stderr,
-                    dynamic_ncols=True)
+    from claims.interrupt import check
+
+    for item in tqdm(iterable, total=total, desc=desc, disable=quiet(), leave=False, file=sys.stderr,
+                     dynamic_ncols=True):
+        check()  # a Ctrl-C lost inside a library is raised here
+        yield item
 
 
 def log(message: str) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from claims import interrupt
 from claims import provenance as prov
 from claims.context import Context, Upstream
 from claims.errors import ExperimentError, GraphError
@@ -170,6 +171,7 @@ class Runner:
         """Make a node fresh (running it and its stale upstream) and return its state. A forced run
         discards the node's checkpoints unless `discard_checkpoint` is False (its units were just
         computed for this run)."""
+        interrupt.check()
         state = self.reusable(node, force, need_files, "", fresh_look=False)
         if state is not None:
             return state
@@ -240,8 +242,10 @@ class Runner:
         except ValueError:  # not the main thread
             previous = None
         try:
+            interrupt.check()  # a Ctrl-C lost while the node was prepared (a library import)
             raw = module.run(node.config, ctx)
         except (KeyboardInterrupt, Interrupted):
+            interrupt.handled()
             record["lifecycle"].append({"status": "interrupted", "at": _now()})
             record["checkpoint"] = scrub(str(self.store.checkpoint_dir(key)))
             self.store.write_run_record(node, record)

@@ -829,6 +829,82 @@ def test_ctrl_c_at_any_moment_exits_130(fx, delay):
     assert "Traceback" not in err and "Aborted!" not in err and "interrupted" in err
 
 
+LOST_CTRL_C = """
+import os, signal, sys, threading, time
+from claims.cli import work_begins
+
+work_begins()
+other = threading.Thread(target=time.sleep, args=(30,), daemon=True)
+other.start()
+if sys.argv[1] == "elsewhere":  # Python notes it there; the main thread stays asleep without the relay
+    threading.Timer(0.3, signal.pthread_kill, (other.ident, signal.SIGINT)).start()
+else:  # an ordinary Ctrl-C to the process
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+start = time.monotonic()
+try:
+    time.sleep(30)
+except KeyboardInterrupt:
+    print(f"raised after {time.monotonic() - start:.2f}s", flush=True)
+try:  # a second KeyboardInterrupt for the same press would land here
+    time.sleep(1.0)
+except KeyboardInterrupt:
+    print("raised twice", flush=True)
+"""
+
+
+@pytest.mark.parametrize("where", ["elsewhere", "main"])
+def test_a_noted_ctrl_c_wakes_the_main_thread_once(tmp_path, where):
+    """A Ctrl-C that Python notes while the main thread is already asleep in a system call (it
+    arrived just before the call, or a BLAS worker took it) reaches the main thread within the
+    relay's grace; an ordinary one raises once, not again when the relay looks."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "lost.py"
+    script.write_text(LOST_CTRL_C)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, str(script), where], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("raised after"), proc.stdout
+    assert float(lines[0].split()[-1].rstrip("s")) < 5, lines
+
+
+SWALLOWING = """
+import time
+
+def run(config, ctx):
+    try:  # a library that drops every error, as numpy's first import of numpy.random once did
+        time.sleep(30)
+    except BaseException:
+        pass
+    for _ in ctx.progress(range(300)):
+        time.sleep(0.1)
+"""
+
+
+def test_a_ctrl_c_that_a_library_swallows_is_raised_again(fx):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    fx.module("fx_swallow", SWALLOWING)
+    fx.spec("swallow", ONE_NODE_SPEC.format(id="swallow", experiment="fx_swallow"))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "claims", "--project", str(fx.root), "verify"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runs, deadline = fx.project.cache_dir / "runs" / "fx_swallow", time.monotonic() + 60
+    while not (runs.is_dir() and any(runs.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted fx_swallow" in err, err
+    assert time.monotonic() - sent < 10  # the loop alone would take 30 s
+
+
 # ---- ids name files: bounded at load time ---------------------------------------------------------------
 @pytest.mark.parametrize(("claim_id", "message"), [
     ("a" * 241, "id: String should have at most 80 characters"),
