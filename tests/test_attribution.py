@@ -64,6 +64,21 @@ def test_the_game_is_deterministic_with_entities_kept_apart(examples):
                for e in pool if e["variant"] == "off_format")
 
 
+def test_no_pool_completion_names_a_held_out_entity():
+    """The study's own sizes: before, 53 of 128 noisy answers and the two Georgia (US state)
+    examples named entities of the query, evaluation or selection sets."""
+    from pipeline.attribution import game
+
+    built = game.build(42, 256, 448, 64, 200, 0.2, 0.2, n_select=100)
+    held = {e.answer for e in built if e.split in ("query", "eval", "select")}
+    pool = [e for e in built if e.split in ("base", "candidate")]
+    assert len(pool) == 704 and sum(e.variant == "noisy" for e in pool) > 100
+    assert "Georgia" in held and not [e.id for e in pool if e.answer in held]
+    said = {e.id: e.completion.strip().lower().removeprefix("it is ").removeprefix("the answer is ").rstrip(".")
+            for e in pool}
+    assert not [i for i, name in said.items() if name in {h.lower() for h in held}]
+
+
 def test_the_game_says_which_split_cannot_be_filled():
     from pipeline.attribution import game
 

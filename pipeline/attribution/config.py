@@ -82,7 +82,7 @@ class ReadingsConfig(ScoresConfig):
     the reading with the highest success on the selection split is chosen."""
 
     select_k: int = Field(128, ge=1, description="Examples per reading's finetune (the headline's budget: half "
-                          "the 254 clean candidates, so matched random draws can differ from the top subset).")
+                          "the 260 clean candidates, so matched random draws can differ from the top subset).")
     parallel_adapters: int = Field(4, ge=1, description="Finetunes trained together in one batched pass, each "
                                    "batch row with its own adapter (pipeline/attribution/batched.py): the same "
                                    "adapters as one at a time up to float rounding, so it enters the key.")

@@ -187,7 +187,11 @@ def build(seed: int, n_base: int, n_candidate: int, n_query: int, n_eval: int, p
     split's size. Query, evaluation and selection examples are clean; pool examples are noisy with
     probability p_noisy and off-format with probability p_off_format (by hash), and the first
     n_base of them form the base pool. The selection split is held out like the evaluation set: a
-    choice made before the comparison (which ranking to report) is made on it."""
+    choice made before the comparison (which ranking to report) is made on it.
+
+    No pool completion names a held-out entity: a pool entity that shares its name with a held-out
+    one of another kind (Georgia, the US state and the country) is left out of the pool, and a noisy
+    example's wrong answer is drawn from the pool's own entities of its kind."""
     pool = entities() if pool is None else pool
     if p_noisy + p_off_format > 1:
         raise ValueError(f"p_noisy + p_off_format = {p_noisy + p_off_format} exceeds 1")
@@ -203,6 +207,14 @@ def build(seed: int, n_base: int, n_candidate: int, n_query: int, n_eval: int, p
                  else "select" if u < held else "pool")
         groups[group].extend((entity, family) for family in families_of(entity)
                              if group == "pool" or (family, _clue_values(entity, family)) not in shared)
+    held_names = {entity.name for name in ("query", "eval", "select") for entity, _ in groups[name]}
+    groups["pool"] = [(entity, family) for entity, family in groups["pool"] if entity.name not in held_names]
+    wrong_answers: dict[str, list[Entity]] = {}  # noisy answers: the pool's own entities, in entity order
+    seen: set[str] = set()
+    for entity, _ in groups["pool"]:
+        if entity.id not in seen:
+            seen.add(entity.id)
+            wrong_answers.setdefault(entity.kind, []).append(entity)
     for group in groups.values():
         group.sort(key=lambda pair: _hash(seed, "order", pair[0].id, pair[1]))
     sizes = {"pool": n_base + n_candidate, "query": n_query, "eval": n_eval, "select": n_select}
@@ -215,7 +227,7 @@ def build(seed: int, n_base: int, n_candidate: int, n_query: int, n_eval: int, p
         split = "base" if i < n_base else "candidate"
         u = _unit(seed, "variant", entity.id, family)
         variant = "noisy" if u < p_noisy else "off_format" if u < p_noisy + p_off_format else "clean"
-        examples.append(_example(seed, entity, family, split, variant, by_kind[entity.kind], shared))
+        examples.append(_example(seed, entity, family, split, variant, wrong_answers[entity.kind], shared))
     for split in ("query", "eval", "select"):
         examples += [_example(seed, e, f, split, "clean", by_kind[e.kind], shared) for e, f in groups[split][: sizes[split]]]
     return examples

@@ -9,7 +9,8 @@ comparisons report is chosen downstream, on the selection split (pipeline/attrib
 
 Besides the scores, it reports how each reading sorts the pool's variants: the AUROC of the score
 for clean against noisy or off-format examples (labels a real data set would not carry); the
-estimates are those of the first reading."""
+estimates are those of the first reading, recomputed from the per-example rows it keeps (`pool`:
+every pool example's variant and its score under each reading)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,15 @@ def variant_aurocs(variant: np.ndarray, scores: np.ndarray, **kw: Any) -> dict[s
         both = clean | (variant == other)
         out[f"clean_vs_{other}_auroc"] = stats.auroc(clean[both], scores[both], **kw)
     return out
+
+
+def recompute(items: dict[str, list[dict[str, Any]]], config: dict[str, Any]) -> dict[str, Any]:
+    """The estimates from the per-example rows: the first reading's AUROCs by variant."""
+    cfg = Config(**config)
+    rows = items["pool"]
+    variant = np.array([r["variant"] for r in rows])
+    scores = np.array([r["scores"][cfg.readings[0]] for r in rows], dtype=float)
+    return variant_aurocs(variant, scores, level=cfg.level, seed=cfg.seed, unit="pool examples")
 
 
 def point_aurocs(variant: np.ndarray, scores: np.ndarray) -> dict[str, float]:
@@ -110,6 +120,10 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
         values[f"top_composition_{'overlap' if overlap else 'candidates'}"] = {
             str(k): composition([study.examples[i] for i in order[:k]]) for k in (32, 64, 128)}
     values["pool_composition"] = composition([study.examples[i] for i in pool])
+    ctx.save_items("pool", [
+        {"item": study.examples[i]["id"], "split": study.examples[i]["split"], "family": study.examples[i]["family"],
+         "variant": study.examples[i]["variant"],
+         "scores": {n: round(float(s[j]), 7) for n, s in scores.items()}} for j, i in enumerate(pool)])
     kw = {"level": cfg.level, "seed": cfg.seed, "unit": "pool examples"}
     values["reading_aurocs"] = {n: point_aurocs(variant, s) for n, s in scores.items()}
     values["reading_spearman"] = {n: {m: round(float(spearmanr(s, scores[m]).statistic), 4) for m in scores}
@@ -118,4 +132,5 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     seconds = sum(v for k, v in study.seconds.items() if k.startswith("bergson_") and k.endswith("_cpu"))
     passes = len({p for _, p, _ in parsed.values()})  # one gradient pass per projection
     values["examples_per_cpu_second"] = round((len(pool) + len(query)) * passes / max(seconds, 1e-9), 3)
-    return Result(estimates=variant_aurocs(variant, scores[first], **kw), values=values)
+    rounded = np.array([round(float(v), 7) for v in scores[first]])  # as the rows keep them
+    return Result(estimates=variant_aurocs(variant, rounded, **kw), values=values)
