@@ -3,8 +3,9 @@
 Python's C-level handler only notes a signal; the main thread raises KeyboardInterrupt when it next
 runs bytecode. A Ctrl-C that lands after the last check and before the main thread enters a blocking
 system call (an experiment's `time.sleep`, a read from a pipe, a wait on a child), or that the kernel
-hands to another thread (numpy's BLAS workers), is noted and then waits until that call returns: a
-minute, in the test that found it (once in about 200 runs, with the signal sent as the run began).
+hands to another thread (numpy's BLAS workers), is noted and then waits until that call returns:
+with an experiment that sleeps, a minute. (This race was not the one caught in the act; the lost
+interrupt below was. A test makes the race happen on purpose.)
 
 `begin()` installs the handler (KeyboardInterrupt, as Python's default) and a relay: every signal
 Python catches also writes a byte to a wakeup socket; a daemon thread reads it, and when the main
@@ -13,7 +14,8 @@ blocking call. The handler absorbs that nudge when the press it repeats was rais
 one Ctrl-C is one KeyboardInterrupt.
 
 A KeyboardInterrupt raised inside library code that drops errors is lost (seen: numpy importing
-`numpy.random`, a Cython module, on first use). So a raised interrupt stays open until the engine
+`numpy.random`, a Cython module, on first use; the test that sends Ctrl-C as a run begins hung a
+minute on it about once in 250 runs under load). So a raised interrupt stays open until the engine
 catches it (`handled()`), and `check()` raises it again at the engine's safe points: before a node
 runs, at each step of `ctx.progress` (not when a checkpoint is written: an experiment may save
 its partial work as the interrupt passes). An experiment that catches KeyboardInterrupt and goes

@@ -804,23 +804,35 @@ def run(config, ctx):
 '''
 
 
+def _verify_in_background(fx, experiment: str, source: str):
+    """`python -m claims verify` of a one-node project whose experiment is `source`, started."""
+    import subprocess
+    import sys
+
+    fx.module(experiment, source)
+    fx.spec("one", ONE_NODE_SPEC.format(id="one", experiment=experiment))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    return subprocess.Popen([sys.executable, "-m", "claims", "--project", str(fx.root), "verify"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_until_running(fx, experiment: str) -> None:
+    """Until the node's run record exists (its run has begun), at most a minute."""
+    import time
+
+    runs, deadline = fx.project.cache_dir / "runs" / experiment, time.monotonic() + 60
+    while not (runs.is_dir() and any(runs.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 @pytest.mark.parametrize("delay", [0.15, 0.3, 0.5, "running"])
 def test_ctrl_c_at_any_moment_exits_130(fx, delay):
     import signal
-    import subprocess
-    import sys
     import time
 
-    fx.module("fx_slow", SLOW)
-    fx.spec("slow", ONE_NODE_SPEC.format(id="slow", experiment="fx_slow"))
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen([sys.executable, "-m", "claims", "--project", str(fx.root), "verify"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _verify_in_background(fx, "fx_slow", SLOW)
     if delay == "running":
-        deadline = time.monotonic() + 60
-        runs = fx.project.cache_dir / "runs" / "fx_slow"
-        while not (runs.is_dir() and any(runs.iterdir())) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _wait_until_running(fx, "fx_slow")
     else:
         time.sleep(delay)
     proc.send_signal(signal.SIGINT)
@@ -885,18 +897,10 @@ def run(config, ctx):
 
 def test_a_ctrl_c_that_a_library_swallows_is_raised_again(fx):
     import signal
-    import subprocess
-    import sys
     import time
 
-    fx.module("fx_swallow", SWALLOWING)
-    fx.spec("swallow", ONE_NODE_SPEC.format(id="swallow", experiment="fx_swallow"))
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen([sys.executable, "-m", "claims", "--project", str(fx.root), "verify"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    runs, deadline = fx.project.cache_dir / "runs" / "fx_swallow", time.monotonic() + 60
-    while not (runs.is_dir() and any(runs.iterdir())) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    proc = _verify_in_background(fx, "fx_swallow", SWALLOWING)
+    _wait_until_running(fx, "fx_swallow")
     time.sleep(0.3)
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
