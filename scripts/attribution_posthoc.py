@@ -7,6 +7,10 @@ committed per-example rows (no model is run):
 - Spearman averaged within the held-out families (unweighted), for the fingerprint, the text and
   metadata baselines and every confidence baseline: the pooled Spearman of the claims also scores
   how whole families are ordered against each other;
+- each example's loss read raw, without the family-held-out ridge every baseline goes through, pooled
+  over the reported families (its sign says which way it ranks);
+- clean examples against noisy ones alone, and against off-format ones alone: the ranking's AUROC
+  beside the base adapter's loss and the format regex with ties broken by either loss;
 - a least-squares fit (ridge with a negligible penalty, the claims' family-held-out split) on the
   pool's format variant crossed with length, labels a real data set would not have: a ceiling for
   what composition alone says about the rank.
@@ -73,6 +77,10 @@ def main() -> None:
         print(f"    {column}: {within(column, None):.3f}")
     for column in sorted(k for k in next(iter(confidence.values())) if k.startswith("pred_") and k != "pred_sae"):
         print(f"    {column}: {within(column, confidence):.3f}")
+    rank = [r["rank"] for r in reported]
+    for column in ("loss_base", "loss_shipped"):
+        rho = spearmanr([confidence[r["id"]][column] for r in reported], rank)[0]
+        print(f"  {column} read raw (no regression), pooled over the reported families: {rho:+.3f}")
     variants = ("clean", "noisy", "off_format")
     length = np.array([r["n_tokens"] for r in every], dtype=float)
     onehot = np.array([[r["variant"] == v for v in variants] for r in every], dtype=float)
@@ -82,6 +90,22 @@ def main() -> None:
     mask = np.array([r["reported"] for r in every])
     pred = grouped_predictions(X, y, groups, (1e-6,), 42)
     print(f"  variant x length least squares, pooled over the reported families: {spearmanr(pred[mask], y[mask])[0]:.3f}")
+    separations()
+
+
+def separations() -> None:
+    """Clean examples against each other variant alone: the ranking and the trivial scores."""
+    from sklearn.metrics import roc_auc_score
+
+    key = current("pipeline.attribution.readings_baselines")
+    pool = rows("pipeline.attribution.readings_baselines", key, "pool")
+    print(f"readings_baselines {key}: AUROC of clean against one other variant, the {len(pool)} pool examples")
+    for other in ("noisy", "off_format"):
+        part = [r for r in pool if r["variant"] in ("clean", other)]
+        clean = [r["variant"] == "clean" for r in part]
+        scores = ", ".join(f"{column} {roc_auc_score(clean, [r[column] for r in part]):.3f}"
+                           for column in ("score", "base_loss", "format_base", "format_shipped"))
+        print(f"  clean against {other}: {scores}")
 
 
 if __name__ == "__main__":
