@@ -4,6 +4,8 @@ committed per-example rows (no model is run):
     .venv/bin/python scripts/attribution_posthoc.py
 
 - the fingerprint's choice among the candidate dictionaries (Spearman on the families set aside);
+- Spearman within each format variant (the fingerprint and the text features), which the pooled
+  figure mixes with how the variants are ordered against each other;
 - Spearman averaged within the held-out families (unweighted), for the fingerprint, the text and
   metadata baselines and every confidence baseline: the pooled Spearman of the claims also scores
   how whole families are ordered against each other;
@@ -11,6 +13,8 @@ committed per-example rows (no model is run):
   over the reported families (its sign says which way it ranks);
 - clean examples against noisy ones alone, and against off-format ones alone: the ranking's AUROC
   beside the base adapter's loss and the format regex with ties broken by either loss;
+- the rank window's examples against the clean candidates below it: their loss under the base
+  adapter, which the window's random sets are not matched on;
 - a least-squares fit (ridge with a negligible penalty, the claims' family-held-out split) on the
   pool's format variant crossed with length, labels a real data set would not have: a ceiling for
   what composition alone says about the rank.
@@ -72,6 +76,11 @@ def main() -> None:
             out.append(spearmanr(x, [r["rank"] for r in part])[0])
         return float(np.nanmean(out))
 
+    for variant in ("clean", "noisy", "off_format"):
+        part = [r for r in reported if r["variant"] == variant]
+        pair = ", ".join(f"{c} {spearmanr([r[c] for r in part], [r['rank'] for r in part])[0]:+.3f}"
+                         for c in ("pred_sae", "pred_text"))
+        print(f"  Spearman within the {len(part)} reported {variant} examples: {pair}")
     print(f"  Spearman within the {len(families)} reported families, unweighted mean:")
     for column in ("pred_sae", "pred_text", "pred_metadata"):
         print(f"    {column}: {within(column, None):.3f}")
@@ -106,6 +115,25 @@ def separations() -> None:
         scores = ", ".join(f"{column} {roc_auc_score(clean, [r[column] for r in part]):.3f}"
                            for column in ("score", "base_loss", "format_base", "format_shipped"))
         print(f"  clean against {other}: {scores}")
+    window(pool)
+
+
+def window(pool: list[dict]) -> None:
+    """The rank window (candidates ranked 33 to 64 by the chosen reading) against the clean candidates
+    below rank 64, the stratum its random sets are mostly drawn from: each example's loss under the
+    base adapter, which the draws are not matched on."""
+    key = current("pipeline.attribution.scores")
+    scored = rows("pipeline.attribution.scores", key, "pool")
+    reading = json.load(open(ROOT / "artifacts" / "pipeline.attribution.readings" /
+                             f"{current('pipeline.attribution.readings')}.json"))["values"]["chosen"]
+    loss = {r["id"]: -r["base_loss"] for r in pool}
+    candidates = [(i, r) for i, r in enumerate(scored) if r["split"] == "candidate"]
+    order = [r for _, r in sorted(candidates, key=lambda ir: (-ir[1]["scores"][reading], ir[0]))]
+    inside = np.array([loss[r["item"]] for r in order[32:64]])
+    below = np.array([loss[r["item"]] for r in order[64:] if r["variant"] == "clean"])
+    smd = (inside.mean() - below.mean()) / np.sqrt((inside.var(ddof=1) + below.var(ddof=1)) / 2)
+    print(f"rank window ({reading}): mean base-adapter loss per completion token {inside.mean():.2f} for ranks "
+          f"33-64, {below.mean():.2f} for the {len(below)} clean candidates below rank 64 (SMD {smd:+.2f})")
 
 
 if __name__ == "__main__":
