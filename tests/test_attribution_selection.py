@@ -108,8 +108,10 @@ def test_filters_keep_what_they_say():
 
     examples, lengths, _ = synthetic_pool()
     loss = np.random.default_rng(2).random(150)
+    base_loss = np.random.default_rng(3).random(150)
     order = np.arange(150)[::-1]
-    kept = {name: subsets.filtered(name, order, 30, examples, lengths, loss, seed=0) for name in subsets_names()}
+    kept = {name: subsets.filtered(name, order, 30, examples, lengths, loss, seed=0, base_loss=base_loss)
+            for name in subsets_names()}
     assert all(subsets.FORMAT.match(examples[i]["completion"]) for i in kept["format"])
     rest = np.setdiff1d(order, kept["shortest"])
     assert lengths[kept["shortest"]].max() <= lengths[rest].min()
@@ -122,6 +124,12 @@ def test_filters_keep_what_they_say():
     rest = np.setdiff1d(order[fits[order]], kept["format_loss"])
     assert loss[kept["format_loss"]].max() <= loss[rest].min()  # then the lowest loss among them
     assert not np.array_equal(kept["format_loss"], kept["lowest_loss"])
+    assert fits[kept["format_base_loss"]].all()  # the format first, then the base adapter's loss
+    rest = np.setdiff1d(order[fits[order]], kept["format_base_loss"])
+    assert base_loss[kept["format_base_loss"]].max() <= base_loss[rest].min()
+    assert not np.array_equal(kept["format_base_loss"], kept["format_loss"])
+    with pytest.raises(ValueError, match="base adapter's loss"):
+        subsets.filtered("format_base_loss", order, 30, examples, lengths, loss, seed=0)
     assert all(len(set(v)) == 30 for v in kept.values())
 
 
@@ -284,10 +292,11 @@ def test_a_filter_perfect_on_planted_data_beats_the_ranking_as_the_spec_reads_it
     useful = np.array([bool(subsets.FORMAT.match(e["completion"])) for e in examples])  # the format is all
     loss = np.random.default_rng(4).random(300)
     ranking = np.random.default_rng(5).permutation(300)  # a ranking that knows nothing
-    extra = {f: [subsets.filtered(f, ranking, 40, examples, lengths, loss, seed=0)] * 3 for f in subsets_names()}
+    extra = {f: [subsets.filtered(f, ranking, 40, examples, lengths, loss, seed=0, base_loss=loss[::-1])] * 3
+             for f in subsets_names()}
     est, _ = _compare(ranking, examples, lengths, useful, filters=subsets_names(), extra=extra)
     assert est["gain_over_format"].ci[1] < 0 and est["gain_over_format_loss"].ci[1] < 0  # both keep the format only
-    best = min(("format", "format_loss"), key=lambda f: est[f"gain_over_{f}"].value)
+    best = min(("format", "format_loss", "format_base_loss"), key=lambda f: est[f"gain_over_{f}"].value)
     assert est["gain_over_best_filter"].value == est[f"gain_over_{best}"].value
     spec = load_spec(ROOT / "claims" / "specs" / "attribution-topk-vs-random.yaml", ROOT)
     out = Outcome(id=spec.id, title=spec.title, kind=spec.kind, status="", headline=True, section="")

@@ -13,7 +13,7 @@ and which k examples is the arm (pipeline/attribution/subsets.py):
   random       k drawn from ranks >= random_from, one draw per subset (subset r trains with
                train_seeds[r % len]); matched: within strata (variant x family x length bin), as
                many from each as the top window holds; reports `balance` and `overlap_with_top`
-  format, shortest, longest, lowest_loss, format_loss
+  format, shortest, longest, lowest_loss, format_loss, format_base_loss
                trivial filters at the same k, one run per training seed
 
 Ranks come from the candidate pool (overlap: false, examples the base adapter never saw) or from
@@ -39,7 +39,8 @@ def requires(config: dict[str, Any]) -> dict[str, Any]:
     cfg = Config(**config)
     edges = {"pool": ("pipeline.attribution.pool", cfg.upstream(GameConfig)),
              "finetune": ("pipeline.attribution.finetune", cfg.upstream(FinetuneConfig)),
-             "scores": ("pipeline.attribution.scores", cfg.upstream(ScoresConfig))}
+             "scores": ("pipeline.attribution.scores", cfg.upstream(ScoresConfig)),
+             "losses": ("pipeline.attribution.pool_losses", cfg.upstream(FinetuneConfig))}
     if cfg.reading == "chosen":
         edges["readings"] = ("pipeline.attribution.readings", cfg.upstream(ReadingsConfig))
     return edges
@@ -99,15 +100,16 @@ def item_rows(study: Any, ev: np.ndarray, runs: list[dict[str, Any]], reference:
 def selection(cfg: Config, study: Any, ctx: Any) -> tuple[list[np.ndarray], dict[str, Any]]:
     """The training subset of every run, and what the arm reports about them."""
     from pipeline.attribution import subsets
+    from pipeline.attribution.pool_losses import per_example
     from pipeline.attribution.readings import chosen
     from pipeline.attribution.scores import ranking
 
     reading = chosen(ctx, cfg.reading)
     order = ranking(ctx.upstream("scores").result.values, study.examples, cfg.overlap, reading)
     lengths = np.array([len(ids) for ids in study.encoded.ids])
-    tuned = ctx.upstream("finetune").result.values
-    loss = np.full(len(study.examples), np.nan)
-    loss[np.asarray(tuned["pool_index"], dtype=int)] = tuned["pool_loss_zero_shot"]
+    pool_losses = ctx.upstream("losses").result.values
+    loss = per_example(pool_losses, len(study.examples), "loss_shipped")
+    base_loss = per_example(pool_losses, len(study.examples), "loss_base")
     target = subsets.top_window(order, cfg.k, cfg.rank_from)
     info: dict[str, Any] = {"reading": reading, "n_selectable": len(order)}
     if cfg.arm == "top":
@@ -117,13 +119,13 @@ def selection(cfg: Config, study: Any, ctx: Any) -> tuple[list[np.ndarray], dict
         draws = subsets.random_draws(order, cfg.k, cfg.rank_from, cfg.random_from, cfg.n_subsets, cfg.seed,
                                      matched=cfg.matched, keys=keys)
         chosen_sets = [d for d, _ in draws]
-        cov = subsets.covariates(study.examples, lengths, loss)
+        cov = subsets.covariates(study.examples, lengths, loss, base_loss)
         info.update(balance=subsets.balance(target, chosen_sets, cov), overlap_with_top=subsets.overlap(target, chosen_sets),
                     borrowed=[b for _, b in draws], matched=cfg.matched,
                     matched_on=["variant", "family", f"length ({cfg.length_bins} bins)"] if cfg.matched else [],
                     n_strata=len(set(keys.values())))
     else:
-        chosen_sets = [subsets.filtered(cfg.arm, order, cfg.k, study.examples, lengths, loss, cfg.seed)
+        chosen_sets = [subsets.filtered(cfg.arm, order, cfg.k, study.examples, lengths, loss, cfg.seed, base_loss)
                        for _ in cfg.train_seeds]
         info["filter_overlap_with_top"] = round(len(np.intersect1d(chosen_sets[0], target)) / cfg.k, 4)
     info["target_composition"] = subsets_composition(study, target)

@@ -12,7 +12,8 @@ as baselines. This node reads the top arm, the random arm and each filter's arm
                     covariate (variant shares, the largest family share, token length, ...);
                     balance_max over the covariates the draws are matched on (MATCHED, near zero by
                     construction), balance_unmatched_max and balance_unmatched_worst over the rest
-                    (difficulty, clue count, ambiguity, the shipped model's loss), which nothing holds
+                    (difficulty, clue count, ambiguity, the shipped model's and the base adapter's
+                    loss), which nothing holds
   gain_mde          the gain this design detects with 80 % power at the 5 % level (2.8 standard
                     errors, read off the gain's interval), for a reader of a null
 """
@@ -29,7 +30,7 @@ from pipeline.attribution.config import ComparisonConfig as Config
 #: The covariates the matched draw holds fixed (strata), whose largest |SMD| the statements print.
 MATCHED = ("clean", "noisy", "off_format", "family", "length")
 #: The covariates the draws are not matched on, as a statement names them.
-UNMATCHED = {"zero_shot_loss": "the shipped model's loss", "ambiguous": "the share of ambiguous clues",
+UNMATCHED = {"zero_shot_loss": "the shipped model's loss", "base_loss": "the base adapter's loss", "ambiguous": "the share of ambiguous clues",
              "difficulty": "the entities' obscurity", "n_clues": "the number of clues"}
 
 

@@ -37,8 +37,8 @@ class FinetuneConfig(GameConfig):
 
 
 READINGS = ("mean-p32", "nearest-p32", "mean-p32-query", "nearest-p32-query", "mean-p16")
-FILTERS = ("format", "shortest", "longest", "lowest_loss", "format_loss")
-Filter = Literal["format", "shortest", "longest", "lowest_loss", "format_loss"]
+FILTERS = ("format", "shortest", "longest", "lowest_loss", "format_loss", "format_base_loss")
+Filter = Literal["format", "shortest", "longest", "lowest_loss", "format_loss", "format_base_loss"]
 Arm = Literal["top", "random", Filter]
 
 
@@ -135,9 +135,8 @@ _RANDOM_ONLY = ("random_from", "n_subsets", "matched", "length_bins")
 class ArmConfig(SelectionConfig):
     arm: Arm = Field("top", description="top: the examples at ranks [rank_from, rank_from + k); random: k "
                      "examples drawn from ranks >= random_from, one draw per subset (matched: within strata, to "
-                     "the top window's composition); format, shortest, longest, lowest_loss, format_loss: trivial "
-                     "filters at "
-                     "the same k (pipeline/attribution/subsets.py).")
+                     "the top window's composition); format, shortest, longest, lowest_loss, format_loss, "
+                     "format_base_loss: trivial filters at the same k (pipeline/attribution/subsets.py).")
 
     @model_validator(mode="after")
     def _one_arm(self) -> ArmConfig:
@@ -220,9 +219,9 @@ class FingerprintConfig(ReadingsConfig):
 
     @model_validator(mode="after")
     def _one_layer_without_selection(self) -> FingerprintConfig:
-        if (len(self.sae_layers) > 1 or self.wide_sae_config is not None) and not self.n_select_families:
-            raise ValueError("several candidate dictionaries need n_select_families > 0 to choose among them on "
-                             "held-out families")
+        if (len(self.sae_layers) > 1 or self.wide_sae_config is not None) and self.n_select_families < 2:
+            raise ValueError("several candidate dictionaries need n_select_families >= 2 to choose among them on "
+                             "held-out families (each set-aside family is predicted from the others)")
         if self.wide_sae_config is not None and not self.sae_layers:
             raise ValueError("wide_sae_config adds to the SAE study's dictionaries: it needs sae_layers")
         if self.reading not in ("first", "chosen"):

@@ -12,8 +12,10 @@ then reported on the other families, whose ranks the choice never saw (their own
 from fits on all the other families, the set-aside ones among them).
 
 The same regression on metadata gives the baselines a fingerprint has to beat: length (tokens),
-family (one-hot), difficulty (obscurity percentile, number of clues) and text (length, completion
-length and the format regex together, what a reader gets from the text without a model); the pool's
+family (one-hot), difficulty (obscurity percentile, number of clues), text (length, completion
+length and the format regex together, what a reader gets from the text without a model) and a bag
+of words (each token's share of the example's tokens, the fingerprint's mean over tokens with the
+token itself for a feature: what a dictionary read near the embeddings could amount to); the pool's
 variant (clean / noisy / off-format), which a real data set would not label, is reported as a
 ceiling. Under a family-held-out split the family alone predicts each held-out family by the other
 families' mean rank: it cannot rank examples of a family it has not seen, by construction.
@@ -32,7 +34,9 @@ from claims import Result
 from pipeline.attribution.config import FingerprintConfig as Config
 from pipeline.attribution.config import GameConfig, ReadingsConfig, ScoresConfig
 
-BASELINES = ("length", "family", "difficulty", "text")
+BASELINES = ("length", "family", "difficulty", "text", "bow")
+#: The baselines that together make `metadata` (the bag of words is compared on its own).
+METADATA = ("length", "family", "difficulty", "text")
 
 
 def sae_edge(cfg: Config, config: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
@@ -80,6 +84,16 @@ def metadata_features(rows: list[dict[str, Any]], n_tokens: np.ndarray) -> dict[
                                              for r in rows], dtype=float)]),
         "variant": np.array([[r["variant"] == v for v in variants] for r in rows], dtype=float),
     }
+
+
+def bag_of_words(ids: list[list[int]] | list[np.ndarray]) -> np.ndarray:
+    """Each example's tokens as shares of its length, one column per token id the examples use."""
+    vocab = {t: j for j, t in enumerate(sorted({int(t) for seq in ids for t in seq}))}
+    out = np.zeros((len(ids), len(vocab)))
+    for i, seq in enumerate(ids):
+        for t in seq:
+            out[i, vocab[int(t)]] += 1.0 / len(seq)
+    return out
 
 
 def split_families(groups: np.ndarray, n_select: int, seed: int) -> tuple[list[str], np.ndarray]:
@@ -133,9 +147,6 @@ def choice_scores(features: dict[str, np.ndarray], y: np.ndarray, groups: np.nda
     from pipeline.attribution.estimates import grouped_predictions, spearman
 
     chosen = ~report
-    if len(set(groups[chosen].tolist())) < 2:
-        raise ValueError("choosing among several dictionaries needs n_select_families >= 2 (each set-aside family "
-                         "is predicted from the others)")
     return {name: spearman(grouped_predictions(X[chosen], y[chosen], groups[chosen], cfg.alphas, cfg.seed), y[chosen])
             for name, X in features.items()}
 
@@ -183,14 +194,13 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     name = max(on_select, key=on_select.get) if on_select else candidates[0][0]  # the first listed on a tie
     layer, sae = next((layer, sae) for n, layer, sae in candidates if n == name)
     X = features[name]
-    preds = {name: grouped_predictions(X, y, groups, cfg.alphas, cfg.seed)}
     ctx.save_arrays("features", features=X.astype(np.float32), target=y, index=index)
     n_tokens = np.array([len(ids) for ids in encoded.ids])
-    meta = metadata_features(rows, n_tokens)
-    preds = {"sae": preds[name]}
+    meta = {**metadata_features(rows, n_tokens), "bow": bag_of_words(encoded.ids)}
+    preds = {"sae": grouped_predictions(X, y, groups, cfg.alphas, cfg.seed)}
     for base, feats in meta.items():
         preds[base] = grouped_predictions(feats, y, groups, cfg.alphas, cfg.seed)
-    preds["metadata"] = grouped_predictions(np.hstack([meta[b] for b in BASELINES]), y, groups, cfg.alphas, cfg.seed)
+    preds["metadata"] = grouped_predictions(np.hstack([meta[b] for b in METADATA]), y, groups, cfg.alphas, cfg.seed)
     ctx.save_items("examples", [
         {"id": r["id"], "pool_index": int(index[j]), "family": r["family"], "entity": r["entity"],
          "variant": r["variant"], "n_tokens": int(n_tokens[j]), "reported": bool(report[j]), "rank": float(y[j]),

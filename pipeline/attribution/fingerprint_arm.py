@@ -62,7 +62,7 @@ class Config(ArmConfig):
 
 def requires(config: dict[str, Any]) -> dict[str, Any]:
     cfg = Config(**config)
-    edges = {name: edge for name, edge in arm.requires(cfg.arm_config()).items() if name in ("pool", "finetune")}
+    edges = {name: edge for name, edge in arm.requires(cfg.arm_config()).items() if name in ("pool", "finetune", "losses")}
     edges["fingerprint"] = ("pipeline.attribution.fingerprint", cfg.fingerprint)
     return edges
 

@@ -9,8 +9,9 @@ examples' metadata (no model), so that tests check them exactly.
     format   examples whose completion has the query set's answer format (FORMAT), in a seeded
              random order, then the others; shortest / longest: by token count; lowest_loss: by
              the shipped model's mean completion loss per token (lowest first); format_loss: the
-             two together, examples in the format first and by that loss within each part (the
-             strongest sorter of clean examples that readings_baselines found)
+             two together, examples in the format first and by that loss within each part;
+             format_base_loss: the same with the base adapter's loss (the strongest sorter of clean
+             examples that readings_baselines found)
 
 A stratum the eligible ranks cannot fill (the top window holds more of it than ranks >= random_from
 do) borrows from the next coarser stratum (variant and family, then variant, then the whole pool);
@@ -114,7 +115,7 @@ def top_window(order: np.ndarray, k: int, rank_from: int = 0) -> np.ndarray:
 
 
 def filtered(name: str, order: np.ndarray, k: int, examples: list[dict[str, Any]], lengths: np.ndarray,
-             zero_shot_loss: np.ndarray | None, seed: int) -> np.ndarray:
+             zero_shot_loss: np.ndarray | None, seed: int, base_loss: np.ndarray | None = None) -> np.ndarray:
     """The k examples of the selectable pool (`order`'s members) a trivial filter keeps."""
     pool = np.sort(np.asarray(order))
     if len(pool) < k:
@@ -127,11 +128,12 @@ def filtered(name: str, order: np.ndarray, k: int, examples: list[dict[str, Any]
     elif name in ("shortest", "longest"):
         sign = 1 if name == "shortest" else -1
         ranked = pool[np.lexsort((pool, sign * lengths[pool]))]
-    elif name in ("lowest_loss", "format_loss"):
-        if zero_shot_loss is None:
-            raise ValueError(f"the {name} filter needs the shipped model's loss of each pool example")
-        keys = [pool, np.asarray(zero_shot_loss)[pool]]
-        if name == "format_loss":
+    elif name in ("lowest_loss", "format_loss", "format_base_loss"):
+        loss, whose = (base_loss, "base adapter") if name == "format_base_loss" else (zero_shot_loss, "shipped model")
+        if loss is None:
+            raise ValueError(f"the {name} filter needs the {whose}'s loss of each pool example")
+        keys = [pool, np.asarray(loss)[pool]]
+        if name != "lowest_loss":
             keys.append(np.array([not FORMAT.match(examples[i]["completion"]) for i in pool]))
         ranked = pool[np.lexsort(keys)]
     else:
@@ -147,10 +149,11 @@ def smd(chosen: np.ndarray, drawn: np.ndarray) -> float:
     return _smd(chosen, drawn)
 
 
-def covariates(examples: list[dict[str, Any]], lengths: np.ndarray,
-               zero_shot_loss: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def covariates(examples: list[dict[str, Any]], lengths: np.ndarray, zero_shot_loss: np.ndarray | None = None,
+               base_loss: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per-example covariates of success besides the ranking: variant indicators, family indicators,
-    token length, and (not matched on, shown) difficulty, clue count, ambiguity, shipped-model loss."""
+    token length, and (not matched on, shown) difficulty, clue count, ambiguity, the shipped model's
+    and the base adapter's loss."""
     out = {v: np.array([e["variant"] == v for e in examples], dtype=float) for v in VARIANTS}
     for family in sorted({e["family"] for e in examples}):
         out[f"family:{family}"] = np.array([e["family"] == family for e in examples], dtype=float)
@@ -160,6 +163,8 @@ def covariates(examples: list[dict[str, Any]], lengths: np.ndarray,
     out["ambiguous"] = np.array([e["ambiguous"] for e in examples], dtype=float)
     if zero_shot_loss is not None:
         out["zero_shot_loss"] = np.asarray(zero_shot_loss, dtype=float)
+    if base_loss is not None:
+        out["base_loss"] = np.asarray(base_loss, dtype=float)
     return out
 
 
