@@ -122,18 +122,21 @@ def window(pool: list[dict]) -> None:
     """The rank window (candidates ranked 33 to 64 by the chosen reading) against the clean candidates
     below rank 64, the stratum its random sets are mostly drawn from: each example's loss under the
     base adapter, which the draws are not matched on."""
+    from pipeline.attribution.scores import ranking
+    from pipeline.attribution.subsets import smd
+
     key = current("pipeline.attribution.scores")
-    scored = rows("pipeline.attribution.scores", key, "pool")
+    values = json.load(open(ROOT / "artifacts" / "pipeline.attribution.scores" / f"{key}.json"))["values"]
+    examples = dict(zip(values["pool_index"], rows("pipeline.attribution.scores", key, "pool"), strict=True))
     reading = json.load(open(ROOT / "artifacts" / "pipeline.attribution.readings" /
                              f"{current('pipeline.attribution.readings')}.json"))["values"]["chosen"]
     loss = {r["id"]: -r["base_loss"] for r in pool}
-    candidates = [(i, r) for i, r in enumerate(scored) if r["split"] == "candidate"]
-    order = [r for _, r in sorted(candidates, key=lambda ir: (-ir[1]["scores"][reading], ir[0]))]
+    order = [examples[i] for i in ranking(values, examples, False, reading)]  # the candidates, as the arms rank them
     inside = np.array([loss[r["item"]] for r in order[32:64]])
     below = np.array([loss[r["item"]] for r in order[64:] if r["variant"] == "clean"])
-    smd = (inside.mean() - below.mean()) / np.sqrt((inside.var(ddof=1) + below.var(ddof=1)) / 2)
+    gap = smd(below, inside)  # window minus the clean ranks below, in pooled standard deviations
     print(f"rank window ({reading}): mean base-adapter loss per completion token {inside.mean():.2f} for ranks "
-          f"33-64, {below.mean():.2f} for the {len(below)} clean candidates below rank 64 (SMD {smd:+.2f})")
+          f"33-64, {below.mean():.2f} for the {len(below)} clean candidates below rank 64 (SMD {gap:+.2f})")
 
 
 if __name__ == "__main__":
