@@ -77,6 +77,54 @@ def test_a_stratum_short_of_eligible_examples_borrows_from_a_coarser_one():
         subsets.random_draws(order, 20, 0, 140, 1, seed=0, matched=True, keys=keys)
 
 
+def test_a_draw_nearest_in_a_planted_loss_matches_it_where_strata_of_composition_do_not():
+    """The top of a ranking that follows a hidden loss: draws matched on composition alone carry the
+    loss gap, draws nearest in the loss within variant and family remove it and keep the
+    composition exact; the room left (overlap) is reported, and the draws are reproducible."""
+    from pipeline.attribution import subsets
+
+    examples, lengths, _ = synthetic_pool(600)
+    rng = np.random.default_rng(3)
+    base_loss = rng.gamma(2.0, 1.0, size=600)
+    order = np.argsort(base_loss + rng.normal(0, 0.3, size=600), kind="stable")
+    target = order[:120]
+    cov = subsets.covariates(examples, lengths, None, base_loss)
+    strata = _keys(examples, lengths, order)
+    by_composition = subsets.random_draws(order, 120, 0, 0, 32, seed=0, matched=True, keys=strata)
+    gap = subsets.balance(target, [d for d, _ in by_composition], cov)["base_loss"]
+    assert gap > 0.5
+    coarse = {i: k[:2] for i, k in strata.items()}
+    nearest = subsets.random_draws(order, 120, 0, 0, 32, seed=0, matched=True, keys=coarse, value=base_loss, pool=2)
+    bal = subsets.balance(target, [d for d, _ in nearest], cov)
+    assert abs(bal["base_loss"]) < 0.1
+    assert bal["clean"] == bal["noisy"] == bal["off_format"] == bal["family"] == 0.0
+    want = Counter(coarse[int(i)] for i in target)
+    for draw, borrowed in nearest:
+        assert len(set(draw)) == 120 and borrowed == 0 and Counter(coarse[int(i)] for i in draw) == want
+    assert 0 < subsets.overlap(target, [d for d, _ in nearest])["mean"] < 1
+    # both covariates at once (the arm's design): length stays matched, most of the loss gap goes
+    near = np.stack([base_loss / base_loss.std(), lengths / lengths.std()], axis=1)
+    both = subsets.random_draws(order, 120, 0, 0, 32, seed=0, matched=True, keys=coarse, value=near, pool=2)
+    bal = subsets.balance(target, [d for d, _ in both], cov)
+    assert abs(bal["length"]) < 0.1 and abs(bal["base_loss"]) < gap / 1.5
+    again = subsets.random_draws(order, 120, 0, 0, 32, seed=0, matched=True, keys=coarse, value=near, pool=2)
+    assert all((a == b).all() for (a, _), (b, _) in zip(both, again, strict=True))
+    with pytest.raises(ValueError, match="needs the value of each example"):
+        subsets.random_draws(order, 120, 0, 0, 1, seed=0, matched=True, keys=coarse, pool=2)
+
+
+def test_a_nearest_draw_borrows_from_a_coarser_stratum_when_its_own_is_used_up():
+    from pipeline.attribution import subsets
+
+    keys = {0: ("clean", "a"), 1: ("clean", "a"), 2: ("clean", "b"), 3: ("noisy", "a"), 4: ("noisy", "b")}
+    value = np.array([0.0, 1.0, 5.0, 9.0, 2.0])
+    draw, borrowed = subsets.nearest_draw(np.array([0, 1, 3]), np.array([2, 3, 4]), keys, value, 1,
+                                          np.random.default_rng(0))
+    # 3 keeps its stratum; 0 and 1 find no clean/a example left and take the nearest clean one (2) or
+    # the nearest of the whole pool (4): two examples borrowed
+    assert sorted(draw.tolist()) == [2, 3, 4] and borrowed == 2
+
+
 def test_arms_get_only_their_own_fields():
     from pipeline.attribution.config import ArmConfig, ComparisonConfig
 

@@ -12,7 +12,9 @@ and which k examples is the arm (pipeline/attribution/subsets.py):
   top          ranks [rank_from, rank_from + k) of the chosen reading, one run per training seed
   random       k drawn from ranks >= random_from, one draw per subset (subset r trains with
                train_seeds[r % len]); matched: within strata (variant x family x length bin), as
-               many from each as the top window holds; reports `balance` and `overlap_with_top`
+               many from each as the top window holds, or (loss_pool n) each top example replaced
+               by one of the n of its variant and family nearest in the base adapter's loss and
+               length; reports `balance` and `overlap_with_top`
   format, shortest, longest, lowest_loss, format_loss, format_base_loss
                trivial filters at the same k, one run per training seed
 
@@ -115,21 +117,39 @@ def selection(cfg: Config, study: Any, ctx: Any) -> tuple[list[np.ndarray], dict
     if cfg.arm == "top":
         chosen_sets = [target for _ in cfg.train_seeds]
     elif cfg.arm == "random":
-        keys = subsets.strata(study.examples, lengths, order, cfg.length_bins)
-        draws = subsets.random_draws(order, cfg.k, cfg.rank_from, cfg.random_from, cfg.n_subsets, cfg.seed,
-                                     matched=cfg.matched, keys=keys)
-        chosen_sets = [d for d, _ in draws]
-        cov = subsets.covariates(study.examples, lengths, loss, base_loss)
-        info.update(balance=subsets.balance(target, chosen_sets, cov), overlap_with_top=subsets.overlap(target, chosen_sets),
-                    borrowed=[b for _, b in draws], matched=cfg.matched,
-                    matched_on=["variant", "family", f"length ({cfg.length_bins} bins)"] if cfg.matched else [],
-                    n_strata=len(set(keys.values())))
+        chosen_sets, drawn = random_sets(cfg, study.examples, lengths, order, loss, base_loss)
+        info.update(drawn)
     else:
         chosen_sets = [subsets.filtered(cfg.arm, order, cfg.k, study.examples, lengths, loss, cfg.seed, base_loss)
                        for _ in cfg.train_seeds]
         info["filter_overlap_with_top"] = round(len(np.intersect1d(chosen_sets[0], target)) / cfg.k, 4)
     info["target_composition"] = subsets_composition(study, target)
     return chosen_sets, info
+
+
+def random_sets(cfg: Config, examples: list[dict[str, Any]], lengths: np.ndarray, order: np.ndarray,
+                loss: np.ndarray, base_loss: np.ndarray) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """The random arm's subsets (matched to the top window as `cfg` says) and what it reports about
+    them: balance, overlap with the top window, borrowing. No model: scripts/attribution_draw_design.py
+    calls it to print the balance of a design before any finetune."""
+    from pipeline.attribution import subsets
+
+    target = subsets.top_window(order, cfg.k, cfg.rank_from)
+    keys = subsets.strata(examples, lengths, order, cfg.length_bins)
+    near = None
+    if cfg.loss_pool:
+        keys = {i: key[:2] for i, key in keys.items()}  # (variant, family); loss and length by distance
+        near = np.stack([base_loss / np.std(base_loss[order]), lengths / np.std(lengths[order])], axis=1)
+    draws = subsets.random_draws(order, cfg.k, cfg.rank_from, cfg.random_from, cfg.n_subsets, cfg.seed,
+                                 matched=cfg.matched, keys=keys, value=near, pool=cfg.loss_pool)
+    chosen_sets = [d for d, _ in draws]
+    cov = subsets.covariates(examples, lengths, loss, base_loss)
+    matched_on = (["variant", "family", f"base adapter's loss and length (nearest {cfg.loss_pool})"]
+                  if cfg.loss_pool else ["variant", "family", f"length ({cfg.length_bins} bins)"])
+    return chosen_sets, {"balance": subsets.balance(target, chosen_sets, cov),
+                         "overlap_with_top": subsets.overlap(target, chosen_sets), "borrowed": [b for _, b in draws],
+                         "matched": cfg.matched, "matched_on": matched_on if cfg.matched else [],
+                         "n_strata": len(set(keys.values()))}
 
 
 def subsets_composition(study: Any, indices: np.ndarray) -> dict[str, float]:

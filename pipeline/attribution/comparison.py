@@ -11,9 +11,10 @@ as baselines. This node reads the top arm, the random arm and each filter's arm
   balance           the random arm's standardized mean differences against the top window, per
                     covariate (variant shares, the largest family share, token length, ...);
                     balance_max over the covariates the draws are matched on (MATCHED, near zero by
-                    construction), balance_unmatched_max and balance_unmatched_worst over the rest
-                    (difficulty, clue count, ambiguity, the shipped model's and the base adapter's
-                    loss), which nothing holds
+                    construction, and the base adapter's loss where loss_pool matches it),
+                    balance_unmatched_max and balance_unmatched_worst over the rest (difficulty, clue
+                    count, ambiguity, the shipped model's loss, and the base adapter's where not
+                    matched), which nothing holds
   gain_mde          the gain this design detects with 80 % power at the 5 % level (2.8 standard
                     errors, read off the gain's interval), for a reader of a null
 """
@@ -95,7 +96,8 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     gain = estimates["gain"]
     rand = results["random"].values
     filters = {name: round(float(np.mean(results[name].values["success_matrix"])), 4) for name in cfg.filters}
-    unmatched = {c: abs(v) for c, v in rand.get("balance", {}).items() if c not in MATCHED}
+    matched = MATCHED + (("base_loss",) if cfg.loss_pool else ())
+    unmatched = {c: abs(v) for c, v in rand.get("balance", {}).items() if c not in matched}
     worst = max(unmatched, key=unmatched.get, default=None)  # the first of equals, as max() over them was
     values = {"top_success": top_rate, "n_subsets": len(rates), "n_top_runs": len(top_m), "sided": "one",
               "subset_success": [round(float(x), 4) for x in rates],
@@ -103,7 +105,7 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
               "n_subsets_at_or_above": int((rates >= top_rate).sum()), "rank_p": rank_p(top_rate, rates),
               "top_composition": results["top"].values["composition"], "random_composition": rand["composition"],
               "balance": rand.get("balance", {}), "overlap_with_top": rand.get("overlap_with_top"),
-              "balance_max": max((abs(rand["balance"][c]) for c in MATCHED if c in rand.get("balance", {})),
+              "balance_max": max((abs(rand["balance"][c]) for c in matched if c in rand.get("balance", {})),
                                  default=None),
               "balance_unmatched_max": unmatched[worst] if worst else None,
               "balance_unmatched_worst": UNMATCHED.get(worst, worst) if worst else None,

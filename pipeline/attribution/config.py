@@ -4,7 +4,7 @@ claim's spec names only what it changes and each upstream node gets exactly its 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, field_validator, model_validator
 
@@ -37,8 +37,8 @@ class FinetuneConfig(GameConfig):
 
 
 READINGS = ("mean-p32", "nearest-p32", "mean-p32-query", "nearest-p32-query", "mean-p16")
-FILTERS = ("format", "shortest", "longest", "lowest_loss", "format_loss", "format_base_loss")
 Filter = Literal["format", "shortest", "longest", "lowest_loss", "format_loss", "format_base_loss"]
+FILTERS = get_args(Filter)
 Arm = Literal["top", "random", Filter]
 
 
@@ -111,6 +111,12 @@ class SelectionConfig(ReadingsConfig):
                           "so that every subset has the top window's composition in each stratum.")
     length_bins: int = Field(4, ge=1, description="Quantile bins of token length over the selectable pool "
                              "(strata of the matched draw).")
+    loss_pool: int = Field(0, ge=0, description="random arm, matched: 0 draws within strata (variant x family "
+                           "x length bin), as many from each as the top window holds; n > 0 serves each top "
+                           "example with a uniform pick among the n free examples of its (variant, family) "
+                           "stratum nearest to it in the base adapter's loss and token length (each divided by "
+                           "its standard deviation over the selectable pool), so that the draws also match the "
+                           "loss (pipeline/attribution/subsets.py, nearest_draw).")
     continuation_lr: float = Field(1e-3, gt=0)
     continuation_epochs: int = Field(3, ge=1)
 
@@ -129,7 +135,7 @@ class SelectionConfig(ReadingsConfig):
 
 
 #: What each arm ignores, reset to its default so that equal arms get equal configs (one node).
-_RANDOM_ONLY = ("random_from", "n_subsets", "matched", "length_bins")
+_RANDOM_ONLY = ("random_from", "n_subsets", "matched", "length_bins", "loss_pool")
 
 
 class ArmConfig(SelectionConfig):

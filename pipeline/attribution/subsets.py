@@ -5,7 +5,11 @@ examples' metadata (no model), so that tests check them exactly.
     top      ranks [rank_from, rank_from + k) of the selectable pool
     random   k examples drawn from ranks >= random_from; matched: within strata of what predicts
              success besides the ranking (variant, family, token-length bin), as many from each
-             stratum as the top window holds, so that every draw has its composition exactly
+             stratum as the top window holds, so that every draw has its composition exactly;
+             or nearest: each top example replaced by a uniform pick among the few free examples
+             of its variant and family nearest to it in the base adapter's loss and length, so
+             that the draws match that loss too (the top of the ranking fits the base adapter
+             better than the pool does)
     format   examples whose completion has the query set's answer format (FORMAT), in a seeded
              random order, then the others; shortest / longest: by token count; lowest_loss: by
              the shipped model's mean completion loss per token (lowest first); format_loss: the
@@ -88,17 +92,54 @@ def matched_draw(target: np.ndarray, eligible: np.ndarray, keys: dict[int, tuple
     return np.sort(np.array(chosen, dtype=int)), borrowed
 
 
+def nearest_draw(target: np.ndarray, eligible: np.ndarray, keys: dict[int, tuple[str, str, int]],
+                 value: np.ndarray, pool: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """len(target) examples drawn without replacement from `eligible`, one per target example: a
+    uniform pick among the `pool` free examples of its stratum nearest to it in `value` (ties by
+    index), the target example itself among them when eligible; a stratum with no free example
+    borrows from its coarser strata. Target examples are served in a random order. Returns the
+    sorted draw and how many examples were borrowed."""
+    value = np.asarray(value, dtype=float)
+    value = value[:, None] if value.ndim == 1 else value
+    free = {int(i) for i in eligible}
+    chosen: list[int] = []
+    borrowed = 0
+    depth = len(next(iter(keys.values())))
+    for i in rng.permutation(np.asarray(target)):
+        i = int(i)
+        for level in range(depth, -1, -1):
+            members = np.array(sorted(j for j in free if keys[j][:level] == keys[i][:level]), dtype=int)
+            if len(members):
+                break
+        else:
+            raise ValueError(f"cannot draw {len(target)} examples from the {len(eligible)} eligible")
+        borrowed += level < depth
+        near = members[np.lexsort((members, np.linalg.norm(value[members] - value[i], axis=1)))][:pool]
+        pick = int(rng.choice(near))
+        chosen.append(pick)
+        free.discard(pick)
+    return np.sort(np.array(chosen, dtype=int)), borrowed
+
+
 def random_draws(order: np.ndarray, k: int, rank_from: int, random_from: int, n: int, seed: int, *,
-                 matched: bool, keys: dict[int, tuple[str, str, int]] | None = None) -> list[tuple[np.ndarray, int]]:
-    """n random subsets of k from ranks >= random_from, each (sorted indices, examples borrowed)."""
+                 matched: bool, keys: dict[int, tuple[str, str, int]] | None = None,
+                 value: np.ndarray | None = None, pool: int = 0) -> list[tuple[np.ndarray, int]]:
+    """n random subsets of k from ranks >= random_from, each (sorted indices, examples borrowed).
+    matched: within strata (`keys`); with `pool` > 0 also near each top example in `value`
+    (nearest_draw), else as many from each stratum as the top window holds (matched_draw)."""
     eligible = order[random_from:]
     if len(eligible) < k:
         raise ValueError(f"cannot draw {k} examples from the {len(eligible)} at ranks >= {random_from}")
+    if pool and value is None:
+        raise ValueError("a draw matched on the nearest values needs the value of each example")
     target = top_window(order, k, rank_from)
     out = []
     for r in range(n):
         rng = np.random.default_rng([seed, r, 7])
-        if matched:
+        if matched and pool:
+            assert keys is not None and value is not None
+            out.append(nearest_draw(target, eligible, keys, value, pool, rng))
+        elif matched:
             assert keys is not None
             out.append(matched_draw(target, eligible, keys, rng))
         else:
