@@ -9,7 +9,10 @@ For each selection comparison of claims/specs (its control's config, arm random)
 replaced by one of the n of its variant and family nearest in the base adapter's loss and length),
 it prints the standardized mean differences of the draws against the top window (the base
 adapter's and the shipped model's loss, the largest over the covariates matched on composition) and
-how much of the top window a draw shares on average (1: no room left). It reads the committed
+how much of the top window a draw shares on average (1: no room left), and the standardized
+difference of each loss among only the examples that differ (those a draw swaps in against those
+it leaves out of the top window, pooled over draws): the balance of what the comparison actually
+contrasts, larger than the whole draw's by about 1 / (1 - overlap). It reads the committed
 scores, readings and pool-loss results (no model is run; the tokenizer gives the lengths).
 """
 
@@ -68,18 +71,26 @@ def main() -> None:
     reading = committed("pipeline.attribution.readings", first.upstream(ReadingsConfig))["chosen"]
     losses = committed("pipeline.attribution.pool_losses", first.upstream(FinetuneConfig))
     loss, base = (per_example(losses, len(examples), name) for name in ("loss_shipped", "loss_base"))
+    from pipeline.attribution.subsets import smd, top_window
+
     print(f"reading {reading}; SMD of the draws against the top window; overlap: share of the top window a draw holds")
     for claim, config in specs:
         cfg = ComparisonConfig(**config)
         order = ranking(scores, examples, cfg.overlap, reading)
         for pool in args.pools:
             arm = ArmConfig(**{**cfg.arms()["random"], "loss_pool": pool})
-            _, info = random_sets(arm, examples, lengths, order, loss, base)
+            draws, info = random_sets(arm, examples, lengths, order, loss, base)
             b = info["balance"]
+            target = top_window(order, cfg.k, cfg.rank_from)
+            swapped_in = np.concatenate([np.setdiff1d(d, target) for d in draws])
+            left_out = np.concatenate([np.setdiff1d(target, d) for d in draws])
+            differ = {name: smd(values[left_out], values[swapped_in]) for name, values in
+                      (("base", base), ("shipped", loss))}
             composition = max(abs(b[c]) for c in ("clean", "noisy", "off_format", "family", "length"))
             print(f"{claim:36s} loss_pool {pool}: base adapter's loss {b['base_loss']:+.3f}, shipped model's "
                   f"{b['zero_shot_loss']:+.3f}, composition max {composition:.3f} (length {b['length']:+.3f}), "
-                  f"overlap {info['overlap_with_top']['mean']:.2f}, borrowed {sum(info['borrowed'])}")
+                  f"overlap {info['overlap_with_top']['mean']:.2f}, borrowed {sum(info['borrowed'])}; among the examples "
+                  f"that differ: base {differ['base']:+.3f}, shipped {differ['shipped']:+.3f}")
 
 
 if __name__ == "__main__":
