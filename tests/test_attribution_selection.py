@@ -411,7 +411,8 @@ def test_combined_trivial_scores_are_baselines_of_the_readings_on_the_same_pool(
 
 
 def test_the_seed_design_runs_through_the_engine_on_the_tiny_model(project):
-    comparison = run_node(project, "pipeline.attribution.comparison", start="base", filters=list(subsets_names()))
+    comparison = run_node(project, "pipeline.attribution.comparison", start="base", loss_pool=2,
+                          filters=list(subsets_names()))
     v = comparison.values
     readings = run_node(project, "pipeline.attribution.readings")
     assert readings.values["chosen"] in TINY["readings"] and v["reading"] == readings.values["chosen"]
@@ -424,7 +425,9 @@ def test_the_seed_design_runs_through_the_engine_on_the_tiny_model(project):
     assert set(v["filter_success"]) == set(subsets_names()) and v["best_filter"] in subsets_names()
     assert {"gain", "gain_over_best_filter", "gain_over_lowest_loss"} <= set(comparison.estimates)
     assert 0 < v["rank_p"] <= 1 and v["gain_mde"] >= 0
-    unmatched = {c: abs(x) for c, x in v["balance"].items() if c not in ("clean", "noisy", "off_format", "family", "length")}
+    assert abs(v["balance"]["base_loss"]) <= v["balance_max"]  # matched on the base adapter's loss (loss_pool)
+    unmatched = {c: abs(x) for c, x in v["balance"].items()
+                 if c not in ("clean", "noisy", "off_format", "family", "length", "base_loss")}
     worst = max(unmatched, key=unmatched.get)
     assert v["balance_unmatched_max"] == unmatched[worst] and v["balance_unmatched_worst"] == comparison_labels()[worst]
     top = run_node(project, "pipeline.attribution.arm", start="base", n_subsets=32)  # the comparison's top arm
@@ -433,9 +436,11 @@ def test_the_seed_design_runs_through_the_engine_on_the_tiny_model(project):
     continued = run_node(project, "pipeline.attribution.arm", start="adapter", n_subsets=32, continuation_epochs=1)
     assert {"success", "gain_over_base"} == set(continued.estimates)
     assert continued.values["runs"][0]["ids"] == top.values["runs"][0]["ids"]  # the same window, another start
-    versus = run_node(project, "pipeline.attribution.comparison", start="adapter", continuation_epochs=1,
+    versus = run_node(project, "pipeline.attribution.comparison", start="adapter", continuation_epochs=1, loss_pool=2,
                       filters=list(subsets_names()))
-    render_the_specs({"base": (top, comparison), "adapter": (continued, versus), "readings": (readings, None)})
+    window = run_node(project, "pipeline.attribution.comparison", start="adapter", continuation_epochs=1)
+    render_the_specs({"base": (top, comparison), "adapter": (continued, versus), "window": (continued, window),
+                      "readings": (readings, None)})
 
 
 def test_the_few_shot_baseline_prompts_each_item_with_solved_examples_of_its_family(project):
@@ -556,7 +561,7 @@ def render_the_specs(results, only=None):
     kinds = [("attribution-fingerprint-selection", "fingerprint"), ("attribution-topk-vs-random", "base"),
              ("attribution-topk-continuation", "adapter"), ("attribution-continuation-over-base", "adapter"),
              ("attribution-topk-scale", "adapter"), ("attribution-topk-overlap", "adapter"),
-             ("attribution-rank-window", "adapter"), ("attribution-ranking-variants", "readings")]
+             ("attribution-rank-window", "window"), ("attribution-ranking-variants", "readings")]
     for claim, kind in [(c, k) for c, k in kinds if (c in only if only else k in results)]:
         spec = load_spec(ROOT / "claims" / "specs" / f"{claim}.yaml", ROOT)
         main, control = results[kind]
@@ -567,7 +572,17 @@ def render_the_specs(results, only=None):
         if spec.control_spec is not None and spec.control_spec.matched_on:
             out = Outcome(id=claim, title="", kind="estimate", status="", headline=False, section="")
             check_control(spec, namespace["control"], out, True)
-            assert set(out.balance) == set(spec.control_spec.matched_on) and all(b["ok"] for b in out.balance.values())
+            assert set(out.balance) == set(spec.control_spec.matched_on)
+            # composition is matched exactly by construction; the base adapter's loss by distance, which
+            # the tiny pool is too small to bring within tolerance (test_a_draw_nearest_in_a_planted_loss...
+            # checks the matching itself): here the engine must read it as the spec declares it
+            exact = {k: b for k, b in out.balance.items() if k != "base_loss"}
+            assert all(b["ok"] for b in exact.values()), (claim, exact)
+            if "base_loss" in out.balance:
+                loss = out.balance["base_loss"]
+                assert loss["tolerance"] == spec.control_spec.matched_on["base_loss"]
+                assert loss["achieved"] == pytest.approx(namespace["control"]["balance"]["base_loss"], abs=1e-4)
+                assert loss["ok"] == (abs(loss["achieved"]) <= loss["tolerance"])
             assert out.rank["draws"] == 2 and any("fewer than the 32" in p for p in out.problems)
 
 
