@@ -42,6 +42,7 @@ def committed(node: str, config: dict) -> dict:
 
 def main() -> None:
     from pipeline.attribution.arm import random_sets
+    from pipeline.attribution.comparison import MATCHED
     from pipeline.attribution.config import (
         ArmConfig,
         ComparisonConfig,
@@ -53,6 +54,7 @@ def main() -> None:
     from pipeline.attribution.pool import build
     from pipeline.attribution.pool_losses import per_example
     from pipeline.attribution.scores import ranking
+    from pipeline.attribution.subsets import smd, top_window
     from pipeline.models import load
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -71,8 +73,6 @@ def main() -> None:
     reading = committed("pipeline.attribution.readings", first.upstream(ReadingsConfig))["chosen"]
     losses = committed("pipeline.attribution.pool_losses", first.upstream(FinetuneConfig))
     loss, base = (per_example(losses, len(examples), name) for name in ("loss_shipped", "loss_base"))
-    from pipeline.attribution.subsets import smd, top_window
-
     print(f"reading {reading}; SMD of the draws against the top window; overlap: share of the top window a draw holds")
     for claim, config in specs:
         cfg = ComparisonConfig(**config)
@@ -86,7 +86,7 @@ def main() -> None:
             left_out = np.concatenate([np.setdiff1d(target, d) for d in draws])
             differ = {name: smd(values[left_out], values[swapped_in]) for name, values in
                       (("base", base), ("shipped", loss))}
-            composition = max(abs(b[c]) for c in ("clean", "noisy", "off_format", "family", "length"))
+            composition = max(abs(b[c]) for c in MATCHED)
             print(f"{claim:36s} loss_pool {pool}: base adapter's loss {b['base_loss']:+.3f}, shipped model's "
                   f"{b['zero_shot_loss']:+.3f}, composition max {composition:.3f} (length {b['length']:+.3f}), "
                   f"overlap {info['overlap_with_top']['mean']:.2f}, borrowed {sum(info['borrowed'])}; among the examples "
