@@ -4,6 +4,7 @@ per-example backward pass, and several finetunes trained one at a time against o
     .venv/bin/python scripts/bench_attribution.py                  # embedded 270M, 64 pool + 16 query examples
     .venv/bin/python scripts/bench_attribution.py --profile tiny
     .venv/bin/python scripts/bench_attribution.py --parts finetune --jobs 4 --k 32
+    .venv/bin/python scripts/bench_attribution.py --parts losses --jobs 4
 
 The model carries the study's LoRA adapter (top 6 layers; a fresh one, its B matrices set to small
 random values so that every LoRA gradient is non-zero). Three ways to score the same pool
@@ -50,7 +51,7 @@ def main() -> None:
     parser.add_argument("--query", type=int, default=16, help="query examples")
     parser.add_argument("--projection-dim", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--parts", default="bergson,finetune,ridge", help="comma-separated: bergson, finetune, ridge")
+    parser.add_argument("--parts", default="bergson,finetune,ridge", help="comma-separated: bergson, finetune, ridge, losses")
     parser.add_argument("--targets", type=int, default=4, help="ridge part: shuffled targets fit")
     parser.add_argument("--jobs", type=int, default=4, help="finetune part: finetunes per batched pass")
     parser.add_argument("--k", type=int, default=32, help="finetune part: examples per finetune")
@@ -78,6 +79,8 @@ def main() -> None:
 
     if "ridge" in parts:
         bench_ridge(args)
+    if "losses" in parts:
+        bench_losses(args)
     if not parts & {"finetune", "bergson"}:
         return
     lm = load(args.profile)
@@ -129,6 +132,41 @@ def main() -> None:
     for name in ("bergson", "bergson-full", "bergson-cached"):
         print(f"{name} vs plain per-example backward: {plain_cpu / timings[name][0]:.2f}x the throughput (CPU time)")
     print(f"bergson-cached vs bergson: {timings['bergson'][0] / timings['bergson-cached'][0]:.2f}x (CPU time)")
+
+
+def bench_losses(args) -> None:
+    """The batched pass's loss terms at the study's shape (--jobs jobs x 8 rows x about 4.5 completion
+    tokens, the 262,144-token vocabulary), forward and backward: each job's block of logits sliced
+    and given to F.cross_entropy (the batched pass until session 21) against pipeline.attribution.batched.job_losses."""
+    import time
+
+    import torch
+    import torch.nn.functional as F
+
+    from pipeline.attribution.batched import job_losses
+
+    blocks = [36] * args.jobs
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(sum(blocks), 262_144, generator=gen)
+    targets = torch.randint(0, 262_144, (sum(blocks),), generator=gen)
+
+    def sliced(x):
+        out, at = [], 0
+        for n in blocks:
+            out.append(F.cross_entropy(x[at: at + n], targets[at: at + n]))
+            at += n
+        return out
+
+    seconds, grads = {}, {}
+    for name, fn in (("sliced", sliced), ("gathered", lambda x: job_losses(x, targets, blocks))):
+        start = time.perf_counter()
+        for _ in range(args.targets):
+            x = logits.clone().requires_grad_(True)
+            torch.stack(fn(x)).sum().backward()
+        seconds[name], grads[name] = (time.perf_counter() - start) / args.targets, x.grad
+    print(f"loss terms: {args.jobs} jobs x {blocks[0]} tokens; sliced {seconds['sliced']:.3f} s per step, gathered "
+          f"{seconds['gathered']:.3f} s ({seconds['sliced'] / seconds['gathered']:.1f}x); gradients bit-equal: "
+          f"{torch.equal(grads['sliced'], grads['gathered'])}")
 
 
 def bench_ridge(args) -> None:

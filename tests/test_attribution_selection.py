@@ -612,3 +612,29 @@ def test_batched_finetunes_equal_one_at_a_time(lm, trained):
     again = finetune_jobs(study, _spec(), jobs, held, {}, batch_size=5, eval_batch_size=8, parallel=3)
     assert [r["success"] for r in again] == [r["success"] for r in one]
     assert all(r["seconds"]["batched"] == 3 for r in again)
+
+
+def test_per_job_losses_are_cross_entropy_on_each_block_bit_for_bit():
+    """The batched pass's loss terms: each job's value and the gradient they send to the logits are
+    what F.cross_entropy on that job's block of rows gives, exactly (not within a tolerance)."""
+    import torch
+    import torch.nn.functional as F
+
+    from pipeline.attribution.batched import job_losses
+
+    gen = torch.Generator().manual_seed(0)
+    blocks = [7, 3, 11, 5]
+    logits = torch.randn(sum(blocks), 5000, generator=gen) * 4
+    targets = torch.randint(0, 5000, (sum(blocks),), generator=gen)
+    weights = torch.rand(len(blocks), generator=gen)  # an unequal sum, so each block's gradient is its own
+    mine = logits.clone().requires_grad_(True)
+    terms = job_losses(mine, targets, blocks)
+    (torch.stack(terms) * weights).sum().backward()
+    plain = logits.clone().requires_grad_(True)
+    expected, at = [], 0
+    for n in blocks:
+        expected.append(F.cross_entropy(plain[at: at + n], targets[at: at + n]))
+        at += n
+    (torch.stack(expected) * weights).sum().backward()
+    assert torch.equal(torch.stack(terms), torch.stack(expected))
+    assert torch.equal(mine.grad, plain.grad)

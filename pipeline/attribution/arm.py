@@ -146,7 +146,11 @@ def random_sets(cfg: Config, examples: list[dict[str, Any]], lengths: np.ndarray
     cov = subsets.covariates(examples, lengths, loss, base_loss)
     matched_on = (["variant", "family", f"base adapter's loss and length (nearest {cfg.loss_pool})"]
                   if cfg.loss_pool else ["variant", "family", f"length ({cfg.length_bins} bins)"])
+    from pipeline.attribution.comparison import MATCHED
+
+    covariates = [*MATCHED, "base_loss"] if cfg.loss_pool else list(MATCHED)
     return chosen_sets, {"balance": subsets.balance(target, chosen_sets, cov),
+                         "matched_covariates": covariates if cfg.matched else [],
                          "overlap_with_top": subsets.overlap(target, chosen_sets), "borrowed": [b for _, b in draws],
                          "matched": cfg.matched, "matched_on": matched_on if cfg.matched else [],
                          "n_strata": len(set(keys.values()))}

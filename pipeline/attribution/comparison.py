@@ -10,8 +10,8 @@ as baselines. This node reads the top arm, the random arm and each filter's arm
                     one-sided (sided: one): how often a matched random subset does as well
   balance           the random arm's standardized mean differences against the top window, per
                     covariate (variant shares, the largest family share, token length, ...);
-                    balance_max over the covariates the draws are matched on (MATCHED, near zero by
-                    construction, and the base adapter's loss where loss_pool matches it),
+                    balance_max over the covariates the draws are matched on (the arm's matched_covariates:
+                    MATCHED, near zero by construction, and the base adapter's loss where loss_pool matches it),
                     balance_unmatched_max and balance_unmatched_worst over the rest (difficulty, clue
                     count, ambiguity, the shipped model's loss, and the base adapter's where not
                     matched), which nothing holds
@@ -96,7 +96,7 @@ def run(config: dict[str, Any], ctx: Any) -> Result:
     gain = estimates["gain"]
     rand = results["random"].values
     filters = {name: round(float(np.mean(results[name].values["success_matrix"])), 4) for name in cfg.filters}
-    matched = MATCHED + (("base_loss",) if cfg.loss_pool else ())
+    matched = tuple(rand["matched_covariates"])  # the balance keys the arm's draw holds, as it reports them
     unmatched = {c: abs(v) for c, v in rand.get("balance", {}).items() if c not in matched}
     worst = max(unmatched, key=unmatched.get, default=None)  # the first of equals, as max() over them was
     values = {"top_success": top_rate, "n_subsets": len(rates), "n_top_runs": len(top_m), "sided": "one",
