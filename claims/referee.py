@@ -75,6 +75,11 @@ def check_baselines(spec: ClaimSpec, namespace: dict[str, Any], results: dict[st
         return
     strongest = min(scored, key=lambda r: r["difference"])
     strongest["strongest"] = True
+    # the statement may cite it: {strongest_baseline.label}, {strongest_baseline.value:.2f},
+    # {strongest_baseline.difference:+.2f} ({strongest_baseline.difference_ci[0]:+.2f} to ...)
+    namespace.setdefault("strongest_baseline", {"label": strongest["label"], "value": strongest["value"],
+                                                "difference": strongest["difference"],
+                                                "difference_ci": strongest["ci"]})
     beats = strongest["beats"]
     out.baseline_verdict = f"{BEATS if beats else DOES_NOT_BEAT} ({strongest['label']})"
     expected = spec.baseline_expectation

@@ -351,7 +351,9 @@ class ClaimSpec(_Strict):
     )
     baselines: list[Baseline] = Field(
         default_factory=list, description="Trivial baselines scored on the same items (model confidence, length, "
-        "question family, a format regex, a bag of words); verify reports the claim against the strongest.")
+        "question family, a format regex, a bag of words); verify reports the claim against the strongest, "
+        "which the statement may cite as {strongest_baseline.label}, {strongest_baseline.value}, "
+        "{strongest_baseline.difference} and {strongest_baseline.difference_ci[0]} / [1].")
     why_no_baseline: str | None = Field(
         default=None, description="A headline claim that expects an effect names baselines or says here why none applies.")
     versus_baseline: Literal["beats", "does_not_beat"] | None = Field(

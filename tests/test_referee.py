@@ -162,6 +162,17 @@ def test_the_referee_checks(ref, what, text, status, line):
         assert out.exit_code == 0
 
 
+def test_a_statement_can_cite_the_strongest_baseline_the_engine_found(ref):
+    text = CASES[10][1].replace(
+        "statement: The effect is {effect:.2f} ({effect_ci[0]:.2f} to {effect_ci[1]:.2f}).",
+        "statement: The effect is {effect:.2f}; over the strongest baseline, {strongest_baseline.label}, "
+        "{strongest_baseline.difference:+.2f} ({strongest_baseline.difference_ci[0]:+.2f} to "
+        "{strongest_baseline.difference_ci[1]:+.2f}).")
+    assert text != CASES[10][1]
+    _, claim = verify_one(ref, text)
+    assert "over the strongest baseline, answer length, +0.10 (-0.05 to +0.25)." in claim["statement"]
+
+
 def test_verdict_words_follow_the_checks(ref):
     _, claim = verify_one(ref, CASES[12][1])
     assert claim["verdict"] == "detected"
