@@ -554,7 +554,7 @@ def render_the_specs(results, only=None):
     """Every attribution selection spec's statement renders from the tiny results of its kind, and
     the engine reads the control's balance in the form the spec declares (all within tolerance)."""
     from claims.numbers import render_statement
-    from claims.referee import check_control
+    from claims.referee import check_baselines, check_control
     from claims.spec import load_spec
     from claims.verify import Outcome
 
@@ -568,6 +568,11 @@ def render_the_specs(results, only=None):
         namespace = {**main.namespace(), "level": 0.95}
         if control is not None:
             namespace["control"] = control.namespace()
+        if spec.baselines:  # the engine adds the strongest baseline a statement may cite (those read from
+            # another experiment's result are left out: the tiny runs do not make it)
+            inline = spec.model_copy(update={"baselines": [b for b in spec.baselines if not b.experiment]})
+            check_baselines(inline, namespace, {}, Outcome(id=claim, title="", kind="estimate", status="",
+                                                           headline=False, section=""))
         assert render_statement(spec.statement, namespace, claim)
         if spec.control_spec is not None and spec.control_spec.matched_on:
             out = Outcome(id=claim, title="", kind="estimate", status="", headline=False, section="")
